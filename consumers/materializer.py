@@ -1,0 +1,330 @@
+"""Turns a batch of raw log messages into rows for every ClickHouse table (pure logic).
+
+Decisions live here — decode, dedupe by writer sequence, param immutability, unknown/deleted
+runs, the run state machine — and I/O does not: aggregate state the batch needs is asked for
+through a ``StateReader`` *as of the first offset of the batch in that partition*, so that
+re-processing a batch after a crash makes exactly the same decisions as the first time.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable, Protocol
+
+import numpy as np
+import pyarrow as pa
+
+from consumers.run_state import RunState
+from schemas import EXPERIMENT_EVENT_TYPES, DecodedEvent, EventCodec, MetricBatch, default_codec
+from trackstream.errors import DecodeError
+
+MAX_REJECT_RAW_BYTES = 65536
+ENVELOPE_FIELDS = ("event_id", "writer_id", "seq", "timestamp_ms", "run_id", "experiment_id")
+
+
+class RejectReason:
+    UNDECODABLE = "undecodable"
+    UNKNOWN_SCHEMA = "unknown_schema"
+    UNKNOWN_RUN = "unknown_run"
+    RUN_DELETED = "run_deleted"
+    RUN_EXISTS = "run_already_exists"
+    PARAM_CONFLICT = "param_conflict"
+    INVALID_EVENT = "invalid_event"
+    SEQUENCE_GAP = "sequence_gap"
+
+
+@dataclass(frozen=True)
+class SourceMessage:
+    partition: int
+    offset: int
+    value: bytes | None
+    key: bytes | None = None
+
+
+@dataclass
+class AggregateState:
+    """What the materializer must know about one run or experiment to decide on its next event."""
+
+    run: RunState | None = None
+    experiment: dict[str, Any] | None = None
+    params: dict[str, str] = field(default_factory=dict)
+    writer_seqs: dict[str, int] = field(default_factory=dict)
+
+
+class StateReader(Protocol):
+    def load(self, partition: int, before_offset: int, aggregate_ids: list[str]) -> dict[str, AggregateState]:
+        """State of the given aggregates built from rows with src_offset < before_offset."""
+
+
+@dataclass
+class TableRows:
+    """Columnar rows per table for one batch; metrics stay as numpy arrays."""
+
+    rows: dict[str, list[tuple]] = field(default_factory=lambda: defaultdict(list))
+    metric_parts: list[tuple[str, int, int, MetricBatch]] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def metrics_table(self) -> pa.Table | None:
+        if not self.metric_parts:
+            return None
+        run_ids = sorted({p[0] for p in self.metric_parts})
+        run_pos = {r: i for i, r in enumerate(run_ids)}
+        all_keys: dict[str, int] = {}
+        run_idx, key_idx, steps, stamps, values, parts, offsets = [], [], [], [], [], [], []
+        for run_id, partition, offset, batch in self.metric_parts:
+            n = len(batch)
+            remap = np.array([all_keys.setdefault(k, len(all_keys)) for k in batch.keys], dtype=np.int32)
+            run_idx.append(np.full(n, run_pos[run_id], dtype=np.int32))
+            key_idx.append(remap.take(batch.key_index) if n else np.empty(0, np.int32))
+            steps.append(batch.steps)
+            stamps.append(batch.timestamps)
+            values.append(batch.values)
+            parts.append(np.full(n, partition, dtype=np.uint32))
+            offsets.append(np.full(n, offset, dtype=np.uint64))
+        return pa.table({
+            "run_id": pa.DictionaryArray.from_arrays(pa.array(np.concatenate(run_idx)), pa.array(run_ids)),
+            "key": pa.DictionaryArray.from_arrays(pa.array(np.concatenate(key_idx)), pa.array(list(all_keys))),
+            "step": pa.array(np.concatenate(steps)),
+            "timestamp_ms": pa.array(np.concatenate(stamps)),
+            "value": pa.array(np.concatenate(values)),
+            "src_partition": pa.array(np.concatenate(parts)),
+            "src_offset": pa.array(np.concatenate(offsets)),
+        })
+
+    @property
+    def metric_points(self) -> int:
+        return sum(len(p[3]) for p in self.metric_parts)
+
+
+# Column order of each table's rows, as in consumers/migrations.
+TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "events": ("src_partition", "src_offset", "event_type", "schema_version", "event_id", "aggregate_id",
+               "writer_id", "seq", "timestamp_ms", "payload"),
+    "experiments": ("experiment_id", "name", "artifact_location", "lifecycle_stage", "creation_time",
+                    "last_update_time", "tags", "src_partition", "src_offset"),
+    "runs": ("run_id", "experiment_id", "run_name", "user_id", "source_name", "parent_run_id", "status",
+             "start_time", "end_time", "lifecycle_stage", "artifact_uri", "missing_artifacts",
+             "src_partition", "src_offset"),
+    "params": ("run_id", "key", "value", "timestamp_ms", "event_id", "src_partition", "src_offset"),
+    "tags": ("run_id", "key", "value", "deleted", "src_partition", "src_offset"),
+    "artifacts": ("run_id", "path", "size", "sha256", "uri", "committed_at", "src_partition", "src_offset"),
+    "rejects": ("src_partition", "src_offset", "reason", "detail", "event_type", "event_id", "aggregate_id",
+                "raw_base64"),
+}
+
+
+def run_row(state: RunState, partition: int, offset: int) -> tuple:
+    return (state.run_id, state.experiment_id, state.run_name, state.user_id, state.source_name,
+            state.parent_run_id, state.status, state.start_time, state.end_time, state.lifecycle_stage,
+            state.artifact_uri, list(state.missing_artifacts), partition, offset)
+
+
+def experiment_row(exp: dict[str, Any], partition: int, offset: int) -> tuple:
+    return (exp["experiment_id"], exp["name"], exp["artifact_location"], exp["lifecycle_stage"],
+            exp["creation_time"], exp["last_update_time"], dict(exp["tags"]), partition, offset)
+
+
+def event_payload_json(event: DecodedEvent) -> str:
+    record = event.record
+    if event.event_type == "metrics_logged":
+        body: dict[str, Any] = {"count": record["count"], "keys": record["keys"]}
+    else:
+        body = {k: v for k, v in record.items() if k not in ENVELOPE_FIELDS}
+    return json.dumps(body, separators=(",", ":"), default=str)
+
+
+class Materializer:
+    """Decides what every message of a batch does to the tables; keeps aggregate state between batches."""
+
+    def __init__(self, state_reader: StateReader, codec: EventCodec | None = None,
+                 artifact_root: str = "") -> None:
+        self._reader = state_reader
+        self._codec = codec or default_codec()
+        self._artifact_root = artifact_root.rstrip("/")
+        self._state: dict[str, AggregateState] = {}
+
+    def forget(self) -> None:
+        """Drop cached state (on partition reassignment: another worker may have moved it on)."""
+        self._state.clear()
+
+    def process(self, messages: Iterable[SourceMessage]) -> TableRows:
+        out = TableRows()
+        decoded: list[tuple[SourceMessage, DecodedEvent]] = []
+        for msg in messages:
+            event = self._decode_or_reject(msg, out)
+            if event is not None:
+                decoded.append((msg, event))
+        self._load_missing_state(decoded)
+        for msg, event in decoded:
+            self._apply(msg, event, out)
+        return out
+
+    def _decode_or_reject(self, msg: SourceMessage, out: TableRows) -> DecodedEvent | None:
+        try:
+            if msg.value is None:
+                raise DecodeError("empty message (tombstone)")
+            event = self._codec.decode(msg.value)
+            event.aggregate_id  # noqa: B018 - raises KeyError on a record without its id
+            return event
+        except DecodeError as exc:
+            reason = RejectReason.UNKNOWN_SCHEMA if "unknown schema" in str(exc) else RejectReason.UNDECODABLE
+            self._reject(out, msg, reason, str(exc))
+            return None
+
+    def _load_missing_state(self, decoded: list[tuple[SourceMessage, DecodedEvent]]) -> None:
+        first_offset: dict[int, int] = {}
+        missing: dict[int, set[str]] = defaultdict(set)
+        for msg, event in decoded:
+            first_offset.setdefault(msg.partition, msg.offset)
+            agg = event.aggregate_id
+            if agg not in self._state:
+                missing[msg.partition].add(agg)
+        for partition, aggregate_ids in missing.items():
+            loaded = self._reader.load(partition, first_offset[partition], sorted(aggregate_ids))
+            for agg in aggregate_ids:
+                self._state[agg] = loaded.get(agg) or AggregateState()
+
+    def _reject(self, out: TableRows, msg: SourceMessage, reason: str, detail: str,
+                event: DecodedEvent | None = None) -> None:
+        raw = base64.b64encode((msg.value or b"")[:MAX_REJECT_RAW_BYTES]).decode() if event is None else ""
+        out.rows["rejects"].append((
+            msg.partition, msg.offset, reason, detail,
+            event.event_type if event else "", event.record.get("event_id", "") if event else "",
+            event.aggregate_id if event else (msg.key or b"").decode("utf-8", "replace"), raw,
+        ))
+        out.counts["rejects"] += 1
+
+    def _apply(self, msg: SourceMessage, event: DecodedEvent, out: TableRows) -> None:
+        rec = event.record
+        state = self._state[event.aggregate_id]
+        p, o = msg.partition, msg.offset
+        out.rows["events"].append((p, o, event.event_type, event.writer_version, rec["event_id"], event.aggregate_id,
+                                   rec["writer_id"], rec["seq"], rec["timestamp_ms"], event_payload_json(event)))
+        last_seq = state.writer_seqs.get(rec["writer_id"], 0)
+        if rec["seq"] <= last_seq:
+            out.counts["duplicates"] += 1
+            return
+        if rec["seq"] > last_seq + 1 and last_seq > 0:
+            self._reject(out, msg, RejectReason.SEQUENCE_GAP,
+                         f"writer {rec['writer_id']} jumped from seq {last_seq} to {rec['seq']}; "
+                         f"{rec['seq'] - last_seq - 1} event(s) missing; this event was applied", event)
+        state.writer_seqs[rec["writer_id"]] = rec["seq"]
+        if event.event_type in EXPERIMENT_EVENT_TYPES:
+            self._apply_experiment(msg, event, state, out)
+        else:
+            self._apply_run(msg, event, state, out)
+        out.counts[event.event_type] += 1
+
+    def _apply_experiment(self, msg: SourceMessage, event: DecodedEvent, state: AggregateState,
+                          out: TableRows) -> None:
+        rec, kind = event.record, event.event_type
+        exp = state.experiment
+        if kind == "experiment_created":
+            if exp is not None:
+                if exp["name"] != rec["name"]:
+                    self._reject(out, msg, RejectReason.INVALID_EVENT,
+                                 f"experiment {rec['experiment_id']} already exists as {exp['name']!r}", event)
+                return
+            exp = {"experiment_id": rec["experiment_id"], "name": rec["name"],
+                   "artifact_location": rec["artifact_location"], "lifecycle_stage": "active",
+                   "creation_time": rec["timestamp_ms"], "last_update_time": rec["timestamp_ms"],
+                   "tags": {t["key"]: t["value"] for t in rec["tags"]}}
+        elif exp is None:
+            self._reject(out, msg, RejectReason.INVALID_EVENT, f"unknown experiment {rec['experiment_id']}", event)
+            return
+        else:
+            exp = dict(exp, tags=dict(exp["tags"]), last_update_time=rec["timestamp_ms"])
+            if kind == "experiment_renamed":
+                exp["name"] = rec["new_name"]
+            elif kind == "experiment_tag_set":
+                exp["tags"][rec["key"]] = rec["value"]
+            elif kind == "experiment_deleted":
+                exp["lifecycle_stage"] = "deleted"
+            elif kind == "experiment_restored":
+                exp["lifecycle_stage"] = "active"
+        state.experiment = exp
+        out.rows["experiments"].append(experiment_row(exp, msg.partition, msg.offset))
+
+    def _apply_run(self, msg: SourceMessage, event: DecodedEvent, state: AggregateState, out: TableRows) -> None:
+        rec, kind = event.record, event.event_type
+        p, o = msg.partition, msg.offset
+        run = state.run
+        if kind == "run_created":
+            if run is not None:
+                self._reject(out, msg, RejectReason.RUN_EXISTS, f"run {rec['run_id']} was already created", event)
+                return
+            run = RunState(
+                run_id=rec["run_id"], experiment_id=rec["experiment_id"], run_name=rec["run_name"],
+                user_id=rec["user_id"], source_name=rec["source_name"], parent_run_id=rec["parent_run_id"] or "",
+                start_time=rec["start_time_ms"], artifact_uri=f"{self._artifact_root}/{rec['experiment_id']}/{rec['run_id']}/artifacts",
+            )
+            state.run = run
+            out.rows["runs"].append(run_row(run, p, o))
+            for tag in rec["tags"]:
+                out.rows["tags"].append((run.run_id, tag["key"], tag["value"], 0, p, o))
+            return
+        if run is None:
+            self._reject(out, msg, RejectReason.UNKNOWN_RUN, f"no run_created seen for run {rec['run_id']}", event)
+            return
+        if run.is_deleted and kind != "run_restored":
+            self._reject(out, msg, RejectReason.RUN_DELETED,
+                         f"run {run.run_id} is deleted; {kind} was not applied", event)
+            return
+        if kind == "metrics_logged":
+            try:
+                batch = MetricBatch.from_record(rec)
+            except DecodeError as exc:
+                self._reject(out, msg, RejectReason.INVALID_EVENT, str(exc), event)
+                return
+            out.metric_parts.append((run.run_id, p, o, batch))
+        elif kind == "params_set":
+            self._apply_params(msg, event, state, out)
+        elif kind == "tags_set":
+            for tag in rec["tags"]:
+                out.rows["tags"].append((run.run_id, tag["key"], tag["value"], 0, p, o))
+                if tag["key"] == "mlflow.runName":
+                    state.run = replace(state.run, run_name=tag["value"])  # type: ignore[arg-type]
+                    out.rows["runs"].append(run_row(state.run, p, o))
+        elif kind == "tag_deleted":
+            out.rows["tags"].append((run.run_id, rec["key"], "", 1, p, o))
+        elif kind == "artifact_committed":
+            out.rows["artifacts"].append((run.run_id, rec["path"], rec["size"], rec["sha256"], rec["uri"],
+                                          rec["timestamp_ms"], p, o))
+            self._set_run(state, run.commit_artifact(rec["path"]), p, o, out, changed_only=True)
+        elif kind == "finalize_requested":
+            self._set_run(state, run.request_finalize([m["path"] for m in rec["manifest"]], rec["end_time_ms"]),
+                          p, o, out)
+        elif kind == "run_status_changed":
+            self._set_run(state, run.with_status(rec["status"], rec["end_time_ms"]), p, o, out)
+        elif kind == "run_deleted":
+            self._set_run(state, run.delete(), p, o, out)
+        elif kind == "run_restored":
+            self._set_run(state, run.restore(), p, o, out)
+
+    @staticmethod
+    def _set_run(state: AggregateState, new: RunState, p: int, o: int, out: TableRows,
+                 changed_only: bool = False) -> None:
+        old = state.run
+        state.run = new
+        if changed_only and old is not None and run_row(old, p, o) == run_row(new, p, o):
+            return
+        out.rows["runs"].append(run_row(new, p, o))
+
+    def _apply_params(self, msg: SourceMessage, event: DecodedEvent, state: AggregateState, out: TableRows) -> None:
+        rec = event.record
+        conflicts = []
+        for param in rec["params"]:
+            key, value = param["key"], param["value"]
+            known = state.params.get(key)
+            if known is None:
+                state.params[key] = value
+                out.rows["params"].append((rec["run_id"], key, value, rec["timestamp_ms"], rec["event_id"],
+                                           msg.partition, msg.offset))
+            elif known != value:
+                conflicts.append({"key": key, "old_value": known, "new_value": value})
+        if conflicts:
+            self._reject(out, msg, RejectReason.PARAM_CONFLICT,
+                         "changing param values is not allowed: " + json.dumps(conflicts), event)

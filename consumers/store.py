@@ -1,0 +1,251 @@
+"""ClickHouse I/O for the materializer: connection, migrations, idempotent writes, state reads.
+
+One module owns the clickhouse-connect calls that write; the same DDL and SQL serve the
+embedded engine (``chdb:///path``) and a server (``http://host:8123``).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import clickhouse_connect
+import numpy as np
+import pyarrow as pa
+from clickhouse_connect.driver.client import Client
+
+from consumers.materializer import TABLE_COLUMNS, AggregateState, TableRows
+from consumers.run_state import RunState
+from trackstream.errors import StorageError
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+IDEMPOTENT_TABLES = ("experiments", "runs", "params", "tags", "artifacts", "rejects", "metrics", "events")
+MAX_ROWS_PER_INSERT = 500_000
+_DATABASE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+_clients: dict[str, Client] = {}
+_clients_lock = threading.Lock()
+
+
+def connect(dsn: str) -> Client:
+    """A client for the DSN; chdb allows one data path per process, so its clients are shared."""
+    with _clients_lock:
+        client = _clients.get(dsn)
+        if client is None:
+            try:
+                client = clickhouse_connect.get_client(dsn=dsn)
+            except Exception as exc:
+                raise StorageError(f"cannot open ClickHouse at {dsn}: {exc}") from exc
+            if dsn.startswith("chdb"):
+                _clients[dsn] = client
+        return client
+
+
+def check_database_name(database: str) -> str:
+    if not _DATABASE_NAME.match(database):
+        raise StorageError(f"invalid database name {database!r}: use letters, digits and underscores")
+    return database
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    migrations = []
+    for path in sorted(directory.glob("[0-9][0-9][0-9]_*.sql")):
+        text = "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("--"))
+        statements = tuple(s.strip() for s in text.split(";") if s.strip())
+        migrations.append(Migration(int(path.name[:3]), path.stem, statements))
+    return migrations
+
+
+class SchemaManager:
+    """Versioned migrations; refuses a database written by a newer trackstream."""
+
+    def __init__(self, client: Client, database: str) -> None:
+        self.client = client
+        self.database = check_database_name(database)
+        self.migrations = load_migrations()
+
+    @property
+    def known_version(self) -> int:
+        return max(m.version for m in self.migrations)
+
+    def current_version(self) -> int:
+        exists = self.client.command(
+            "SELECT count() FROM system.tables WHERE database = {db:String} AND name = 'schema_migrations'",
+            parameters={"db": self.database},
+        )
+        if not int(exists):
+            return 0
+        return int(self.client.command(f"SELECT max(version) FROM {self.database}.schema_migrations"))
+
+    def migrate(self) -> int:
+        self.client.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
+        self.client.command(
+            f"CREATE TABLE IF NOT EXISTS {self.database}.schema_migrations "
+            "(version UInt32, name String, applied_at DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY version"
+        )
+        current = self.current_version()
+        if current > self.known_version:
+            raise StorageError(
+                f"database {self.database!r} is at schema version {current}, but this trackstream knows versions "
+                f"up to {self.known_version}; upgrade trackstream or point it at another database"
+            )
+        for migration in self.migrations:
+            if migration.version <= current:
+                continue
+            for statement in migration.statements:
+                self.client.command(statement.replace("{db}", self.database))
+            self.client.insert(f"{self.database}.schema_migrations", [[migration.version, migration.name]],
+                               column_names=["version", "name"])
+        return self.known_version
+
+
+class ClickHouseSink:
+    """Writes a batch's rows exactly once.
+
+    Every row carries the (partition, offset) of its event. Per table and partition the sink
+    knows the highest offset already stored and drops rows at or below it, so a batch that is
+    written again after a crash (inserted, offsets not yet committed) adds nothing twice. Each
+    insert is one block of whole events, so a table holds all of an event's rows or none.
+    """
+
+    def __init__(self, client: Client, database: str) -> None:
+        self.client = client
+        self.database = check_database_name(database)
+        self._hwm: dict[str, dict[int, int]] = {}
+        self.reload_high_water_marks()
+
+    def reload_high_water_marks(self) -> None:
+        self._hwm = {}
+        for table in IDEMPOTENT_TABLES:
+            result = self.client.query(
+                f"SELECT src_partition, max(src_offset) FROM {self.database}.{table} GROUP BY src_partition"
+            )
+            self._hwm[table] = {int(p): int(o) for p, o in result.result_rows}
+
+    def high_water_mark(self, table: str, partition: int) -> int:
+        return self._hwm[table].get(partition, -1)
+
+    def write(self, rows: TableRows) -> dict[str, int]:
+        written: dict[str, int] = defaultdict(int)
+        metrics = rows.metrics_table()
+        if metrics is not None:
+            written["metrics"] = self._write_metrics(metrics)
+        for table in ("experiments", "runs", "params", "tags", "artifacts", "rejects", "events"):
+            table_rows = rows.rows.get(table)
+            if table_rows:
+                written[table] = self._write_rows(table, table_rows)
+        return dict(written)
+
+    def _fresh(self, table: str, partition: int, offset: int) -> bool:
+        return offset > self._hwm[table].get(partition, -1)
+
+    def _advance(self, table: str, partitions: Any, offsets: Any) -> None:
+        marks = self._hwm[table]
+        for p, o in zip(partitions, offsets):
+            if o > marks.get(p, -1):
+                marks[p] = o
+
+    def _write_rows(self, table: str, table_rows: list[tuple]) -> int:
+        columns = TABLE_COLUMNS[table]
+        ip, io = columns.index("src_partition"), columns.index("src_offset")
+        fresh = [r for r in table_rows if self._fresh(table, r[ip], r[io])]
+        if not fresh:
+            return 0
+        self._insert(lambda: self.client.insert(f"{self.database}.{table}", fresh, column_names=list(columns)), table)
+        last = {}
+        for r in fresh:
+            last[r[ip]] = max(last.get(r[ip], -1), r[io])
+        self._advance(table, last.keys(), last.values())
+        return len(fresh)
+
+    def _write_metrics(self, table: pa.Table) -> int:
+        partitions = table.column("src_partition").to_numpy()
+        offsets = table.column("src_offset").to_numpy()
+        keep = np.ones(len(offsets), dtype=bool)
+        for p, mark in self._hwm["metrics"].items():
+            keep &= ~((partitions == p) & (offsets <= mark))
+        if not keep.any():
+            return 0
+        if not keep.all():
+            table = table.filter(pa.array(keep))
+            partitions, offsets = partitions[keep], offsets[keep]
+        start = 0
+        while start < len(offsets):
+            stop = min(start + MAX_ROWS_PER_INSERT, len(offsets))
+            if stop < len(offsets):  # never split one event's points over two inserts
+                boundary = np.searchsorted(offsets[start:stop], offsets[stop - 1])
+                stop = start + int(boundary) if boundary > 0 else stop
+            chunk = table.slice(start, stop - start)
+            self._insert(lambda c=chunk: self.client.insert_arrow(f"{self.database}.metrics", c), "metrics")
+            self._advance("metrics", *_last_offsets(partitions[start:stop], offsets[start:stop]))
+            start = stop
+        return int(keep.sum())
+
+    @staticmethod
+    def _insert(do_insert: Any, table: str) -> None:
+        try:
+            do_insert()
+        except Exception as exc:
+            raise StorageError(f"insert into {table} failed: {exc}") from exc
+
+
+def _last_offsets(partitions: np.ndarray, offsets: np.ndarray) -> tuple[list[int], list[int]]:
+    result: dict[int, int] = {}
+    for p in np.unique(partitions):
+        result[int(p)] = int(offsets[partitions == p].max())
+    return list(result), list(result.values())
+
+
+class ClickHouseStateReader:
+    """Aggregate state as of an offset, read back from the materialized rows."""
+
+    def __init__(self, client: Client, database: str) -> None:
+        self.client = client
+        self.db = check_database_name(database)
+
+    def load(self, partition: int, before_offset: int, aggregate_ids: list[str]) -> dict[str, AggregateState]:
+        params = {"ids": aggregate_ids, "p": partition, "o": before_offset}
+        where = "src_partition = {p:UInt32} AND src_offset < {o:UInt64}"
+        states: dict[str, AggregateState] = defaultdict(AggregateState)
+
+        committed: dict[str, frozenset[str]] = {}
+        for run_id, paths in self._rows(
+            f"SELECT run_id, groupUniqArray(path) FROM {self.db}.artifacts "
+            f"WHERE run_id IN {{ids:Array(String)}} AND {where} GROUP BY run_id", params):
+            committed[run_id] = frozenset(paths)
+        for row in self._rows(
+            f"SELECT run_id, experiment_id, run_name, user_id, source_name, parent_run_id, status, start_time, "
+            f"end_time, lifecycle_stage, artifact_uri, missing_artifacts FROM {self.db}.runs "
+            f"WHERE run_id IN {{ids:Array(String)}} AND {where} ORDER BY src_offset DESC LIMIT 1 BY run_id", params):
+            states[row[0]].run = RunState(*row[:11], missing_artifacts=tuple(row[11]),
+                                          committed_artifacts=committed.get(row[0], frozenset()))
+        for row in self._rows(
+            f"SELECT experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time, tags "
+            f"FROM {self.db}.experiments WHERE experiment_id IN {{ids:Array(String)}} AND {where} "
+            f"ORDER BY src_offset DESC LIMIT 1 BY experiment_id", params):
+            keys = ("experiment_id", "name", "artifact_location", "lifecycle_stage", "creation_time",
+                    "last_update_time", "tags")
+            states[row[0]].experiment = dict(zip(keys, row))
+        for run_id, key, value in self._rows(
+            f"SELECT run_id, key, value FROM {self.db}.params WHERE run_id IN {{ids:Array(String)}} AND {where}",
+            params):
+            states[run_id].params[key] = value
+        for agg, writer, seq in self._rows(
+            f"SELECT aggregate_id, writer_id, max(seq) FROM {self.db}.events "
+            f"WHERE aggregate_id IN {{ids:Array(String)}} AND {where} GROUP BY aggregate_id, writer_id", params):
+            states[agg].writer_seqs[writer] = int(seq)
+        return dict(states)
+
+    def _rows(self, sql: str, params: dict[str, Any]) -> list[tuple]:
+        return self.client.query(sql, parameters=params).result_rows

@@ -1,0 +1,130 @@
+"""The faust-streaming worker: consume the event log in batches, materialize, then ack.
+
+Discipline (as in quix-streams' sinks): a batch is decoded and decided in memory, written to
+ClickHouse, and only after ClickHouse acknowledged the inserts are the batch's events acked,
+so faust commits their offsets. A crash in between re-delivers the batch; ClickHouseSink drops
+what it already holds, so queries never see a row twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import faust
+
+from consumers.materializer import Materializer, SourceMessage, TableRows
+from consumers.store import ClickHouseSink, ClickHouseStateReader, SchemaManager, connect
+from trackstream.config import Settings
+
+log = logging.getLogger("trackstream.worker")
+
+BATCH_MAX_EVENTS = 2000
+BATCH_WITHIN_SECONDS = 0.2
+
+
+@dataclass
+class IngestStats:
+    """Counters the status endpoint and the CLI report."""
+
+    started_at: float = field(default_factory=time.time)
+    batches: int = 0
+    events: int = 0
+    metric_points: int = 0
+    rejects: int = 0
+    duplicates: int = 0
+    last_insert_seconds: float = 0.0
+    positions: dict[int, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        uptime = max(time.time() - self.started_at, 1e-9)
+        return {
+            "uptime_s": round(uptime, 1), "batches": self.batches, "events": self.events,
+            "metric_points": self.metric_points, "rejects": self.rejects, "duplicates": self.duplicates,
+            "events_per_s": round(self.events / uptime, 1), "last_insert_ms": round(self.last_insert_seconds * 1000, 1),
+            "positions": {str(p): o for p, o in sorted(self.positions.items())},
+        }
+
+
+class MaterializerService:
+    """Everything one worker needs around the pure Materializer; all ClickHouse calls run on one thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
+        self.stats = IngestStats()
+        self.client = self.executor.submit(connect, settings.clickhouse_dsn).result()
+        self.executor.submit(SchemaManager(self.client, settings.database).migrate).result()
+        self.sink = self.executor.submit(ClickHouseSink, self.client, settings.database).result()
+        self.materializer = Materializer(ClickHouseStateReader(self.client, settings.database),
+                                         artifact_root=settings.artifact_root.as_uri())
+
+    async def on_clickhouse(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    def handle_batch(self, messages: list[SourceMessage]) -> TableRows:
+        rows = self.materializer.process(messages)
+        started = time.perf_counter()
+        self.sink.write(rows)
+        self.stats.last_insert_seconds = time.perf_counter() - started
+        self.stats.batches += 1
+        self.stats.events += len(messages)
+        self.stats.metric_points += rows.metric_points
+        self.stats.rejects += rows.counts.get("rejects", 0)
+        self.stats.duplicates += rows.counts.get("duplicates", 0)
+        for m in messages:
+            self.stats.positions[m.partition] = m.offset
+        return rows
+
+    def reset_after_rebalance(self) -> None:
+        self.materializer.forget()
+        self.sink.reload_high_water_marks()
+
+
+def build_app(settings: Settings, service: MaterializerService,
+              extra_startup: Callable[[], Any] | None = None) -> faust.App:
+    app = faust.App(
+        settings.consumer_group,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        value_serializer="raw",
+        key_serializer="raw",
+        web_enabled=False,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
+        stream_buffer_maxsize=8192,
+        producer_acks=-1,
+    )
+    topic = app.topic(settings.topic, key_type=bytes, value_type=bytes, partitions=settings.partitions)
+    dead_letters = app.topic(settings.dead_letter_topic, key_type=bytes, value_type=bytes,
+                             partitions=settings.partitions)
+
+    @app.agent(topic)
+    async def materialize(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(BATCH_MAX_EVENTS, within=BATCH_WITHIN_SECONDS):
+            messages = [SourceMessage(e.message.partition, e.message.offset, e.message.value, e.message.key)
+                        for e in events]
+            rows = await service.on_clickhouse(service.handle_batch, messages)
+            for reject in rows.rows.get("rejects", ()):
+                partition, offset, reason, detail = reject[:4]
+                original = next(m for m in messages if m.partition == partition and m.offset == offset)
+                await dead_letters.send(
+                    key=original.key, value=original.value or b"",
+                    headers={"reason": reason.encode(), "detail": detail[:1000].encode(),
+                             "source": f"{settings.topic}/{partition}/{offset}".encode()},
+                )
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: Any, assigned: Any = None, **kwargs: Any) -> None:
+        await service.on_clickhouse(service.reset_after_rebalance)
+
+    if extra_startup is not None:
+        app.task(extra_startup)
+    return app
+
+

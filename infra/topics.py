@@ -1,0 +1,35 @@
+"""Create the event topics with the settings the log needs (idempotent)."""
+
+from __future__ import annotations
+
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from trackstream.config import Settings
+from trackstream.errors import ServiceUnavailable
+
+EVENT_TOPIC_CONFIG = {
+    "retention.ms": "-1",          # the log is the source of truth: keep events forever by default
+    "retention.bytes": "-1",
+    "max.message.bytes": "8388608",
+}
+
+
+def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
+    """Create the event and dead-letter topics if missing; returns the names it created."""
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    try:
+        existing = set(admin.list_topics(timeout=timeout).topics)
+    except Exception as exc:
+        raise ServiceUnavailable(f"Kafka at {settings.kafka_bootstrap} does not answer: {exc}; "
+                                 "start it with `trackstream infra up`") from exc
+    wanted = [NewTopic(name, num_partitions=settings.partitions, replication_factor=1, config=EVENT_TOPIC_CONFIG)
+              for name in (settings.topic, settings.dead_letter_topic) if name not in existing]
+    created = []
+    for name, future in (admin.create_topics(wanted, request_timeout=timeout).items() if wanted else []):
+        try:
+            future.result(timeout)
+            created.append(name)
+        except Exception as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise ServiceUnavailable(f"could not create topic {name}: {exc}") from exc
+    return created

@@ -1,0 +1,53 @@
+"""Where things are: one place reads the environment, everything else takes a Settings."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_KAFKA_PORT = 19092
+DEFAULT_SERVER_PORT = 5055
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("TRACKSTREAM_HOME", Path.home() / ".trackstream")).expanduser()
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = field(default_factory=default_home)
+    kafka_bootstrap: str = ""
+    clickhouse_dsn: str = ""
+    database: str = "trackstream"
+    topic: str = "trackstream.events"
+    dead_letter_topic: str = "trackstream.events.dlq"
+    partitions: int = 4
+    server_host: str = "127.0.0.1"
+    server_port: int = DEFAULT_SERVER_PORT
+    consumer_group: str = "trackstream-materializer"
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        env = os.environ
+        home = default_home()
+        return cls(
+            home=home,
+            kafka_bootstrap=env.get("TRACKSTREAM_KAFKA", f"127.0.0.1:{DEFAULT_KAFKA_PORT}"),
+            clickhouse_dsn=env.get("TRACKSTREAM_CLICKHOUSE", f"chdb://{home / 'clickhouse'}"),
+            database=env.get("TRACKSTREAM_DATABASE", "trackstream"),
+            topic=env.get("TRACKSTREAM_TOPIC", "trackstream.events"),
+            dead_letter_topic=env.get("TRACKSTREAM_DLQ_TOPIC", env.get("TRACKSTREAM_TOPIC", "trackstream.events") + ".dlq"),
+            partitions=int(env.get("TRACKSTREAM_PARTITIONS", "4")),
+            server_host=env.get("TRACKSTREAM_SERVER_HOST", "127.0.0.1"),
+            server_port=int(env.get("TRACKSTREAM_SERVER_PORT", str(DEFAULT_SERVER_PORT))),
+            consumer_group=env.get("TRACKSTREAM_CONSUMER_GROUP", "trackstream-materializer"),
+        )
+
+    @property
+    def server_url(self) -> str:
+        return f"http://{self.server_host}:{self.server_port}"
+
+    @property
+    def artifact_root(self) -> Path:
+        return self.home / "artifacts"

@@ -1,0 +1,58 @@
+"""trackstream's exception tree; edges (CLI, HTTP) map these to exit codes and status codes.
+
+TrackstreamError
+ ├── InvalidInput            bad user input: names the key/value at fault (HTTP 400)
+ │    └── ParamConflict      a different value for an already-logged param
+ ├── NotFound                unknown experiment / run (HTTP 404)
+ ├── SchemaError
+ │    ├── UnknownEventType   an event type the contract does not define
+ │    ├── EncodeError        a record that does not fit its schema
+ │    └── DecodeError        bytes that are not a known, intact event
+ ├── DeliveryError          events the broker did not acknowledge in time
+ ├── StorageError            ClickHouse refused or the schema version is unknown
+ └── ServiceUnavailable      Kafka / the server is not reachable
+"""
+
+
+class TrackstreamError(Exception):
+    """Base of every error trackstream raises on purpose."""
+
+
+class InvalidInput(TrackstreamError, ValueError):
+    pass
+
+
+class ParamConflict(InvalidInput):
+    pass
+
+
+class NotFound(TrackstreamError, LookupError):
+    pass
+
+
+class SchemaError(TrackstreamError):
+    pass
+
+
+class UnknownEventType(SchemaError):
+    pass
+
+
+class EncodeError(SchemaError):
+    pass
+
+
+class DecodeError(SchemaError):
+    pass
+
+
+class DeliveryError(TrackstreamError):
+    pass
+
+
+class StorageError(TrackstreamError):
+    pass
+
+
+class ServiceUnavailable(TrackstreamError):
+    pass
