@@ -1,0 +1,174 @@
+from consumers.materializer import AggregateState, Materializer, RejectReason
+from consumers.run_state import FINALIZING, FINISHED, RunState
+from tests.unit.consumers.events import EventLog
+
+
+class EmptyStateReader:
+    """Nothing materialized yet; records what it was asked for."""
+
+    def __init__(self, states=None):
+        self.states = states or {}
+        self.calls = []
+
+    def load(self, partition, before_offset, aggregate_ids):
+        self.calls.append((partition, before_offset, tuple(aggregate_ids)))
+        return {a: self.states[a] for a in aggregate_ids if a in self.states}
+
+
+def reasons(rows):
+    return [r[2] for r in rows.rows["rejects"]]
+
+
+def test_run_events_become_rows_of_their_tables():
+    log = EventLog()
+    log.run_created("r1", tags=[{"key": "team", "value": "a"}])
+    log.add("params_set", run_id="r1", params=[{"key": "lr", "value": "0.1"}])
+    log.add("tags_set", run_id="r1", tags=[{"key": "stage", "value": "dev"}])
+    log.metrics("r1", 10)
+    rows = Materializer(EmptyStateReader()).process(log.messages)
+    assert len(rows.rows["runs"]) == 1
+    assert [r[1:3] for r in rows.rows["params"]] == [("lr", "0.1")]
+    assert sorted(r[1] for r in rows.rows["tags"]) == ["stage", "team"]
+    assert rows.metric_points == 10
+    assert len(rows.rows["events"]) == 4
+    assert not rows.rows["rejects"]
+
+
+def test_state_is_loaded_once_per_partition_as_of_the_first_offset_of_the_batch():
+    log = EventLog(partition=3)
+    log.raw(b"junk")
+    log.run_created("r1")
+    log.metrics("r1", 2)
+    reader = EmptyStateReader()
+    Materializer(reader).process(log.messages)
+    assert reader.calls == [(3, 1, ("r1",))]
+
+
+def test_garbage_and_tombstones_are_rejected_with_reason_and_raw_bytes():
+    log = EventLog()
+    log.raw(b"\x00\x01garbage", key=b"k")
+    log.raw(None)
+    rows = Materializer(EmptyStateReader()).process(log.messages)
+    assert reasons(rows) == [RejectReason.UNDECODABLE, RejectReason.UNDECODABLE]
+    assert rows.rows["rejects"][0][7]  # base64 of the original bytes kept for inspection
+    assert rows.rows["rejects"][0][6] == "k"
+
+
+def test_unknown_schema_fingerprint_is_its_own_reason():
+    log = EventLog()
+    log.raw(b"\xc3\x01" + b"\x99" * 8 + b"\x00")
+    rows = Materializer(EmptyStateReader()).process(log.messages)
+    assert reasons(rows) == [RejectReason.UNKNOWN_SCHEMA]
+
+
+def test_events_for_an_unknown_run_are_rejected():
+    log = EventLog()
+    log.metrics("ghost", 5)
+    rows = Materializer(EmptyStateReader()).process(log.messages)
+    assert reasons(rows) == [RejectReason.UNKNOWN_RUN]
+    assert rows.metric_points == 0
+
+
+def test_param_conflict_keeps_first_value_and_records_both():
+    log = EventLog()
+    log.run_created("r1")
+    log.add("params_set", run_id="r1", params=[{"key": "lr", "value": "0.1"}])
+    log.add("params_set", run_id="r1", params=[{"key": "lr", "value": "0.1"}, {"key": "bs", "value": "8"}])
+    log.add("params_set", run_id="r1", params=[{"key": "lr", "value": "0.2"}])
+    rows = Materializer(EmptyStateReader()).process(log.messages)
+    assert [(r[1], r[2]) for r in rows.rows["params"]] == [("lr", "0.1"), ("bs", "8")]
+    assert reasons(rows) == [RejectReason.PARAM_CONFLICT]
+    detail = rows.rows["rejects"][0][3]
+    assert '"old_value": "0.1"' in detail and '"new_value": "0.2"' in detail
+
+
+def test_param_conflict_with_a_value_materialized_earlier():
+    log = EventLog()
+    log.add("params_set", run_id="r1", params=[{"key": "lr", "value": "0.3"}], seq=5)
+    state = AggregateState(run=RunState("r1", "0"), params={"lr": "0.1"}, writer_seqs={"w1": 4})
+    rows = Materializer(EmptyStateReader({"r1": state})).process(log.messages)
+    assert reasons(rows) == [RejectReason.PARAM_CONFLICT]
+    assert not rows.rows["params"]
+
+
+def test_redelivered_event_with_an_old_sequence_is_dropped():
+    log = EventLog()
+    log.run_created("r1")
+    log.metrics("r1", 4, seq=2)
+    log.metrics("r1", 4, seq=2)
+    rows = Materializer(EmptyStateReader()).process(log.messages)
+    assert rows.metric_points == 4
+    assert rows.counts["duplicates"] == 1
+
+
+def test_sequences_are_per_writer():
+    log = EventLog()
+    log.run_created("r1")
+    log.metrics("r1", 3, seq=2)
+    log.add("metrics_logged", writer_id="w2", seq=1, run_id="r1",
+            **{"count": 0, "keys": [], "key_index": b"", "steps": b"", "timestamps": b"", "values": b""})
+    rows = Materializer(EmptyStateReader()).process(log.messages)
+    assert rows.counts["duplicates"] == 0
+
+
+def test_sequence_gap_is_recorded_and_the_event_still_applied():
+    log = EventLog()
+    log.run_created("r1")
+    log.metrics("r1", 3, seq=5)
+    rows = Materializer(EmptyStateReader()).process(log.messages)
+    assert reasons(rows) == [RejectReason.SEQUENCE_GAP]
+    assert "3 event(s) missing" in rows.rows["rejects"][0][3]
+    assert rows.metric_points == 3
+
+
+def test_writes_to_a_deleted_run_are_rejected_until_restored():
+    log = EventLog()
+    log.run_created("r1")
+    log.add("run_deleted", run_id="r1")
+    log.metrics("r1", 2)
+    log.add("run_restored", run_id="r1")
+    log.metrics("r1", 3)
+    rows = Materializer(EmptyStateReader()).process(log.messages)
+    assert reasons(rows) == [RejectReason.RUN_DELETED]
+    assert rows.metric_points == 3
+
+
+def test_finalize_waits_for_every_manifest_artifact():
+    log = EventLog()
+    log.run_created("r1")
+    manifest = [{"path": p, "size": 1, "sha256": "x"} for p in ("a.bin", "b.bin")]
+    log.add("artifact_committed", run_id="r1", path="a.bin", size=1, sha256="x", uri="file:///a")
+    log.add("finalize_requested", run_id="r1", end_time_ms=99, manifest=manifest)
+    m = Materializer(EmptyStateReader())
+    rows = m.process(log.messages)
+    last_run = rows.rows["runs"][-1]
+    assert last_run[6] == FINALIZING and last_run[11] == ["b.bin"]
+    log2 = EventLog()
+    log2.messages = list(log.messages)
+    log2._seq = dict(log._seq)
+    commit = log2.add("artifact_committed", run_id="r1", path="b.bin", size=1, sha256="x", uri="file:///b")
+    rows = m.process([commit])
+    assert rows.rows["runs"][-1][6] == FINISHED and rows.rows["runs"][-1][11] == []
+
+
+def test_experiment_created_twice_with_same_name_is_idempotent():
+    log = EventLog()
+    log.add("experiment_created", experiment_id="7", name="demo", artifact_location="", tags=[])
+    log.add("experiment_created", experiment_id="7", name="demo", artifact_location="", tags=[], writer_id="w2")
+    log.add("experiment_renamed", experiment_id="7", new_name="demo2")
+    rows = Materializer(EmptyStateReader()).process(log.messages)
+    assert [r[1] for r in rows.rows["experiments"]] == ["demo", "demo2"]
+    assert not rows.rows["rejects"]
+
+
+def test_metrics_table_is_columnar_with_dictionary_keys():
+    log = EventLog()
+    log.run_created("r1")
+    log.run_created("r2")
+    log.metrics("r1", 5, key="loss")
+    log.metrics("r2", 3, key="acc")
+    table = Materializer(EmptyStateReader()).process(log.messages).metrics_table()
+    assert table.num_rows == 8
+    assert table.column("run_id").to_pylist() == ["r1"] * 5 + ["r2"] * 3
+    assert table.column("key").to_pylist() == ["loss"] * 5 + ["acc"] * 3
+    assert table.column("src_offset").to_pylist() == [2] * 5 + [3] * 3

@@ -1,0 +1,226 @@
+"""The `trackstream` command line. Errors become one readable line and a non-zero exit code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from trackstream.config import Settings
+from trackstream.errors import InvalidInput, NotFound, TrackstreamError
+from trackstream.output import FORMATS, format_ms, render, render_table
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def _broker(settings: Settings) -> Any:
+    from infra.kafka_broker import KafkaBroker
+
+    host, _, port = settings.kafka_bootstrap.rpartition(":")
+    return KafkaBroker(settings.home, host=host or "127.0.0.1", port=int(port), controller_port=int(port) + 1)
+
+
+def cmd_infra(args: argparse.Namespace, settings: Settings) -> int:
+    from infra.topics import ensure_topics
+
+    broker = _broker(settings)
+    if args.action == "up":
+        before = broker.status()
+        status = broker.start()
+        created = ensure_topics(settings)
+        verb = "already running" if before.running else "started"
+        print(f"Kafka {verb}: {status.bootstrap} (pid {status.pid})\n  log:  {status.log_path}\n  data: {status.data_dir}")
+        if created:
+            print(f"  created topics: {', '.join(created)}")
+    elif args.action == "down":
+        stopped = broker.stop()
+        print("Kafka stopped" if stopped else "Kafka was not running (nothing of ours to stop)")
+    else:
+        status = broker.status()
+        state = "running" if status.running else "stopped"
+        answering = ", answering" if status.answering else (", NOT answering" if status.running else "")
+        print(f"Kafka {state}{answering}: {status.bootstrap} pid={status.pid or '-'}\n  log: {status.log_path}")
+        return 0 if status.running else 3
+    return 0
+
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    from trackstream.server_process import ServerProcess
+
+    cmd_infra(argparse.Namespace(action="up"), settings)
+    server = ServerProcess(settings)
+    pid, started = server.start()
+    print(f"Server {'started' if started else 'already running'}: {settings.server_url} (pid {pid})\n  log: {server.log_path}")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
+    from trackstream.server_process import ServerProcess
+
+    print("Server stopped" if ServerProcess(settings).stop() else "Server was not running (nothing of ours to stop)")
+    return cmd_infra(argparse.Namespace(action="down"), settings)
+
+
+def cmd_server(args: argparse.Namespace, settings: Settings) -> int:
+    from server.main import serve
+
+    serve(settings, loglevel=args.loglevel)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from trackstream.reading import HttpReader, running_server_url
+
+    code = cmd_infra(argparse.Namespace(action="status"), settings)
+    url = running_server_url(settings)
+    if not url:
+        print("Server not running (start it with `trackstream up`)")
+        return 3
+    stats = HttpReader(url).status()
+    print(f"Server running: {url}")
+    rows = [[k, json.dumps(v) if isinstance(v, dict) else v] for k, v in stats.items()]
+    print(render_table(["metric", "value"], rows))
+    return code
+
+
+def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
+    from trackstream.reading import open_reader
+
+    runs = open_reader(settings).runs(args.limit, args.experiment)
+    columns = ["run_id", "run_name", "experiment_id", "status", "start_time", "end_time", "lifecycle_stage"]
+    rows = [[r["run_id"], r["run_name"], r["experiment_id"], r["status"], format_ms(r["start_time"]),
+             format_ms(r["end_time"]), r["lifecycle_stage"]] for r in runs]
+    print(render(columns, rows, args.format))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from trackstream.reading import open_reader
+
+    run = open_reader(settings).run(args.run_id)
+    print(f"run {run['run_id']}  {run['run_name']!r}  experiment {run['experiment_id']}  status {run['status']}")
+    print(f"  started {format_ms(run['start_time'])}  ended {format_ms(run['end_time'])}  {run['lifecycle_stage']}")
+    if run.get("missing_artifacts"):
+        print(f"  waiting for artifacts: {', '.join(run['missing_artifacts'])}")
+    for title, mapping in (("params", run["params"]), ("tags", run["tags"])):
+        if mapping:
+            print(f"\n{title}:\n" + render_table(["key", "value"], sorted(mapping.items())))
+    if run["metrics"]:
+        rows = [[k, m["value"], m["step"], format_ms(m["timestamp"])] for k, m in sorted(run["metrics"].items())]
+        print("\nmetrics (latest):\n" + render_table(["key", "value", "step", "timestamp"], rows))
+    return 0
+
+
+def cmd_metrics(args: argparse.Namespace, settings: Settings) -> int:
+    from trackstream.reading import open_reader
+
+    history = open_reader(settings).metric_history(args.run_id, args.key)
+    if not history["step"]:
+        raise NotFound(f"no points for metric {args.key!r} of run {args.run_id!r}")
+    rows = list(zip(history["step"], history["timestamp_ms"], history["value"]))
+    if args.format == "table" and len(rows) > args.max_rows:
+        head, tail = rows[: args.max_rows // 2], rows[-args.max_rows // 2:]
+        print(render_table(["step", "timestamp_ms", "value"], head + tail))
+        print(f"... {len(rows)} points in all; showing the first and last {args.max_rows // 2} "
+              f"(use --format csv for every point)")
+    else:
+        print(render(["step", "timestamp_ms", "value"], rows, args.format, args.output))
+    return 0
+
+
+def cmd_rejects(args: argparse.Namespace, settings: Settings) -> int:
+    from trackstream.reading import open_reader
+
+    rejects = open_reader(settings).rejects(args.limit)
+    columns = ["received_at", "reason", "event_type", "aggregate_id", "src_partition", "src_offset", "detail"]
+    print(render(columns, [[r[c] for c in columns] for r in rejects], args.format))
+    return 0
+
+
+def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
+    from trackstream.reading import open_reader
+
+    result = open_reader(settings).sql(args.query)
+    text = render(result["columns"], result["rows"], args.format, args.output)
+    if text:
+        print(text)
+    elif args.output:
+        print(f"wrote {len(result['rows'])} rows to {args.output}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from trackstream.demo import log_example_run, wait_for_run
+
+    run_id = log_example_run(settings, steps=args.steps)
+    print(f"logged example run {run_id} ({args.steps} steps); waiting for it to be materialized ...")
+    wait_for_run(settings, run_id, expected_points=args.steps * 2, timeout=args.timeout)
+    cmd_run(argparse.Namespace(run_id=run_id), settings)
+    print(f"\nfull history:   trackstream metrics {run_id} loss")
+    print(f"SQL:            trackstream sql \"SELECT key, count(), min(value), max(value) FROM "
+          f"{settings.database}.metrics WHERE run_id = '{run_id}' GROUP BY key\"")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trackstream", description="Event-sourced ML experiment tracking.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Callable[..., int], help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(handler=handler)
+        return p
+
+    p = add("infra", cmd_infra, "start, stop or inspect the local Kafka broker")
+    p.add_argument("action", choices=["up", "down", "status"])
+    add("up", cmd_up, "start Kafka and the trackstream server in the background")
+    add("down", cmd_down, "stop the server and Kafka that `up` started")
+    p = add("server", cmd_server, "run the worker and HTTP API in the foreground")
+    p.add_argument("--loglevel", default="warning")
+    add("status", cmd_status, "broker and ingest status")
+    p = add("runs", cmd_runs, "list runs, newest first")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--experiment", help="only runs of this experiment id")
+    p.add_argument("--format", choices=FORMATS[:3], default="table")
+    p = add("run", cmd_run, "show one run: params, tags, latest metrics")
+    p.add_argument("run_id")
+    p = add("metrics", cmd_metrics, "a metric's full history")
+    p.add_argument("run_id")
+    p.add_argument("key")
+    p.add_argument("--format", choices=FORMATS, default="table")
+    p.add_argument("--output", type=Path)
+    p.add_argument("--max-rows", type=int, default=40)
+    p = add("rejects", cmd_rejects, "events the worker refused, with the reason")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--format", choices=FORMATS[:3], default="table")
+    p = add("sql", cmd_sql, "read-only SQL on the materialized tables")
+    p.add_argument("query")
+    p.add_argument("--format", choices=FORMATS, default="table")
+    p.add_argument("--output", type=Path, help="file for --format parquet")
+    p = add("demo", cmd_demo, "log an example training run and show it")
+    p.add_argument("--steps", type=int, default=500)
+    p.add_argument("--timeout", type=float, default=60.0)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings.from_env()
+    try:
+        return args.handler(args, settings)
+    except InvalidInput as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (TrackstreamError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""How the CLI reads: through a running server when there is one (it owns the embedded
+ClickHouse), otherwise straight from ClickHouse with the same TrackingReader the server uses."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from trackstream.config import Settings
+from trackstream.errors import InvalidInput, NotFound, ServiceUnavailable, TrackstreamError
+
+
+class HttpReader:
+    """The read API of a running ``trackstream server`` with TrackingReader's method names."""
+
+    def __init__(self, base_url: str, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+
+    def _call(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base_url + path, data=data, method="POST" if data else "GET",
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            try:
+                message = json.loads(exc.read()).get("message", str(exc))
+            except ValueError:
+                message = str(exc)
+            raise {404: NotFound, 400: InvalidInput}.get(exc.code, TrackstreamError)(message) from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise ServiceUnavailable(f"trackstream server at {self.base_url} does not answer: {exc}") from exc
+
+    def healthy(self) -> bool:
+        try:
+            return self._call("/health").get("status") == "ok"
+        except TrackstreamError:
+            return False
+
+    def runs(self, limit: int = 50, experiment_id: str | None = None) -> list[dict[str, Any]]:
+        query = {"limit": limit} | ({"experiment_id": experiment_id} if experiment_id else {})
+        return self._call(f"/api/ts/runs?{urllib.parse.urlencode(query)}")["runs"]
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        return self._call(f"/api/ts/runs/{urllib.parse.quote(run_id, safe='')}")["run"]
+
+    def metric_history(self, run_id: str, key: str) -> dict[str, list]:
+        path = f"/api/ts/runs/{urllib.parse.quote(run_id, safe='')}/metrics/{urllib.parse.quote(key, safe='')}"
+        history = self._call(path)["history"]
+        history["value"] = [float(v) if isinstance(v, str) else v for v in history["value"]]
+        return history
+
+    def rejects(self, limit: int = 50) -> list[dict[str, Any]]:
+        return self._call(f"/api/ts/rejects?limit={limit}")["rejects"]
+
+    def sql(self, query: str) -> dict[str, Any]:
+        return self._call("/api/ts/sql", {"query": query})
+
+    def status(self) -> dict[str, Any]:
+        return self._call("/api/ts/status")
+
+
+def running_server_url(settings: Settings) -> str | None:
+    state = settings.home / "server.json"
+    try:
+        url = json.loads(state.read_text())["url"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return url if HttpReader(url, timeout=3).healthy() else None
+
+
+def open_reader(settings: Settings) -> Any:
+    """An HttpReader when a server is up, else a direct TrackingReader."""
+    url = running_server_url(settings)
+    if url:
+        return HttpReader(url)
+    from consumers.store import SchemaManager, connect
+    from server.reader import TrackingReader
+
+    client = connect(settings.clickhouse_dsn)
+    if SchemaManager(client, settings.database).current_version() == 0:
+        raise NotFound(f"no trackstream tables in database {settings.database!r} at {settings.clickhouse_dsn}; "
+                       "start the server (`trackstream up`) and log a run first")
+    return TrackingReader(client, settings.database)
