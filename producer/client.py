@@ -34,7 +34,7 @@ def experiment_id_for(name: str) -> str:
 
 
 def now_ms() -> int:
-    return int(time.time() * 1000)
+    return time.time_ns() // 1_000_000
 
 
 class TrackingClient:
@@ -58,7 +58,8 @@ class TrackingClient:
         experiment_id = experiment_id_for(name)
         self.writer.append("experiment_created", {
             "experiment_id": experiment_id, "name": name, "artifact_location": artifact_location,
-            "tags": [{"key": v.validate_key(k, "experiment tag"), "value": str(val)} for k, val in (tags or {}).items()],
+            "tags": [{"key": v.validate_key(k, "experiment tag"), "value": v.validate_experiment_tag_value(k, val)}
+                     for k, val in (tags or {}).items()],
         })
         return experiment_id
 
@@ -84,7 +85,7 @@ class TrackingClient:
         checked = []
         for key, value in params.items():
             key = v.validate_key(key, "param")
-            value = v.apply_secret_policy(key, v.validate_param_value(key, value), self.secret_policy)
+            value = v.apply_secret_policy(key, v.validate_param_value(key, value), self.secret_policy, stacklevel=4)
             checked.append({"key": key, "value": value})
         if checked:
             self.writer.append("params_set", {"run_id": run_id, "params": checked})
@@ -157,7 +158,8 @@ class TrackingClient:
 
     def _tag(self, key: str, value: Any) -> dict[str, str]:
         key = v.validate_key(key, "tag")
-        return {"key": key, "value": v.apply_secret_policy(key, v.validate_tag_value(key, value), self.secret_policy)}
+        value = v.apply_secret_policy(key, v.validate_tag_value(key, value), self.secret_policy, stacklevel=5)
+        return {"key": key, "value": value}
 
     def _send_metrics(self, run_id: str | None) -> None:
         for rid, batch in self._metrics.drain(run_id):

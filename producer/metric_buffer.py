@@ -1,13 +1,12 @@
 """MetricBuffer: collects points per run cheaply and hands them out as columnar MetricBatches.
 
-``add`` is the hot path of ``log_metric``: a dict lookup and four list appends, no encoding
-and no I/O. Conversion to numpy arrays happens once per batch in ``drain``.
+``add`` is the hot path of ``log_metric``: one tuple appended under a lock, no encoding and no
+I/O. Conversion to numpy arrays happens once per batch in ``drain``, with C-level loops.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -16,67 +15,68 @@ from schemas import MetricBatch
 MAX_POINTS_PER_BATCH = 50_000
 
 
-@dataclass
-class _RunPoints:
-    keys: dict[str, int] = field(default_factory=dict)
-    key_index: list[int] = field(default_factory=list)
-    steps: list[int] = field(default_factory=list)
-    timestamps: list[int] = field(default_factory=list)
-    values: list[float] = field(default_factory=list)
-
-
 class MetricBuffer:
     def __init__(self, max_points: int = MAX_POINTS_PER_BATCH) -> None:
         self.max_points = max_points
-        self._runs: dict[str, _RunPoints] = {}
+        self._points: dict[str, list[tuple[str, int, int, float]]] = {}
+        self._arrays: dict[str, list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]] = {}
         self._lock = threading.Lock()
         self.pending = 0
 
     def add(self, run_id: str, key: str, value: float, step: int, timestamp_ms: int) -> bool:
         """Buffer one point; returns True when the run's buffer is full and should be drained."""
         with self._lock:
-            points = self._runs.get(run_id)
+            points = self._points.get(run_id)
             if points is None:
-                points = self._runs[run_id] = _RunPoints()
-            index = points.keys.get(key)
-            if index is None:
-                index = points.keys[key] = len(points.keys)
-            points.key_index.append(index)
-            points.steps.append(step)
-            points.timestamps.append(timestamp_ms)
-            points.values.append(value)
+                points = self._points[run_id] = []
+            points.append((key, step, timestamp_ms, value))
             self.pending += 1
-            return len(points.values) >= self.max_points
+            return len(points) >= self.max_points
 
     def add_arrays(self, run_id: str, key: str, values: np.ndarray, steps: np.ndarray,
                    timestamps: np.ndarray) -> None:
         with self._lock:
-            points = self._runs.setdefault(run_id, _RunPoints())
-            index = points.keys.setdefault(key, len(points.keys))
-            points.key_index.extend([index] * len(values))
-            points.steps.extend(steps.tolist())
-            points.timestamps.extend(timestamps.tolist())
-            points.values.extend(values.tolist())
+            self._arrays.setdefault(run_id, []).append((key, values, steps, timestamps))
             self.pending += len(values)
 
     def drain(self, run_id: str | None = None) -> list[tuple[str, MetricBatch]]:
         """Take buffered points (of one run, or all) as batches of at most max_points each."""
         with self._lock:
             if run_id is None:
-                taken, self._runs = self._runs, {}
+                points, self._points = self._points, {}
+                arrays, self._arrays = self._arrays, {}
             else:
-                one = self._runs.pop(run_id, None)
-                taken = {run_id: one} if one is not None else {}
-            self.pending -= sum(len(p.values) for p in taken.values())
+                points = {run_id: self._points.pop(run_id)} if run_id in self._points else {}
+                arrays = {run_id: self._arrays.pop(run_id)} if run_id in self._arrays else {}
+            self.pending -= sum(map(len, points.values()))
+            self.pending -= sum(len(a[1]) for parts in arrays.values() for a in parts)
         batches = []
-        for rid, points in taken.items():
-            keys = list(points.keys)
-            key_index = np.array(points.key_index, dtype=np.uint32)
-            steps = np.array(points.steps, dtype=np.int64)
-            stamps = np.array(points.timestamps, dtype=np.int64)
-            values = np.array(points.values, dtype=np.float64)
-            for start in range(0, len(values), self.max_points):
-                stop = start + self.max_points
-                batches.append((rid, MetricBatch(keys, key_index[start:stop], steps[start:stop],
-                                                 stamps[start:stop], values[start:stop])))
+        for rid, run_points in points.items():
+            batches.extend((rid, b) for b in self._split(self._from_points(run_points)))
+        for rid, parts in arrays.items():
+            for key, values, steps, stamps in parts:
+                batch = MetricBatch([key], np.zeros(len(values), np.uint32), steps, stamps, values)
+                batches.extend((rid, b) for b in self._split(batch))
         return batches
+
+    @staticmethod
+    def _from_points(points: list[tuple[str, int, int, float]]) -> MetricBatch:
+        n = len(points)
+        keys, steps, stamps, values = zip(*points)
+        index: dict[str, int] = {}
+        for key in set(keys):
+            index[key] = len(index)
+        return MetricBatch(
+            list(index),
+            np.fromiter(map(index.__getitem__, keys), np.uint32, n),
+            np.fromiter(steps, np.int64, n),
+            np.fromiter(stamps, np.int64, n),
+            np.fromiter(values, np.float64, n),
+        )
+
+    def _split(self, batch: MetricBatch) -> list[MetricBatch]:
+        if len(batch) <= self.max_points:
+            return [batch]
+        return [MetricBatch(batch.keys, batch.key_index[i:i + self.max_points], batch.steps[i:i + self.max_points],
+                            batch.timestamps[i:i + self.max_points], batch.values[i:i + self.max_points])
+                for i in range(0, len(batch), self.max_points)]

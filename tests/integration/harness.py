@@ -1,0 +1,114 @@
+"""A real `trackstream server` subprocess (faust worker + embedded ClickHouse + HTTP) for tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from trackstream.config import Settings
+from trackstream.reading import HttpReader
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = predicate()
+            if result:
+                return result
+        except Exception as exc:  # the read side may not have the tables yet
+            last_error = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last error: {last_error})")
+
+
+@dataclass
+class ServerHandle:
+    settings: Settings
+    log_path: Path
+    process: subprocess.Popen | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        s = self.settings
+        return dict(os.environ, TRACKSTREAM_HOME=str(s.home), TRACKSTREAM_KAFKA=s.kafka_bootstrap,
+                    TRACKSTREAM_CLICKHOUSE=s.clickhouse_dsn, TRACKSTREAM_DATABASE=s.database,
+                    TRACKSTREAM_TOPIC=s.topic, TRACKSTREAM_DLQ_TOPIC=s.dead_letter_topic,
+                    TRACKSTREAM_SERVER_PORT=str(s.server_port), TRACKSTREAM_CONSUMER_GROUP=s.consumer_group,
+                    TRACKSTREAM_PARTITIONS=str(s.partitions))
+
+    @property
+    def reader(self) -> HttpReader:
+        return HttpReader(self.settings.server_url, timeout=30)
+
+    def start(self, timeout: float = 90) -> "ServerHandle":
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen([sys.executable, "-m", "trackstream.cli", "server"], env=self.env,
+                                        stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        wait_until(lambda: self._alive_or_raise() and self.reader.healthy(), timeout, "the server to answer")
+        return self
+
+    def _alive_or_raise(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log_tail()}")
+        return True
+
+    def kill(self) -> None:
+        """SIGKILL: no flush, no offset commit, no clean shutdown of the embedded ClickHouse."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(30)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run([sys.executable, "-m", "trackstream.cli", *args], env=self.env,
+                                capture_output=True, text=True, timeout=120, cwd=REPO)
+        if check and result.returncode != 0:
+            raise AssertionError(f"trackstream {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
+        return result
+
+    def sql(self, query: str) -> list[list[Any]]:
+        return self.reader.sql(query)["rows"]
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def make_server(kafka_bootstrap: str, home: Path, name: str, partitions: int = 4) -> ServerHandle:
+    """Settings isolated by name: own topic, consumer group, data dir and port."""
+    home.mkdir(parents=True, exist_ok=True)
+    external = os.environ.get("TRACKSTREAM_TEST_CLICKHOUSE")
+    settings = Settings(
+        home=home, kafka_bootstrap=kafka_bootstrap,
+        clickhouse_dsn=external or f"chdb://{home / 'clickhouse'}",
+        database=f"ts_{name}", topic=f"events.{name}", dead_letter_topic=f"events.{name}.dlq",
+        partitions=partitions, server_port=free_port(), consumer_group=f"materializer-{name}",
+    )
+    return ServerHandle(settings, home / "server-test.log")
+
+
+def with_port(handle: ServerHandle) -> ServerHandle:
+    return replace(handle, settings=replace(handle.settings, server_port=free_port()))

@@ -1,0 +1,110 @@
+"""The first end-to-end path: SDK -> Kafka -> faust worker -> ClickHouse -> CLI / SQL."""
+
+from __future__ import annotations
+
+import math
+import struct
+
+import pytest
+from confluent_kafka import Consumer, Producer
+
+from producer.client import TrackingClient
+from tests.integration.harness import ServerHandle, make_server, wait_until
+
+
+@pytest.fixture(scope="module")
+def server(kafka_bootstrap, tmp_path_factory):
+    handle = make_server(kafka_bootstrap, tmp_path_factory.mktemp("e2e"), "e2e")
+    handle.start()
+    yield handle
+    handle.stop()
+
+
+def log_run(server: ServerHandle, steps: int = 300) -> str:
+    client = TrackingClient(server.settings)
+    try:
+        exp = client.create_experiment("e2e-experiment")
+        run_id = client.create_run(exp, run_name="e2e-run", tags={"team": "core"})
+        client.log_params(run_id, {"lr": 0.01, "optimizer": "adam"})
+        for step in range(steps):
+            client.log_metrics(run_id, {"loss": 1.0 / (step + 1), "acc": step / steps}, step=step)
+        client.log_metric(run_id, "weird", float("nan"), step=0)
+        client.log_metric(run_id, "weird", float("inf"), step=1)
+        client.set_tag(run_id, "stage", "done")
+        client.set_terminated(run_id, "FINISHED")
+        assert client.flush(30) == 0
+    finally:
+        client.close()
+    return run_id
+
+
+def test_logged_run_is_readable_through_http_cli_and_sql(server):
+    run_id = log_run(server)
+    run = wait_until(lambda: (r := server.reader.run(run_id))["status"] == "FINISHED" and r, 60, "run to finish")
+    wait_until(lambda: len(server.reader.metric_history(run_id, "loss")["step"]) == 300, 60, "all loss points")
+
+    assert run["params"] == {"lr": "0.01", "optimizer": "adam"}
+    assert run["tags"]["team"] == "core" and run["tags"]["stage"] == "done"
+    assert run["tags"]["mlflow.runName"] == "e2e-run"
+    assert run["metrics"]["loss"]["step"] == 299
+    history = server.reader.metric_history(run_id, "weird")
+    assert math.isnan(history["value"][0]) and history["value"][1] == math.inf
+
+    runs_out = server.cli("runs").stdout
+    assert run_id in runs_out and "FINISHED" in runs_out
+    metrics_out = server.cli("metrics", run_id, "acc", "--format", "csv").stdout.splitlines()
+    assert metrics_out[0] == "step,timestamp_ms,value" and len(metrics_out) == 301
+    rows = server.sql(f"SELECT key, count(), max(step) FROM {server.settings.database}.metrics "
+                      f"WHERE run_id = '{run_id}' GROUP BY key ORDER BY key")
+    assert rows == [["acc", 300, 299], ["loss", 300, 299], ["weird", 2, 1]]
+    sql_out = server.cli("sql", f"SELECT count() AS n FROM {server.settings.database}.params "
+                                f"WHERE run_id = '{run_id}'").stdout
+    assert "n" in sql_out.splitlines()[0] and sql_out.splitlines()[2].strip() == "2"
+
+
+def test_sql_endpoint_is_read_only(server):
+    result = server.cli("sql", f"DROP TABLE {server.settings.database}.metrics", check=False)
+    assert result.returncode != 0 and "readonly" in result.stderr.lower()
+    assert server.sql(f"EXISTS TABLE {server.settings.database}.metrics") == [[1]]
+
+
+def test_bad_events_go_to_rejects_and_dead_letters_and_the_worker_keeps_going(server):
+    producer = Producer({"bootstrap.servers": server.settings.kafka_bootstrap})
+    producer.produce(server.settings.topic, b"\x00not avro at all", b"garbage-key")
+    producer.produce(server.settings.topic, b"\xc3\x01" + struct.pack("<Q", 0xDEADBEEF) + b"\x02", b"future-key")
+    producer.produce(server.settings.topic, b"", b"empty-key")
+    assert producer.flush(30) == 0
+    run_id = log_run(server, steps=10)
+
+    wait_until(lambda: server.reader.run(run_id)["status"] == "FINISHED", 60, "the good run after bad events")
+    rejects = wait_until(
+        lambda: [r for r in server.reader.rejects(100) if r["aggregate_id"] in ("garbage-key", "future-key", "empty-key")],
+        30, "rejects")
+    by_key = {r["aggregate_id"]: r for r in rejects}
+    assert by_key["garbage-key"]["reason"] == "undecodable"
+    assert "single-object" in by_key["garbage-key"]["detail"]
+    assert by_key["future-key"]["reason"] == "unknown_schema"
+    assert "deadbeef" in by_key["future-key"]["detail"]
+    assert by_key["empty-key"]["reason"] == "undecodable"
+
+    consumer = Consumer({"bootstrap.servers": server.settings.kafka_bootstrap, "group.id": "dlq-check",
+                         "auto.offset.reset": "earliest"})
+    consumer.subscribe([server.settings.dead_letter_topic])
+    seen = {}
+    try:
+        def poll_dlq():
+            msg = consumer.poll(1.0)
+            if msg is not None and not msg.error():
+                seen[msg.key()] = dict(msg.headers() or [])
+            return {b"garbage-key", b"future-key", b"empty-key"} <= set(seen)
+        wait_until(poll_dlq, 60, "dead-letter messages", interval=0)
+    finally:
+        consumer.close()
+    assert seen[b"future-key"][b"reason"] == b"unknown_schema"
+    assert seen[b"garbage-key"][b"source"].startswith(server.settings.topic.encode())
+
+
+def test_demo_command_logs_and_shows_a_run(server):
+    result = server.cli("demo", "--steps", "200")
+    assert "demo-training" in result.stdout
+    assert "loss" in result.stdout and "learning_rate" in result.stdout
