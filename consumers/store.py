@@ -27,21 +27,24 @@ IDEMPOTENT_TABLES = ("experiments", "runs", "params", "tags", "artifacts", "reje
 MAX_ROWS_PER_INSERT = 500_000
 _DATABASE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
-_clients: dict[str, Client] = {}
+_clients: dict[tuple[str, str], Client] = {}
 _clients_lock = threading.Lock()
 
 
-def connect(dsn: str) -> Client:
-    """A client for the DSN; chdb allows one data path per process, so its clients are shared."""
+def connect(dsn: str, purpose: str = "write") -> Client:
+    """A client for the DSN, one per purpose and process.
+
+    Readers get their own client: with the embedded engine a ``readonly`` setting used for user
+    SQL sticks to the client's session and would make the writer's inserts fail.
+    """
     with _clients_lock:
-        client = _clients.get(dsn)
+        client = _clients.get((dsn, purpose))
         if client is None:
             try:
                 client = clickhouse_connect.get_client(dsn=dsn)
             except Exception as exc:
                 raise StorageError(f"cannot open ClickHouse at {dsn}: {exc}") from exc
-            if dsn.startswith("chdb"):
-                _clients[dsn] = client
+            _clients[(dsn, purpose)] = client
         return client
 
 

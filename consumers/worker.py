@@ -20,6 +20,7 @@ import faust
 from consumers.materializer import Materializer, SourceMessage, TableRows
 from consumers.store import ClickHouseSink, ClickHouseStateReader, SchemaManager, connect
 from trackstream.config import Settings
+from trackstream.errors import StorageError
 
 log = logging.getLogger("trackstream.worker")
 
@@ -37,6 +38,7 @@ class IngestStats:
     metric_points: int = 0
     rejects: int = 0
     duplicates: int = 0
+    storage_errors: int = 0
     last_insert_seconds: float = 0.0
     positions: dict[int, int] = field(default_factory=dict)
 
@@ -45,6 +47,7 @@ class IngestStats:
         return {
             "uptime_s": round(uptime, 1), "batches": self.batches, "events": self.events,
             "metric_points": self.metric_points, "rejects": self.rejects, "duplicates": self.duplicates,
+            "storage_errors": self.storage_errors,
             "events_per_s": round(self.events / uptime, 1), "last_insert_ms": round(self.last_insert_seconds * 1000, 1),
             "positions": {str(p): o for p, o in sorted(self.positions.items())},
         }
@@ -80,6 +83,20 @@ class MaterializerService:
             self.stats.positions[m.partition] = m.offset
         return rows
 
+    async def write_batch(self, messages: list[SourceMessage]) -> TableRows:
+        """Materialize one batch, retrying for as long as ClickHouse refuses (the log keeps the
+        events; nothing is acked meanwhile). Each retry rebuilds state as of the batch start."""
+        backoff = 0.5
+        while True:
+            try:
+                return await self.on_clickhouse(self.handle_batch, messages)
+            except StorageError as exc:
+                self.stats.storage_errors += 1
+                log.error("ClickHouse write failed, retrying in %.1f s: %s", backoff, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+                await self.on_clickhouse(self.reset_after_rebalance)
+
     def reset_after_rebalance(self) -> None:
         self.materializer.forget()
         self.sink.reload_high_water_marks()
@@ -109,7 +126,7 @@ def build_app(settings: Settings, service: MaterializerService,
         async for events in stream.take_events(BATCH_MAX_EVENTS, within=BATCH_WITHIN_SECONDS):
             messages = [SourceMessage(e.message.partition, e.message.offset, e.message.value, e.message.key)
                         for e in events]
-            rows = await service.on_clickhouse(service.handle_batch, messages)
+            rows = await service.write_batch(messages)
             for reject in rows.rows.get("rejects", ()):
                 partition, offset, reason, detail = reject[:4]
                 original = next(m for m in messages if m.partition == partition and m.offset == offset)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from consumers.store import connect
 from consumers.worker import MaterializerService, build_app
 from infra.topics import ensure_topics
 from server.http import create_app
@@ -26,7 +27,8 @@ def serve(settings: Settings, loglevel: str = "warning") -> None:
     settings.home.mkdir(parents=True, exist_ok=True)
     ensure_topics(settings)
     service = MaterializerService(settings)
-    reader = TrackingReader(service.client, settings.database)
+    reader = TrackingReader(service.executor.submit(connect, settings.clickhouse_dsn, "read").result(),
+                            settings.database)
     state_file = server_state_file(settings)
 
     async def start_http() -> None:

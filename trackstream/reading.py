@@ -82,7 +82,7 @@ def open_reader(settings: Settings) -> Any:
     from consumers.store import SchemaManager, connect
     from server.reader import TrackingReader
 
-    client = connect(settings.clickhouse_dsn)
+    client = connect(settings.clickhouse_dsn, "read")
     if SchemaManager(client, settings.database).current_version() == 0:
         raise NotFound(f"no trackstream tables in database {settings.database!r} at {settings.clickhouse_dsn}; "
                        "start the server (`trackstream up`) and log a run first")

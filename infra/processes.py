@@ -1,0 +1,144 @@
+"""Owning background processes safely: pidfiles, liveness, detached launch, termination.
+
+Used by the Kafka broker and the background server alike. A pid is only ever signalled after
+its command line has been checked by the caller; liveness comes from ``/proc/<pid>/stat``
+because a process's cmdline reads empty for a moment while it execs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from trackstream.errors import ServiceUnavailable
+
+KILL_GRACE_S = 10.0
+
+# Processes launched by this Python process, kept so they can be reaped after they exit
+# (otherwise they linger as zombies, which still answer os.kill(pid, 0)).
+_launched: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def parse_proc_cmdline(raw: bytes) -> list[str]:
+    """Arguments from ``/proc/<pid>/cmdline`` (NUL-separated, NUL-terminated)."""
+    return [arg.decode("utf-8", "surrogateescape") for arg in raw.split(b"\0") if arg]
+
+
+
+def read_pid(pid_path: Path) -> int | None:
+    try:
+        text = pid_path.read_text().strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return int(text) if text.isdigit() and int(text) > 0 else None
+
+
+def read_cmdline(pid: int) -> list[str] | None:
+    """The process's arguments, or None if it does not exist (or is a zombie)."""
+    proc_cmdline = Path(f"/proc/{pid}/cmdline")
+    if Path("/proc/self/cmdline").exists():
+        try:
+            args = parse_proc_cmdline(proc_cmdline.read_bytes())
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            return None
+        return args or None
+    # No procfs (e.g. macOS): whitespace-split `ps` output. A path containing spaces then never
+    # matches, which errs on the side of not signalling the process.
+    result = subprocess.run(
+        ["ps", "-ww", "-o", "args=", "-p", str(pid)], capture_output=True, text=True, check=False
+    )
+    args = result.stdout.split()
+    return args or None
+
+
+
+def parse_proc_stat_state(stat_line: str) -> str:
+    """The one-letter state from ``/proc/<pid>/stat`` (the comm field may contain spaces and ')')."""
+    return stat_line[stat_line.rindex(")") + 1 :].split()[0]
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie. (Its cmdline is no liveness signal: it reads
+    empty for a moment while the process execs.)"""
+    _reap(pid)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = parse_proc_stat_state(Path(f"/proc/{pid}/stat").read_text())
+    except FileNotFoundError:
+        if Path("/proc/self/stat").exists():
+            return False
+        result = subprocess.run(
+            ["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True, check=False
+        )
+        state = result.stdout.strip()[:1]
+        if not state:
+            return False
+    except (ProcessLookupError, ValueError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def _reap(pid: int) -> None:
+    launched = _launched.get(pid)
+    if launched is not None and launched.poll() is not None:
+        del _launched[pid]
+
+
+
+def write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as tmp:
+            tmp.write(text)
+        os.chmod(tmp_name, 0o644)
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+
+
+
+
+def launch_detached(command: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None,
+                    cwd: Path | None = None, banner: str | None = None) -> int:
+    """Start ``command`` in its own session (it outlives us), output appended to ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        if banner:
+            log.write(f"{banner} at {time.strftime('%Y-%m-%dT%H:%M:%S%z')} ====\n".encode())
+            log.flush()
+        process = subprocess.Popen(
+            list(command), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            cwd=cwd, env=dict(env) if env is not None else None, start_new_session=True, close_fds=True,
+        )
+    _launched[process.pid] = process
+    return process.pid
+
+
+def terminate(pid: int, timeout: float, what: str) -> None:
+    """SIGTERM, then SIGKILL after ``timeout``; raises if the process survives both."""
+    for sig, wait_s in ((signal.SIGTERM, timeout), (signal.SIGKILL, KILL_GRACE_S)):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        give_up_at = time.monotonic() + wait_s
+        while time.monotonic() < give_up_at:
+            if not pid_alive(pid):
+                return
+            time.sleep(0.1)
+    if pid_alive(pid):
+        raise ServiceUnavailable(f"{what} pid {pid} survived SIGKILL")
