@@ -1,0 +1,580 @@
+"""Artifact stores and the uploader that turns a local file into an ``artifact_committed`` event.
+
+Every upload goes: copy to a staging location -> re-read what landed and compare size and
+sha256 with the bytes that were sent -> move into place -> only then call ``commit``. A torn,
+corrupted or interrupted upload is discarded and retried, and after the last attempt raises
+:class:`ArtifactUploadError`; it is never committed, so it never shows up in a run.
+
+Layout (relative to the store root): ``<experiment_id>/<run_id>/artifacts/<artifact path>``,
+the same place the materializer points a run's ``artifact_uri`` at.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import posixpath
+import re
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Protocol
+
+from tqdm import tqdm
+
+from producer.validation import validate_run_id
+from trackstream.errors import DeliveryError, InvalidInput
+
+__all__ = [
+    "CHUNK_SIZE",
+    "ArtifactStore",
+    "LocalArtifactStore",
+    "S3ArtifactStore",
+    "ArtifactUploader",
+    "ArtifactRecord",
+    "ArtifactUploadError",
+    "ArtifactVerificationError",
+    "Progress",
+    "validate_artifact_path",
+    "artifact_key",
+    "write_temp_json",
+    "write_temp_text",
+    "figure_to_png",
+]
+
+log = logging.getLogger(__name__)
+
+CHUNK_SIZE = 8 * 1024 * 1024
+STAGING_DIR = ".staging"
+
+Progress = Callable[[memoryview], None]
+"""Called by ``put_staged`` with every chunk, in order, exactly as it was sent. The uploader
+hashes these bytes, so the local sha256 costs no second read of the file."""
+
+CommitFn = Callable[[str, str, int, str, str], None]
+
+_STAGING_KEY = re.compile(r"[0-9a-f]{32}")
+_ID = re.compile(r"[A-Za-z0-9][\w\-]{0,255}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_DRIVE = re.compile(r"[A-Za-z]:")
+_PERMANENT = (PermissionError, FileExistsError, IsADirectoryError, NotADirectoryError)
+"""Errors another attempt cannot fix (a file where a directory must go, no write access): no retry."""
+
+
+class ArtifactUploadError(DeliveryError):
+    """An artifact could not be stored after every retry; it was not committed."""
+
+    def __init__(self, message: str, *, local_path: Path, artifact_path: str, attempts: int) -> None:
+        super().__init__(message)
+        self.local_path = local_path
+        self.artifact_path = artifact_path
+        self.attempts = attempts
+
+
+class ArtifactVerificationError(DeliveryError):
+    """What landed in staging is not what was sent (torn or corrupted upload, or the file changed)."""
+
+
+# paths ------------------------------------------------------------------------------------
+
+
+def validate_artifact_path(path: Any, what: str = "artifact path") -> str:
+    """Return ``path`` if it is a safe relative POSIX path, else raise :class:`InvalidInput`.
+
+    Rejected: empty, absolute, a drive prefix (``C:``), any backslash, NUL or other control
+    characters, ``.`` / ``..`` / empty components, and anything ``posixpath.normpath`` would
+    change. Percent signs are literal: ``..%2fx`` is a file named ``..%2fx``, nothing decodes it.
+    """
+    if not isinstance(path, str):
+        raise InvalidInput(f"Invalid {what} {path!r}: must be a string, got {type(path).__name__}")
+    problem = _path_problem(path)
+    if problem:
+        raise InvalidInput(f"Invalid {what} {path!r}: {problem}")
+    return str.__str__(path)
+
+
+def _path_problem(path: str) -> str | None:
+    if not path:
+        return "must not be empty"
+    control = _CONTROL.search(path)
+    if control:
+        return f"control character {control.group()!r} at position {control.start()}"
+    if "\\" in path:
+        return "backslashes are not allowed; use '/' to separate directories"
+    if path.startswith("/"):
+        return "must be relative, not absolute"
+    if _DRIVE.match(path):
+        return "must not start with a drive letter"
+    parts = path.split("/")
+    if ".." in parts:
+        return "'..' components are not allowed"
+    if "" in parts or "." in parts or posixpath.normpath(path) != path:
+        return f"must be normalized (no '.', empty or trailing components); did you mean {posixpath.normpath(path)!r}?"
+    return None
+
+
+def _validate_experiment_id(experiment_id: Any) -> str:
+    if not isinstance(experiment_id, str) or not _ID.fullmatch(experiment_id):
+        raise InvalidInput(
+            f"Invalid experiment_id {experiment_id!r}: letters, digits, '_' or '-', starting with a letter or digit"
+        )
+    return str.__str__(experiment_id)
+
+
+def artifact_key(experiment_id: str, run_id: str, artifact_path: str) -> str:
+    """The store key of a run's artifact: ``<experiment_id>/<run_id>/artifacts/<artifact_path>``."""
+    return "/".join((_validate_experiment_id(experiment_id), validate_run_id(run_id), "artifacts",
+                     validate_artifact_path(artifact_path)))
+
+
+def _check_staging_key(staging_key: str) -> str:
+    if not isinstance(staging_key, str) or not _STAGING_KEY.fullmatch(staging_key):
+        raise InvalidInput(f"Invalid staging key {staging_key!r}: expected 32 lowercase hex digits (uuid4().hex)")
+    return staging_key
+
+
+# stores -----------------------------------------------------------------------------------
+
+
+class ArtifactStore(Protocol):
+    """Where artifact bytes live. Keys are validated relative POSIX paths (see :func:`artifact_key`)."""
+
+    def put_staged(self, local_path: Path, staging_key: str, progress: Progress) -> None:
+        """Copy ``local_path`` in chunks to the staging location ``staging_key`` (32 hex digits)."""
+
+    def stat_staged(self, staging_key: str) -> tuple[int, str]:
+        """``(size, sha256 hex)`` of what landed, computed by reading the staged object back."""
+
+    def promote(self, staging_key: str, final_key: str) -> str:
+        """Move the staged object to ``final_key`` atomically (readers see all of it or none); return its URI."""
+
+    def discard_staged(self, staging_key: str) -> None:
+        """Delete the staged object; no error if it does not exist."""
+
+    def open(self, final_key: str) -> BinaryIO:
+        ...
+
+    def uri_for(self, final_key: str) -> str:
+        ...
+
+    def list(self, prefix: str = "") -> builtins.list[str]:
+        """Keys of every committed file under ``prefix`` (recursive, sorted)."""
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _makedirs_durable(path: Path) -> None:
+    """``mkdir -p`` that fsyncs the parent of every directory it creates."""
+    missing = []
+    while not path.is_dir():
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir()
+        except FileExistsError:
+            if not directory.is_dir():
+                raise
+        _fsync_dir(directory.parent)
+
+
+class LocalArtifactStore:
+    """Artifacts on a local disk or shared mount under ``root``.
+
+    Staging files live in ``<root>/.staging/`` so ``promote`` is an ``os.replace`` on the same
+    filesystem. Every key is checked after resolving symlinks: a path that would land outside
+    ``root`` (or in its staging area) raises :class:`InvalidInput`. The check guards against
+    hostile artifact names and misconfigured links; it cannot stop someone with write access to
+    ``root`` who swaps a directory for a symlink between the check and the move.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, chunk_size: int = CHUNK_SIZE) -> None:
+        if chunk_size <= 0:
+            raise InvalidInput(f"Invalid chunk_size {chunk_size}: must be positive")
+        self.root = Path(root).absolute()
+        self.chunk_size = chunk_size
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._real_root = self.root.resolve()
+        self._staging = self._real_root / STAGING_DIR
+
+    def staging_path(self, staging_key: str) -> Path:
+        return self._staging / _check_staging_key(staging_key)
+
+    def put_staged(self, local_path: Path, staging_key: str, progress: Progress) -> None:
+        target = self.staging_path(staging_key)
+        self._staging.mkdir(exist_ok=True)
+        if self._staging.resolve() != self._staging:
+            raise InvalidInput(f"Staging directory {self._staging} is a symlink; refusing to write through it")
+        buffer = bytearray(self.chunk_size)
+        view = memoryview(buffer)
+        with open(local_path, "rb", buffering=0) as src, open(target, "xb") as dst:
+            while n := src.readinto(buffer):
+                chunk = view[:n]
+                dst.write(chunk)
+                progress(chunk)
+            dst.flush()
+            os.fsync(dst.fileno())
+        _fsync_dir(self._staging)
+
+    def stat_staged(self, staging_key: str) -> tuple[int, str]:
+        with open(self.staging_path(staging_key), "rb") as staged:
+            digest = hashlib.file_digest(staged, "sha256")
+            return staged.tell(), digest.hexdigest()
+
+    def promote(self, staging_key: str, final_key: str) -> str:
+        source = self.staging_path(staging_key)
+        target = self._write_path(final_key)
+        _makedirs_durable(target.parent)
+        os.replace(source, target)
+        _fsync_dir(target.parent)
+        _fsync_dir(self._staging)
+        return self.uri_for(final_key)
+
+    def discard_staged(self, staging_key: str) -> None:
+        self.staging_path(staging_key).unlink(missing_ok=True)
+
+    def open(self, final_key: str) -> BinaryIO:
+        return open(self._read_path(final_key), "rb")
+
+    def uri_for(self, final_key: str) -> str:
+        return self.root.joinpath(*validate_artifact_path(final_key, "artifact key").split("/")).as_uri()
+
+    def list(self, prefix: str = "") -> builtins.list[str]:
+        base = self._read_path(prefix) if prefix else self._real_root
+        if base.is_file():
+            return [prefix]
+        keys = []
+        for dirpath, dirnames, filenames in os.walk(base):
+            here = Path(dirpath)
+            if here == self._real_root:
+                dirnames[:] = [d for d in dirnames if d != STAGING_DIR]
+            for name in filenames:
+                relative = (here / name).relative_to(base).as_posix()
+                keys.append(f"{prefix}/{relative}" if prefix else relative)
+        return sorted(keys)
+
+    def _inside(self, key: str, resolved: Path) -> Path:
+        if not resolved.is_relative_to(self._real_root) or resolved.is_relative_to(self._staging):
+            raise InvalidInput(
+                f"Invalid artifact path {key!r}: it resolves to {resolved}, outside the artifact root "
+                f"{self._real_root} (through a symlink)"
+            )
+        return resolved
+
+    def _write_path(self, key: str) -> Path:
+        """Resolve the parent only: a symlink as the last component is replaced, not written through."""
+        candidate = self._real_root.joinpath(*validate_artifact_path(key, "artifact key").split("/"))
+        return self._inside(key, candidate.parent.resolve() / candidate.name)
+
+    def _read_path(self, key: str) -> Path:
+        candidate = self._real_root.joinpath(*validate_artifact_path(key, "artifact key").split("/"))
+        return self._inside(key, candidate.resolve())
+
+
+class S3ArtifactStore:
+    """Artifacts in an S3-compatible bucket under ``prefix``.
+
+    Staging objects are ``<prefix>/.staging/<key>``, uploaded with multipart upload; ``promote``
+    is a server-side copy (atomic per object for readers) followed by deleting the staged object.
+    boto3 is imported only when no ``client`` is given. Untested against a real S3 here: boto3 is
+    not installed in this environment, so only key building is unit-tested.
+    """
+
+    MIN_PART_SIZE = 5 * 1024 * 1024
+    MAX_PARTS = 10_000
+
+    def __init__(self, bucket: str, prefix: str = "", *, client: Any = None, chunk_size: int = CHUNK_SIZE,
+                 **client_kwargs: Any) -> None:
+        if chunk_size < self.MIN_PART_SIZE:
+            raise InvalidInput(f"Invalid chunk_size {chunk_size}: S3 parts must be at least {self.MIN_PART_SIZE} bytes")
+        if not bucket:
+            raise InvalidInput("Invalid S3 bucket '': must not be empty")
+        prefix = prefix.strip("/")
+        if prefix:
+            validate_artifact_path(prefix, "S3 prefix")
+        if client is None:
+            try:
+                import boto3
+            except ImportError as exc:
+                raise ImportError("S3ArtifactStore needs boto3, which is not installed: pip install boto3") from exc
+            client = boto3.client("s3", **client_kwargs)
+        self.client = client
+        self.bucket = bucket
+        self.prefix = prefix
+        self.chunk_size = chunk_size
+
+    def object_key(self, final_key: str) -> str:
+        key = validate_artifact_path(final_key, "artifact key")
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def staging_object_key(self, staging_key: str) -> str:
+        key = f"{STAGING_DIR}/{_check_staging_key(staging_key)}"
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def uri_for(self, final_key: str) -> str:
+        return f"s3://{self.bucket}/{self.object_key(final_key)}"
+
+    def put_staged(self, local_path: Path, staging_key: str, progress: Progress) -> None:
+        key = self.staging_object_key(staging_key)
+        size = os.stat(local_path).st_size
+        part_size = max(self.chunk_size, -(-size // self.MAX_PARTS))
+        with open(local_path, "rb") as src:
+            if size <= part_size:
+                body = src.read()
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=body)
+                progress(memoryview(body))
+                return
+            upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
+            try:
+                parts = []
+                while chunk := src.read(part_size):
+                    number = len(parts) + 1
+                    response = self.client.upload_part(Bucket=self.bucket, Key=key, PartNumber=number,
+                                                       UploadId=upload_id, Body=chunk)
+                    parts.append({"ETag": response["ETag"], "PartNumber": number})
+                    progress(memoryview(chunk))
+                self.client.complete_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id,
+                                                      MultipartUpload={"Parts": parts})
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+                raise
+
+    def stat_staged(self, staging_key: str) -> tuple[int, str]:
+        body = self.client.get_object(Bucket=self.bucket, Key=self.staging_object_key(staging_key))["Body"]
+        digest, size = hashlib.sha256(), 0
+        for chunk in body.iter_chunks(self.chunk_size):
+            digest.update(chunk)
+            size += len(chunk)
+        return size, digest.hexdigest()
+
+    def promote(self, staging_key: str, final_key: str) -> str:
+        source = self.staging_object_key(staging_key)
+        self.client.copy({"Bucket": self.bucket, "Key": source}, self.bucket, self.object_key(final_key))
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=source)
+        except Exception:  # the copy is in place; a leftover staging object is only garbage
+            log.warning("could not delete staging object s3://%s/%s", self.bucket, source, exc_info=True)
+        return self.uri_for(final_key)
+
+    def discard_staged(self, staging_key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self.staging_object_key(staging_key))
+
+    def open(self, final_key: str) -> BinaryIO:
+        return self.client.get_object(Bucket=self.bucket, Key=self.object_key(final_key))["Body"]
+
+    def list(self, prefix: str = "") -> builtins.list[str]:
+        root = f"{self.prefix}/" if self.prefix else ""
+        search = f"{self.object_key(prefix)}/" if prefix else root
+        keys = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=search):
+            for obj in page.get("Contents", ()):
+                key = obj["Key"][len(root):]
+                if not key.startswith(f"{STAGING_DIR}/"):
+                    keys.append(key)
+        return sorted(keys)
+
+
+# uploader ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ArtifactRecord:
+    path: str
+    size: int
+    sha256: str
+    uri: str
+
+
+class ArtifactUploader:
+    """Uploads files to ``store`` and calls ``commit(run_id, path, size, sha256, uri)`` for each one
+    that landed intact; keeps, per run, the manifest that ``end_run`` sends with finalize-requested.
+
+    ``retries`` is the number of attempts after the first; retry ``n`` waits
+    ``backoff * 2 ** (n - 1)`` seconds first. Permission errors and a file standing where a
+    directory must go (or vice versa) fail at once. ``progress=None`` shows a tqdm bar only when stderr
+    is a terminal.
+    """
+
+    def __init__(self, store: ArtifactStore, commit: CommitFn, retries: int = 3, backoff: float = 0.5, *,
+                 progress: bool | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
+        if retries < 0 or backoff < 0:
+            raise InvalidInput(f"Invalid retries={retries} / backoff={backoff}: must not be negative")
+        self.store = store
+        self.commit = commit
+        self.retries = retries
+        self.backoff = backoff
+        self.progress = progress
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._manifests: dict[str, dict[str, ArtifactRecord]] = {}
+
+    def upload(self, run_id: str, experiment_id: str, local_path: str | os.PathLike[str],
+               artifact_path: str) -> ArtifactRecord:
+        """Store ``local_path`` as the run's artifact ``artifact_path`` (the full relative file path)."""
+        key = artifact_key(experiment_id, run_id, artifact_path)
+        local = Path(local_path)
+        if not local.is_file():
+            raise InvalidInput(f"Invalid local file {str(local)!r}: does not exist or is not a regular file")
+        size, sha256, uri = self._store_verified(local, artifact_path, key)
+        self.commit(run_id, artifact_path, size, sha256, uri)
+        record = ArtifactRecord(artifact_path, size, sha256, uri)
+        with self._lock:
+            self._manifests.setdefault(run_id, {})[artifact_path] = record
+        return record
+
+    def upload_dir(self, run_id: str, experiment_id: str, local_dir: str | os.PathLike[str],
+                   artifact_path: str = "") -> builtins.list[ArtifactRecord]:
+        """Upload every file under ``local_dir``, keeping its relative layout under ``artifact_path``.
+
+        Symlinks are followed (directory cycles are visited once). Each file is committed on its
+        own, so if one fails the ones before it stay committed.
+        """
+        base = Path(local_dir)
+        if not base.is_dir():
+            raise InvalidInput(f"Invalid local directory {str(base)!r}: does not exist or is not a directory")
+        if artifact_path:
+            validate_artifact_path(artifact_path)
+        records = []
+        seen: set[tuple[int, int]] = set()
+        for dirpath, dirnames, filenames in os.walk(base, followlinks=True):
+            st = os.stat(dirpath)
+            if (st.st_dev, st.st_ino) in seen:
+                dirnames[:] = []
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            dirnames.sort()
+            for name in sorted(filenames):
+                path = Path(dirpath, name)
+                relative = path.relative_to(base).as_posix()
+                destination = f"{artifact_path}/{relative}" if artifact_path else relative
+                records.append(self.upload(run_id, experiment_id, path, destination))
+        return records
+
+    def manifest(self, run_id: str) -> builtins.list[dict[str, Any]]:
+        """``[{path, size, sha256}]`` of every artifact this uploader committed for ``run_id``."""
+        with self._lock:
+            records = list(self._manifests.get(run_id, {}).values())
+        return [{"path": r.path, "size": r.size, "sha256": r.sha256} for r in records]
+
+    def forget_run(self, run_id: str) -> None:
+        """Drop a run's manifest once its finalize-requested was sent."""
+        with self._lock:
+            self._manifests.pop(run_id, None)
+
+    def _store_verified(self, local: Path, artifact_path: str, key: str) -> tuple[int, str, str]:
+        show = self.progress if self.progress is not None else sys.stderr.isatty()
+        total = local.stat().st_size
+        attempts = self.retries + 1
+        tried = 0
+        last: Exception | None = None
+        with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=artifact_path,
+                  disable=not show, leave=False) as bar:
+            while tried < attempts and not isinstance(last, _PERMANENT):
+                if tried:
+                    self._sleep(self.backoff * 2 ** (tried - 1))
+                    bar.reset(total=total)
+                tried += 1
+                staging_key = uuid.uuid4().hex
+                promoted = False
+                try:
+                    size, sha256 = self._stage(local, staging_key, bar)
+                    uri = self.store.promote(staging_key, key)
+                    promoted = True
+                    return size, sha256, uri
+                except InvalidInput:
+                    raise
+                except Exception as exc:
+                    last = exc
+                    log.warning("upload of %s to %r failed (attempt %d of %d): %s",
+                                local, artifact_path, tried, attempts, exc)
+                finally:
+                    if not promoted:
+                        self._discard(staging_key)
+        raise ArtifactUploadError(
+            f"could not upload {local} to artifact path {artifact_path!r} after {tried} attempt(s); "
+            f"last error: {type(last).__name__}: {last}",
+            local_path=local, artifact_path=artifact_path, attempts=tried,
+        ) from last
+
+    def _stage(self, local: Path, staging_key: str, bar: tqdm) -> tuple[int, str]:
+        """Upload to staging and check that what landed is what was read; return (size, sha256)."""
+        before = os.stat(local)
+        digest, sent = hashlib.sha256(), 0
+
+        def on_chunk(chunk: memoryview) -> None:
+            nonlocal sent
+            digest.update(chunk)
+            sent += len(chunk)
+            bar.update(len(chunk))
+
+        self.store.put_staged(local, staging_key, on_chunk)
+        after = os.stat(local)
+        if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or sent != after.st_size:
+            raise ArtifactVerificationError(
+                f"{local} changed while it was being uploaded ({before.st_size} bytes before, "
+                f"{after.st_size} after, {sent} sent)"
+            )
+        local_stat = (sent, digest.hexdigest())
+        landed = self.store.stat_staged(staging_key)
+        if tuple(landed) != local_stat:
+            raise ArtifactVerificationError(
+                f"staged copy of {local} does not match what was sent: landed {landed[0]} bytes "
+                f"sha256 {landed[1]}, sent {sent} bytes sha256 {local_stat[1]}"
+            )
+        return local_stat
+
+    def _discard(self, staging_key: str) -> None:
+        try:
+            self.store.discard_staged(staging_key)
+        except Exception:
+            log.warning("could not discard staged upload %s", staging_key, exc_info=True)
+
+
+# helpers for log_dict / log_text / log_figure ---------------------------------------------
+
+
+def _write_temp(data: bytes, suffix: str) -> Path:
+    fd, name = tempfile.mkstemp(prefix="trackstream-", suffix=suffix)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    return Path(name)
+
+
+def write_temp_json(obj: Any) -> Path:
+    """Write ``obj`` as indented JSON (like MLflow's ``log_dict``) to a temp file the caller deletes."""
+    try:
+        text = json.dumps(obj, indent=2)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"Invalid dictionary for log_dict: not JSON-serializable ({exc})") from None
+    return _write_temp(text.encode(), ".json")
+
+
+def write_temp_text(text: str) -> Path:
+    """Write ``text`` as UTF-8 to a temp file the caller deletes."""
+    if not isinstance(text, str):
+        raise InvalidInput(f"Invalid text for log_text: must be a string, got {type(text).__name__}")
+    return _write_temp(text.encode("utf-8"), ".txt")
+
+
+def figure_to_png(fig: Any, path: str | os.PathLike[str]) -> Path:
+    """Save a matplotlib figure as PNG at ``path``; needs matplotlib."""
+    if importlib.util.find_spec("matplotlib") is None:
+        raise ImportError("figure_to_png needs matplotlib, which is not installed: pip install matplotlib")
+    fig.savefig(path, format="png")
+    return Path(path)
