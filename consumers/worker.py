@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import faust
 
-from consumers.materializer import Materializer, SourceMessage, TableRows
+from consumers.materializer import Materializer, RejectReason, SourceMessage, TableRows
 from consumers.store import ClickHouseSink, ClickHouseStateReader, SchemaManager, connect
 from trackstream.config import Settings
 from trackstream.errors import StorageError
@@ -129,6 +129,8 @@ def build_app(settings: Settings, service: MaterializerService,
             rows = await service.write_batch(messages)
             for reject in rows.rows.get("rejects", ()):
                 partition, offset, reason, detail = reject[:4]
+                if reason == RejectReason.SEQUENCE_GAP:  # recorded, but the event was applied
+                    continue
                 original = next(m for m in messages if m.partition == partition and m.offset == offset)
                 await dead_letters.send(
                     key=original.key, value=original.value or b"",

@@ -100,8 +100,8 @@ def test_bad_events_go_to_rejects_and_dead_letters_and_the_worker_keeps_going(se
         wait_until(poll_dlq, 60, "dead-letter messages", interval=0)
     finally:
         consumer.close()
-    assert seen[b"future-key"][b"reason"] == b"unknown_schema"
-    assert seen[b"garbage-key"][b"source"].startswith(server.settings.topic.encode())
+    assert seen[b"future-key"]["reason"] == b"unknown_schema"
+    assert seen[b"garbage-key"]["source"].startswith(server.settings.topic.encode())
 
 
 def test_demo_command_logs_and_shows_a_run(server):
