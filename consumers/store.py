@@ -126,6 +126,7 @@ class ClickHouseSink:
         self.client = client
         self.database = check_database_name(database)
         self._hwm: dict[str, dict[int, int]] = {}
+        self.rows_already_stored = 0
         self.reload_high_water_marks()
 
     def reload_high_water_marks(self) -> None:
@@ -163,6 +164,7 @@ class ClickHouseSink:
         columns = TABLE_COLUMNS[table]
         ip, io = columns.index("src_partition"), columns.index("src_offset")
         fresh = [r for r in table_rows if self._fresh(table, r[ip], r[io])]
+        self.rows_already_stored += len(table_rows) - len(fresh)
         if not fresh:
             return 0
         self._insert(lambda: self.client.insert(f"{self.database}.{table}", fresh, column_names=list(columns)), table)
@@ -178,6 +180,7 @@ class ClickHouseSink:
         keep = np.ones(len(offsets), dtype=bool)
         for p, mark in self._hwm["metrics"].items():
             keep &= ~((partitions == p) & (offsets <= mark))
+        self.rows_already_stored += int(len(keep) - keep.sum())
         if not keep.any():
             return 0
         if not keep.all():

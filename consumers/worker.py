@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,6 +28,25 @@ log = logging.getLogger("trackstream.worker")
 
 BATCH_MAX_EVENTS = 2000
 BATCH_WITHIN_SECONDS = 0.2
+CHUNK_MAX_BYTES = 16 * 1024 * 1024  # one materialize+insert step; bounds memory per step
+SESSION_TIMEOUT_S = 10.0  # a SIGKILLed worker's partitions move after this long
+
+
+def split_by_size(messages: list[SourceMessage], max_bytes: int = CHUNK_MAX_BYTES) -> list[list[SourceMessage]]:
+    """Consecutive chunks of at most ``max_bytes`` of payload (a larger single message stands alone)."""
+    chunks: list[list[SourceMessage]] = []
+    current: list[SourceMessage] = []
+    size = 0
+    for msg in messages:
+        msg_size = len(msg.value or b"")
+        if current and size + msg_size > max_bytes:
+            chunks.append(current)
+            current, size = [], 0
+        current.append(msg)
+        size += msg_size
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 @dataclass
@@ -39,6 +60,7 @@ class IngestStats:
     rejects: int = 0
     duplicates: int = 0
     storage_errors: int = 0
+    rows_already_stored: int = 0
     last_insert_seconds: float = 0.0
     positions: dict[int, int] = field(default_factory=dict)
 
@@ -47,7 +69,7 @@ class IngestStats:
         return {
             "uptime_s": round(uptime, 1), "batches": self.batches, "events": self.events,
             "metric_points": self.metric_points, "rejects": self.rejects, "duplicates": self.duplicates,
-            "storage_errors": self.storage_errors,
+            "storage_errors": self.storage_errors, "rows_already_stored": self.rows_already_stored,
             "events_per_s": round(self.events / uptime, 1), "last_insert_ms": round(self.last_insert_seconds * 1000, 1),
             "positions": {str(p): o for p, o in sorted(self.positions.items())},
         }
@@ -60,6 +82,9 @@ class MaterializerService:
         self.settings = settings
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
         self.stats = IngestStats()
+        # Fault injection for the crash tests: SIGKILL ourselves after the Nth batch is inserted
+        # and before its offsets can be committed.
+        self._crash_after_insert = int(os.environ.get("TRACKSTREAM_FAULT_KILL_AFTER_BATCH", "0"))
         self.client = self.executor.submit(connect, settings.clickhouse_dsn).result()
         self.executor.submit(SchemaManager(self.client, settings.database).migrate).result()
         self.sink = self.executor.submit(ClickHouseSink, self.client, settings.database).result()
@@ -74,6 +99,9 @@ class MaterializerService:
         started = time.perf_counter()
         self.sink.write(rows)
         self.stats.last_insert_seconds = time.perf_counter() - started
+        self.stats.rows_already_stored = self.sink.rows_already_stored
+        if self._crash_after_insert and self.stats.batches + 1 >= self._crash_after_insert:
+            os.kill(os.getpid(), signal.SIGKILL)
         self.stats.batches += 1
         self.stats.events += len(messages)
         self.stats.metric_points += rows.metric_points
@@ -83,13 +111,17 @@ class MaterializerService:
             self.stats.positions[m.partition] = m.offset
         return rows
 
-    async def write_batch(self, messages: list[SourceMessage]) -> TableRows:
+    async def write_batch(self, messages: list[SourceMessage]) -> list[tuple]:
         """Materialize one batch, retrying for as long as ClickHouse refuses (the log keeps the
         events; nothing is acked meanwhile). Each retry rebuilds state as of the batch start."""
         backoff = 0.5
         while True:
             try:
-                return await self.on_clickhouse(self.handle_batch, messages)
+                rejects: list[tuple] = []
+                for chunk in split_by_size(messages):
+                    rows = await self.on_clickhouse(self.handle_batch, chunk)
+                    rejects.extend(rows.rows.get("rejects", ()))
+                return rejects
             except StorageError as exc:
                 self.stats.storage_errors += 1
                 log.error("ClickHouse write failed, retrying in %.1f s: %s", backoff, exc)
@@ -114,6 +146,8 @@ def build_app(settings: Settings, service: MaterializerService,
         topic_replication_factor=1,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
+        broker_session_timeout=SESSION_TIMEOUT_S,
+        broker_heartbeat_interval=SESSION_TIMEOUT_S / 4,
         stream_buffer_maxsize=8192,
         producer_acks=-1,
     )
@@ -126,8 +160,7 @@ def build_app(settings: Settings, service: MaterializerService,
         async for events in stream.take_events(BATCH_MAX_EVENTS, within=BATCH_WITHIN_SECONDS):
             messages = [SourceMessage(e.message.partition, e.message.offset, e.message.value, e.message.key)
                         for e in events]
-            rows = await service.write_batch(messages)
-            for reject in rows.rows.get("rejects", ()):
+            for reject in await service.write_batch(messages):
                 partition, offset, reason, detail = reject[:4]
                 if reason == RejectReason.SEQUENCE_GAP:  # recorded, but the event was applied
                     continue

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -43,6 +43,7 @@ class ServerHandle:
     settings: Settings
     log_path: Path
     process: subprocess.Popen | None = None
+    env_overrides: dict[str, str] = field(default_factory=dict)
 
     @property
     def env(self) -> dict[str, str]:
@@ -51,17 +52,18 @@ class ServerHandle:
                     TRACKSTREAM_CLICKHOUSE=s.clickhouse_dsn, TRACKSTREAM_DATABASE=s.database,
                     TRACKSTREAM_TOPIC=s.topic, TRACKSTREAM_DLQ_TOPIC=s.dead_letter_topic,
                     TRACKSTREAM_SERVER_PORT=str(s.server_port), TRACKSTREAM_CONSUMER_GROUP=s.consumer_group,
-                    TRACKSTREAM_PARTITIONS=str(s.partitions))
+                    TRACKSTREAM_PARTITIONS=str(s.partitions), **self.env_overrides)
 
     @property
     def reader(self) -> HttpReader:
         return HttpReader(self.settings.server_url, timeout=30)
 
-    def start(self, timeout: float = 90) -> "ServerHandle":
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen([sys.executable, "-m", "trackstream.cli", "server"], env=self.env,
-                                        stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-        wait_until(lambda: self._alive_or_raise() and self.reader.healthy(), timeout, "the server to answer")
+    def start(self, timeout: float = 90, wait: bool = True) -> "ServerHandle":
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen([sys.executable, "-m", "trackstream.cli", "server"], env=self.env,
+                                            stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        if wait:
+            wait_until(lambda: self._alive_or_raise() and self.reader.healthy(), timeout, "the server to answer")
         return self
 
     def _alive_or_raise(self) -> bool:
@@ -108,7 +110,3 @@ def make_server(kafka_bootstrap: str, home: Path, name: str, partitions: int = 4
         partitions=partitions, server_port=free_port(), consumer_group=f"materializer-{name}",
     )
     return ServerHandle(settings, home / "server-test.log")
-
-
-def with_port(handle: ServerHandle) -> ServerHandle:
-    return replace(handle, settings=replace(handle.settings, server_port=free_port()))
