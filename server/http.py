@@ -6,12 +6,14 @@ on the worker's ClickHouse thread (the embedded engine belongs to one process).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
+from consumers.replay import BackgroundReplay
 from server.reader import TrackingReader
 from trackstream.errors import InvalidInput, NotFound, TrackstreamError
 
@@ -63,7 +65,18 @@ def _int_param(request: web.Request, name: str, default: int, maximum: int) -> i
     return int(raw)
 
 
-def create_app(reader: TrackingReader, run_query: QueryRunner, status: Callable[[], dict[str, Any]]) -> web.Application:
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"request body is not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise InvalidInput("request body must be a JSON object")
+    return body
+
+
+def create_app(reader: TrackingReader, run_query: QueryRunner, status: Callable[[], dict[str, Any]],
+               replay: BackgroundReplay | None = None) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_REQUEST_BYTES)
     routes = web.RouteTableDef()
 
@@ -95,14 +108,31 @@ def create_app(reader: TrackingReader, run_query: QueryRunner, status: Callable[
 
     @routes.post("/api/ts/sql")
     async def sql(request: web.Request) -> web.Response:
-        try:
-            body = await request.json()
-        except json.JSONDecodeError as exc:
-            raise InvalidInput(f"request body is not JSON: {exc}") from exc
-        query = body.get("query") if isinstance(body, dict) else None
+        query = (await _json_body(request)).get("query")
         if not isinstance(query, str) or not query.strip():
             raise InvalidInput("body must be a JSON object with a non-empty string 'query'")
         return json_response(await run_query(reader.sql, query))
+
+    @routes.post("/api/ts/replay")
+    async def start_replay(request: web.Request) -> web.Response:
+        if replay is None:
+            raise InvalidInput("replay is not available on this server")
+        body = await _json_body(request)
+        until = body.get("until_ms")
+        if until is not None and (not isinstance(until, int) or isinstance(until, bool) or until < 0):
+            raise InvalidInput(f"until_ms must be a non-negative integer (Unix ms), got {until!r}")
+        database = body.get("database")
+        if database is not None and not isinstance(database, str):
+            raise InvalidInput("database must be a string")
+        started = await asyncio.get_running_loop().run_in_executor(
+            None, replay.start, database, until, bool(body.get("replace", False)))
+        return json_response(started, 202)
+
+    @routes.get("/api/ts/replay")
+    async def replay_status(request: web.Request) -> web.Response:
+        if replay is None:
+            raise InvalidInput("replay is not available on this server")
+        return json_response(replay.status())
 
     app.add_routes(routes)
     return app

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from consumers.replay import BackgroundReplay
 from consumers.store import connect
 from consumers.worker import MaterializerService, build_app
 from infra.topics import ensure_topics
@@ -32,7 +33,8 @@ def serve(settings: Settings, loglevel: str = "warning") -> None:
     state_file = server_state_file(settings)
 
     async def start_http() -> None:
-        http_app = create_app(reader, service.on_clickhouse, service.stats.as_dict)
+        replay = BackgroundReplay(settings, lambda: connect(settings.clickhouse_dsn, "replay"))
+        http_app = create_app(reader, service.on_clickhouse, service.stats.as_dict, replay)
         runner = web.AppRunner(http_app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, settings.server_host, settings.server_port).start()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -165,6 +167,71 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def parse_until(text: str) -> int:
+    """Unix ms, or an ISO 8601 time (UTC unless it names a zone)."""
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(f"--until {text!r} is neither Unix milliseconds nor an ISO time like 2026-11-27T12:00") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp() * 1000)
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from tqdm import tqdm
+
+    from trackstream.reading import HttpReader, running_server_url
+
+    until_ms = parse_until(args.until) if args.until else None
+    bar = tqdm(total=0, unit="ev", desc="replay", dynamic_ncols=True, disable=None)
+
+    def show(progress: dict[str, Any]) -> None:
+        bar.total = progress["total_events"]
+        bar.n = progress["events"]
+        bar.set_postfix(points_s=f"{progress['points_per_s']:,.0f}", lag=progress["lag"], refresh=False)
+        bar.refresh()
+
+    url = running_server_url(settings)
+    if url:
+        server = HttpReader(url)
+        state = server.start_replay(args.database, until_ms, args.replace)
+        while state["state"] == "running":
+            if state["progress"]:
+                show(state["progress"])
+            time.sleep(0.5)
+            state = server.replay_status()
+        if state["state"] == "failed":
+            bar.close()
+            raise TrackstreamError(f"replay failed: {state['error']}")
+        report = state["report"]
+    else:
+        from consumers.replay import ReplayJob, default_replay_database, report_as_dict
+        from consumers.store import connect
+
+        job = ReplayJob(settings, connect(settings.clickhouse_dsn, "replay"),
+                        args.database or default_replay_database(settings.database), until_ms, args.replace)
+        report = report_as_dict(job.run(on_progress=lambda p: show(p.as_dict())))
+    show(report["progress"])
+    bar.close()
+    p = report["progress"]
+    print(f"replayed {p['events']:,} events ({p['metric_points']:,} metric points) into {report['database']} "
+          f"in {p['elapsed_s']} s: {p['events_per_s']:,.0f} events/s, {p['points_per_s']:,.0f} points/s")
+    if report["until_ms"] is not None:
+        print(f"state as of {format_ms(report['until_ms'])} UTC (events after it skipped); not compared with live")
+        return 0
+    rows = [[t["table"], t["live_rows"], t["replay_rows"], "equal" if t["equal"] else "DIFFERENT"]
+            for t in report["tables"]]
+    print(render_table(["table", "live rows", "replayed rows", "result"], rows))
+    for t in report["tables"]:
+        for example in t["examples"]:
+            print(f"  {t['table']}: {example}")
+    print("replay equals the live state" if report["equal"] else "replay DIFFERS from the live state")
+    return 0 if report["equal"] else EXIT_ERROR
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trackstream", description="Event-sourced ML experiment tracking.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -200,6 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("query")
     p.add_argument("--format", choices=FORMATS, default="table")
     p.add_argument("--output", type=Path, help="file for --format parquet")
+    p = add("replay", cmd_replay, "rebuild all tables from the log into another database and compare")
+    p.add_argument("--database", help="target database (default: <live>_replay_<time>)")
+    p.add_argument("--until", help="only events up to this time: Unix ms or ISO 8601 (UTC by default)")
+    p.add_argument("--replace", action="store_true", help="drop and rebuild the target if it exists")
     p = add("demo", cmd_demo, "log an example training run and show it")
     p.add_argument("--steps", type=int, default=500)
     p.add_argument("--timeout", type=float, default=60.0)

@@ -64,6 +64,12 @@ class HttpReader:
     def status(self) -> dict[str, Any]:
         return self._call("/api/ts/status")
 
+    def start_replay(self, database: str | None, until_ms: int | None, replace: bool) -> dict[str, Any]:
+        return self._call("/api/ts/replay", {"database": database, "until_ms": until_ms, "replace": replace})
+
+    def replay_status(self) -> dict[str, Any]:
+        return self._call("/api/ts/replay")
+
 
 def running_server_url(settings: Settings) -> str | None:
     state = settings.home / "server.json"

@@ -8,61 +8,11 @@ import random
 import time
 import uuid
 
-import numpy as np
 import pytest
 
 from infra.topics import ensure_topics
-from producer.kafka_writer import EventWriter
-from schemas import MetricBatch
-from tests.integration.harness import ServerHandle, make_server, wait_until
-
-RUNS = 8
-BATCHES_PER_RUN = 25
-POINTS_PER_BATCH = 5_000  # 8 x 25 x 5000 = 1,000,000 points
-
-
-def produce_workload(settings, seed: int = 1) -> dict:
-    """Produce the workload and return what the tables must hold."""
-    rng = np.random.default_rng(seed)
-    writer = EventWriter(settings.kafka_bootstrap, settings.topic, writer_id=f"load-{uuid.uuid4().hex[:8]}")
-    expected = {"points": 0, "value_sum": 0.0, "step_sum": 0, "params": 0, "tags": 0, "artifacts": 0, "events": 0}
-    run_ids = [uuid.uuid4().hex for _ in range(RUNS)]
-    for run_id in run_ids:
-        writer.append("run_created", {"run_id": run_id, "experiment_id": "0", "user_id": "load", "source_name": "t",
-                                      "parent_run_id": None, "start_time_ms": 1, "run_name": run_id[:6], "tags": []})
-        writer.append("params_set", {"run_id": run_id, "params": [{"key": f"p{i}", "value": str(i)} for i in range(10)]})
-        expected["params"] += 10
-        expected["events"] += 2
-    for b in range(BATCHES_PER_RUN):
-        for run_id in run_ids:
-            n = POINTS_PER_BATCH
-            values = rng.standard_normal(n)
-            steps = np.arange(b * n, (b + 1) * n)
-            batch = MetricBatch(["loss", "acc"], (np.arange(n) % 2).astype(np.uint32), steps,
-                                np.full(n, 1_700_000_000_000 + b), values)
-            writer.append("metrics_logged", {"run_id": run_id, **batch.to_record_fields()})
-            expected["points"] += n
-            expected["value_sum"] += float(values.sum())
-            expected["step_sum"] += int(steps.sum())
-            expected["events"] += 1
-            if b % 5 == 0:
-                writer.append("tags_set", {"run_id": run_id, "tags": [{"key": f"t{b}", "value": "x"}]})
-                writer.append("artifact_committed", {"run_id": run_id, "path": f"ckpt/{b}.pt", "size": b,
-                                                     "sha256": "0" * 64, "uri": f"file:///ckpt/{b}.pt"})
-                expected["tags"] += 1
-                expected["artifacts"] += 1
-                expected["events"] += 2
-    assert writer.flush(120) == 0
-    writer.close()
-    return expected
-
-
-def table_counts(server: ServerHandle) -> dict:
-    db = server.settings.database
-    (points, value_sum, step_sum), = server.sql(f"SELECT count(), sum(value), sum(step) FROM {db}.metrics")
-    count = lambda table: server.sql(f"SELECT count() FROM {db}.{table}")[0][0]  # noqa: E731
-    return {"points": points, "value_sum": value_sum, "step_sum": step_sum, "params": count("params"),
-            "tags": count("tags"), "artifacts": count("artifacts"), "events": count("events")}
+from tests.integration.harness import make_server, wait_until
+from tests.integration.workload import produce_workload, table_counts
 
 
 def test_sigkill_during_large_ingest_loses_and_duplicates_nothing(kafka_bootstrap, tmp_path):
