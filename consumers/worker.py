@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import faust
 
+from consumers.finalizer import FinalizeDeadline, finalize_timeout_event, overdue_runs
 from consumers.materializer import Materializer, RejectReason, SourceMessage, TableRows
 from consumers.store import ClickHouseSink, ClickHouseStateReader, SchemaManager, connect
 from trackstream.config import Settings
@@ -174,6 +175,19 @@ def build_app(settings: Settings, service: MaterializerService,
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, assigned: Any = None, **kwargs: Any) -> None:
         await service.on_clickhouse(service.reset_after_rebalance)
+
+    deadline = FinalizeDeadline(settings.finalize_timeout_s)
+
+    @app.timer(interval=max(min(settings.finalize_timeout_s / 4, 30.0), 0.5))
+    async def fail_overdue_runs() -> None:
+        now_ms = int(time.time() * 1000)
+        overdue = await service.on_clickhouse(overdue_runs, service.client, settings.database, now_ms,
+                                              deadline.timeout_ms)
+        for run_id, missing in deadline.due(overdue):
+            key, value = finalize_timeout_event(run_id, now_ms)
+            await topic.send(key=key, value=value)
+            log.warning("run %s did not get artifacts %s within %.0f s of finishing; marked FAILED",
+                        run_id, missing, settings.finalize_timeout_s)
 
     if extra_startup is not None:
         app.task(extra_startup)

@@ -26,6 +26,7 @@ class Settings:
     server_host: str = "127.0.0.1"
     server_port: int = DEFAULT_SERVER_PORT
     consumer_group: str = "trackstream-materializer"
+    finalize_timeout_s: float = 3600.0
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -42,6 +43,7 @@ class Settings:
             server_host=env.get("TRACKSTREAM_SERVER_HOST", "127.0.0.1"),
             server_port=int(env.get("TRACKSTREAM_SERVER_PORT", str(DEFAULT_SERVER_PORT))),
             consumer_group=env.get("TRACKSTREAM_CONSUMER_GROUP", "trackstream-materializer"),
+            finalize_timeout_s=float(env.get("TRACKSTREAM_FINALIZE_TIMEOUT_S", "3600")),
         )
 
     @property

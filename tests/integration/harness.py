@@ -52,7 +52,8 @@ class ServerHandle:
                     TRACKSTREAM_CLICKHOUSE=s.clickhouse_dsn, TRACKSTREAM_DATABASE=s.database,
                     TRACKSTREAM_TOPIC=s.topic, TRACKSTREAM_DLQ_TOPIC=s.dead_letter_topic,
                     TRACKSTREAM_SERVER_PORT=str(s.server_port), TRACKSTREAM_CONSUMER_GROUP=s.consumer_group,
-                    TRACKSTREAM_PARTITIONS=str(s.partitions), **self.env_overrides)
+                    TRACKSTREAM_PARTITIONS=str(s.partitions),
+                    TRACKSTREAM_FINALIZE_TIMEOUT_S=str(s.finalize_timeout_s), **self.env_overrides)
 
     @property
     def reader(self) -> HttpReader:
