@@ -14,11 +14,11 @@ import os
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import faust
 
+from consumers.ingest_stats import IngestStats
 from consumers.finalizer import FinalizeDeadline, finalize_timeout_event, overdue_runs
 from consumers.materializer import Materializer, RejectReason, SourceMessage, TableRows
 from consumers.store import ClickHouseSink, ClickHouseStateReader, SchemaManager, connect
@@ -50,32 +50,6 @@ def split_by_size(messages: list[SourceMessage], max_bytes: int = CHUNK_MAX_BYTE
     return chunks
 
 
-@dataclass
-class IngestStats:
-    """Counters the status endpoint and the CLI report."""
-
-    started_at: float = field(default_factory=time.time)
-    batches: int = 0
-    events: int = 0
-    metric_points: int = 0
-    rejects: int = 0
-    duplicates: int = 0
-    storage_errors: int = 0
-    rows_already_stored: int = 0
-    last_insert_seconds: float = 0.0
-    positions: dict[int, int] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        uptime = max(time.time() - self.started_at, 1e-9)
-        return {
-            "uptime_s": round(uptime, 1), "batches": self.batches, "events": self.events,
-            "metric_points": self.metric_points, "rejects": self.rejects, "duplicates": self.duplicates,
-            "storage_errors": self.storage_errors, "rows_already_stored": self.rows_already_stored,
-            "events_per_s": round(self.events / uptime, 1), "last_insert_ms": round(self.last_insert_seconds * 1000, 1),
-            "positions": {str(p): o for p, o in sorted(self.positions.items())},
-        }
-
-
 class MaterializerService:
     """Everything one worker needs around the pure Materializer; all ClickHouse calls run on one thread."""
 
@@ -99,17 +73,14 @@ class MaterializerService:
         rows = self.materializer.process(messages)
         started = time.perf_counter()
         self.sink.write(rows)
-        self.stats.last_insert_seconds = time.perf_counter() - started
-        self.stats.rows_already_stored = self.sink.rows_already_stored
-        if self._crash_after_insert and self.stats.batches + 1 >= self._crash_after_insert:
-            os.kill(os.getpid(), signal.SIGKILL)
-        self.stats.batches += 1
-        self.stats.events += len(messages)
-        self.stats.metric_points += rows.metric_points
-        self.stats.rejects += rows.counts.get("rejects", 0)
-        self.stats.duplicates += rows.counts.get("duplicates", 0)
+        last: dict[int, int] = {}
         for m in messages:
-            self.stats.positions[m.partition] = m.offset
+            last[m.partition] = m.offset
+        self.stats.record_batch(len(messages), rows.metric_points, rows.counts.get("rejects", 0),
+                                rows.counts.get("duplicates", 0), time.perf_counter() - started, last)
+        self.stats.rows_already_stored = self.sink.rows_already_stored
+        if self._crash_after_insert and self.stats.batches >= self._crash_after_insert:
+            os.kill(os.getpid(), signal.SIGKILL)
         return rows
 
     async def write_batch(self, messages: list[SourceMessage]) -> list[tuple]:
@@ -171,6 +142,14 @@ def build_app(settings: Settings, service: MaterializerService,
                     headers={"reason": reason.encode(), "detail": detail[:1000].encode(),
                              "source": f"{settings.topic}/{partition}/{offset}".encode()},
                 )
+
+    @app.timer(interval=2.0)
+    async def track_highwaters() -> None:
+        for tp in app.consumer.assignment():
+            if tp.topic == settings.topic:
+                hw = app.consumer.highwater(tp)
+                if hw is not None:
+                    service.stats.highwaters[tp.partition] = hw
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, assigned: Any = None, **kwargs: Any) -> None:

@@ -13,6 +13,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
+from consumers.ingest_stats import IngestStats
 from consumers.replay import BackgroundReplay
 from server.reader import TrackingReader
 from trackstream.errors import InvalidInput, NotFound, TrackstreamError
@@ -75,7 +76,7 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def create_app(reader: TrackingReader, run_query: QueryRunner, status: Callable[[], dict[str, Any]],
+def create_app(reader: TrackingReader, run_query: QueryRunner, stats: IngestStats,
                replay: BackgroundReplay | None = None) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_REQUEST_BYTES)
     routes = web.RouteTableDef()
@@ -86,7 +87,12 @@ def create_app(reader: TrackingReader, run_query: QueryRunner, status: Callable[
 
     @routes.get("/api/ts/status")
     async def get_status(request: web.Request) -> web.Response:
-        return json_response(status())
+        return json_response(stats.as_dict())
+
+    @routes.get("/metrics")
+    async def prometheus(request: web.Request) -> web.Response:
+        return web.Response(text=stats.prometheus(), content_type="text/plain", charset="utf-8",
+                            headers={"X-Prometheus-Format": "0.0.4"})
 
     @routes.get("/api/ts/runs")
     async def list_runs(request: web.Request) -> web.Response:

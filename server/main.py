@@ -34,7 +34,7 @@ def serve(settings: Settings, loglevel: str = "warning") -> None:
 
     async def start_http() -> None:
         replay = BackgroundReplay(settings, lambda: connect(settings.clickhouse_dsn, "replay"))
-        http_app = create_app(reader, service.on_clickhouse, service.stats.as_dict, replay)
+        http_app = create_app(reader, service.on_clickhouse, service.stats, replay)
         runner = web.AppRunner(http_app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, settings.server_host, settings.server_port).start()

@@ -42,10 +42,17 @@ def cmd_infra(args: argparse.Namespace, settings: Settings) -> int:
         print("Kafka stopped" if stopped else "Kafka was not running (nothing of ours to stop)")
     else:
         status = broker.status()
-        state = "running" if status.running else "stopped"
-        answering = ", answering" if status.answering else (", NOT answering" if status.running else "")
-        print(f"Kafka {state}{answering}: {status.bootstrap} pid={status.pid or '-'}\n  log: {status.log_path}")
-        return 0 if status.running else 3
+        if status.running:
+            answering = "answering" if status.answering else "NOT answering"
+            print(f"Kafka running, {answering}: {status.bootstrap} pid={status.pid}\n  log: {status.log_path}")
+            return 0 if status.answering else 3
+        from infra.kafka_broker import metadata_answers
+
+        if metadata_answers(settings.kafka_bootstrap):
+            print(f"Kafka answering at {settings.kafka_bootstrap} (not started by `trackstream infra up`)")
+            return 0
+        print(f"Kafka not running at {settings.kafka_bootstrap} (start it with `trackstream infra up`)")
+        return 3
     return 0
 
 
@@ -82,7 +89,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         print("Server not running (start it with `trackstream up`)")
         return 3
     stats = HttpReader(url).status()
-    print(f"Server running: {url}")
+    print(f"Server running: {url} (Prometheus metrics at {url}/metrics)")
     rows = [[k, json.dumps(v) if isinstance(v, dict) else v] for k, v in stats.items()]
     print(render_table(["metric", "value"], rows))
     return code

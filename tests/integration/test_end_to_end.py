@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import struct
+import urllib.request
 
 import pytest
 from confluent_kafka import Consumer, Producer
@@ -108,3 +109,15 @@ def test_demo_command_logs_and_shows_a_run(server):
     result = server.cli("demo", "--steps", "200")
     assert "demo-training" in result.stdout
     assert "loss" in result.stdout and "learning_rate" in result.stdout
+
+
+def test_status_command_and_prometheus_metrics_show_ingest_and_lag(server):
+    log_run(server, steps=5)
+    wait_until(lambda: server.reader.status()["events"] > 0, 30, "ingest")
+    status_out = server.cli("status").stdout
+    assert "Kafka answering" in status_out and "metric_points" in status_out and "lag" in status_out
+    with urllib.request.urlopen(server.settings.server_url + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    assert "trackstream_events_total" in text and "trackstream_metric_points_total" in text
+    assert wait_until(lambda: 'trackstream_consumer_lag{partition="0"}' in urllib.request.urlopen(
+        server.settings.server_url + "/metrics", timeout=10).read().decode(), 30, "lag gauges")

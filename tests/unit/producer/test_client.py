@@ -1,0 +1,242 @@
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+import pytest
+
+from producer.artifacts import ArtifactUploadError, LocalArtifactStore
+from producer.client import TrackingClient, experiment_id_for
+from producer.provenance import DISABLE_ENV
+from schemas import MetricBatch, aggregate_id, default_codec
+from trackstream.config import Settings
+from trackstream.errors import InvalidInput
+
+
+class FakeWriter:
+    """Records events; stamps and encodes them like EventWriter, so every event must fit its schema."""
+
+    writer_id = "fake-writer"
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+        self.seqs: dict[str, int] = {}
+        self.closed = False
+        self.codec = default_codec()
+
+    def append(self, event_type: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+        agg = aggregate_id(event_type, fields)
+        self.seqs[agg] = self.seqs.get(agg, 0) + 1
+        record = {"event_id": "0" * 32, "writer_id": self.writer_id, "seq": self.seqs[agg],
+                  "timestamp_ms": 1, **fields}
+        self.codec.encode(event_type, record)
+        self.events.append((event_type, dict(fields)))
+        return record
+
+    def flush(self, timeout: float = 30.0) -> int:
+        return 0
+
+    def close(self, timeout: float = 30.0) -> int:
+        self.closed = True
+        return 0
+
+    def types(self) -> list[str]:
+        return [event_type for event_type, _ in self.events]
+
+    def of(self, event_type: str) -> list[dict[str, Any]]:
+        return [fields for kind, fields in self.events if kind == event_type]
+
+    def points(self) -> list[tuple[str, str, int, float]]:
+        out = []
+        for fields in self.of("metrics_logged"):
+            batch = MetricBatch.from_record(fields)
+            out += [(fields["run_id"], k, int(s), float(val))
+                    for k, s, val in zip(batch.key_column(), batch.steps, batch.values)]
+        return out
+
+
+class FailingStore(LocalArtifactStore):
+    """Breaks every upload halfway through the copy to staging."""
+
+    def put_staged(self, local_path, staging_key, progress):
+        target = self.staging_path(staging_key)
+        self._staging.mkdir(exist_ok=True)
+        data = Path(local_path).read_bytes()
+        target.write_bytes(data[: len(data) // 2])
+        raise ConnectionResetError("connection reset during upload")
+
+
+@pytest.fixture
+def writer() -> FakeWriter:
+    return FakeWriter()
+
+
+@pytest.fixture
+def client(writer: FakeWriter, tmp_path: Path):
+    c = TrackingClient(Settings(home=tmp_path / "home", kafka_bootstrap="unused"), writer=writer, linger_s=3600)
+    yield c
+    c.close()
+
+
+def tags_of(fields: dict[str, Any]) -> dict[str, str]:
+    return {t["key"]: t["value"] for t in fields["tags"]}
+
+
+def test_create_run_sends_run_created_with_provenance_and_user_tags_winning(client, writer):
+    run_id = client.create_run("7", run_name="base", tags={"team": "vision", "mlflow.user": "alice"})
+    (created,) = writer.of("run_created")
+    tags = tags_of(created)
+    assert created["run_id"] == run_id and created["experiment_id"] == "7" and created["run_name"] == "base"
+    assert tags["team"] == "vision" and tags["mlflow.runName"] == "base"
+    assert tags["mlflow.user"] == "alice"
+    assert tags["mlflow.source.type"] == "LOCAL" and "trackstream.python" in tags
+    assert created["user_id"] and created["user_id"] != "alice"
+    assert created["source_name"] == tags["mlflow.source.name"]
+    assert client.experiment_of(run_id) == "7"
+
+
+def test_provenance_can_be_turned_off_by_argument_or_environment(client, writer, monkeypatch):
+    client.create_run("7", provenance=False, user_id="bob")
+    monkeypatch.setenv(DISABLE_ENV, "1")
+    client.create_run("7")
+    first, second = writer.of("run_created")
+    assert tags_of(first) == {} and first["user_id"] == "bob"
+    assert tags_of(second) == {} and second["user_id"] == "" and second["source_name"] == ""
+
+
+def test_parent_run_id_is_also_a_tag(client, writer):
+    parent = client.create_run("7", provenance=False)
+    child = client.create_run("7", parent_run_id=parent, provenance=False)
+    fields = writer.of("run_created")[1]
+    assert fields["run_id"] == child and fields["parent_run_id"] == parent
+    assert tags_of(fields) == {"mlflow.parentRunId": parent}
+
+
+def test_event_sequence_of_a_run(client, writer):
+    exp = client.create_experiment("seq-test")
+    assert exp == experiment_id_for("seq-test")
+    run_id = client.create_run(exp, provenance=False)
+    client.log_params(run_id, {"lr": 0.1})
+    client.log_metric(run_id, "loss", 0.5, step=1)
+    client.log_metrics(run_id, {"loss": 0.25, "acc": 1}, step=2)
+    client.set_tag(run_id, "stage", "x")
+    client.delete_tag(run_id, "stage")
+    client.set_terminated(run_id)
+    assert writer.types() == ["experiment_created", "run_created", "params_set", "tags_set", "tag_deleted",
+                              "metrics_logged", "finalize_requested"]
+    assert sorted(writer.points()) == sorted([(run_id, "loss", 1, 0.5), (run_id, "loss", 2, 0.25),
+                                              (run_id, "acc", 2, 1.0)])
+    assert writer.of("params_set")[0]["params"] == [{"key": "lr", "value": "0.1"}]
+    assert writer.of("finalize_requested")[0]["manifest"] == []
+
+
+def test_bad_metric_raises_before_anything_is_buffered(client, writer):
+    run_id = client.create_run(provenance=False)
+    with pytest.raises(InvalidInput, match="step"):
+        client.log_metric(run_id, "loss", 1.0, step=1.5)
+    with pytest.raises(InvalidInput, match="bool"):
+        client.log_metric(run_id, "loss", True)
+    client.log_metric(run_id, "loss", math.nan)
+    client.flush()
+    assert len(writer.points()) == 1 and math.isnan(writer.points()[0][3])
+
+
+def test_a_full_buffer_is_sent_from_log_metric_itself(writer, tmp_path):
+    client = TrackingClient(Settings(home=tmp_path, kafka_bootstrap="unused"), writer=writer, linger_s=3600,
+                            max_points_per_batch=3)
+    try:
+        for step in range(7):
+            client.log_metric("r1", "loss", float(step), step)
+        assert [len(MetricBatch.from_record(f)) for f in writer.of("metrics_logged")] == [3, 3]
+        client.flush()
+        assert sorted(s for _, _, s, _ in writer.points()) == list(range(7))
+    finally:
+        client.close()
+
+
+def test_terminal_statuses(client, writer):
+    run_id = client.create_run(provenance=False)
+    client.set_terminated(run_id, "FAILED", end_time_ms=5)
+    assert writer.of("run_status_changed") == [{"run_id": run_id, "status": "FAILED", "end_time_ms": 5}]
+    with pytest.raises(InvalidInput, match="invalid run status"):
+        client.set_terminated(run_id, "DONE")
+
+
+def test_artifacts_are_committed_and_listed_in_the_finalize_manifest(client, writer, tmp_path):
+    run_id = client.create_run("7", provenance=False)
+    model = tmp_path / "model.bin"
+    model.write_bytes(b"weights" * 100)
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "a.txt").write_text("a")
+    (tree / "sub" / "b.txt").write_text("bb")
+
+    record = client.log_artifact(run_id, model, "models")
+    client.log_artifacts(run_id, tree, "tree")
+    client.log_dict(run_id, {"x": [1, 2]}, "config/params.json")
+    client.log_text(run_id, "héllo", "notes.txt")
+
+    paths = [f["path"] for f in writer.of("artifact_committed")]
+    assert paths == ["models/model.bin", "tree/a.txt", "tree/sub/b.txt", "config/params.json", "notes.txt"]
+    first = writer.of("artifact_committed")[0]
+    assert first["sha256"] == hashlib.sha256(b"weights" * 100).hexdigest() == record.sha256
+    assert first["size"] == 700 and first["uri"].startswith("file://")
+    root = client.settings.artifact_root / "7" / run_id / "artifacts"
+    assert json.loads((root / "config" / "params.json").read_text()) == {"x": [1, 2]}
+    assert (root / "notes.txt").read_text(encoding="utf-8") == "héllo"
+
+    client.set_terminated(run_id, manifest=[{"path": "from-rank-1/ckpt.pt"}, {"path": "notes.txt", "size": 1}])
+    manifest = writer.of("finalize_requested")[0]["manifest"]
+    by_path = {m["path"]: m for m in manifest}
+    assert set(by_path) == set(paths) | {"from-rank-1/ckpt.pt"}
+    assert by_path["from-rank-1/ckpt.pt"] == {"path": "from-rank-1/ckpt.pt", "size": -1, "sha256": ""}
+    assert by_path["notes.txt"]["size"] == len("héllo".encode())
+    assert client.uploader.manifest(run_id) == []
+
+
+def test_artifacts_of_a_run_created_elsewhere_need_attach_run(client, writer, tmp_path):
+    run_id = "f" * 32
+    with pytest.raises(InvalidInput, match="attach_run"):
+        client.log_text(run_id, "x", "x.txt")
+    client.attach_run(run_id, "42")
+    client.log_text(run_id, "x", "x.txt")
+    assert (client.settings.artifact_root / "42" / run_id / "artifacts" / "x.txt").read_text() == "x"
+    assert writer.types() == ["artifact_committed"]
+    with pytest.raises(InvalidInput, match="run_id"):
+        client.attach_run("../etc", "1")
+
+
+def test_an_interrupted_upload_is_never_committed_nor_in_the_manifest(writer, tmp_path):
+    store = FailingStore(tmp_path / "store")
+    client = TrackingClient(Settings(home=tmp_path, kafka_bootstrap="unused"), writer=writer, linger_s=3600,
+                            artifact_store=store)
+    client.uploader.backoff = 0
+    try:
+        run_id = client.create_run("7", provenance=False)
+        with pytest.raises(ArtifactUploadError, match="connection reset"):
+            client.log_text(run_id, "data", "broken.txt")
+        client.set_terminated(run_id)
+        assert "artifact_committed" not in writer.types()
+        assert writer.of("finalize_requested")[0]["manifest"] == []
+        assert store.list() == []
+    finally:
+        client.close()
+
+
+def test_invalid_manifest_and_paths_are_refused(client):
+    run_id = client.create_run("7", provenance=False)
+    with pytest.raises(InvalidInput, match="manifest entry"):
+        client.set_terminated(run_id, manifest=[{"size": 1}])
+    with pytest.raises(InvalidInput, match=r"'\.\.'"):
+        client.set_terminated(run_id, manifest=[{"path": "../x"}])
+    with pytest.raises(InvalidInput, match="only .png"):
+        client.log_figure(run_id, object(), "plot.svg")
+
+
+def test_close_flushes_but_leaves_an_injected_writer_open(client, writer):
+    run_id = client.create_run(provenance=False)
+    client.log_metric(run_id, "loss", 1.0)
+    assert client.close() == 0
+    assert writer.points() == [(run_id, "loss", 0, 1.0)] and not writer.closed
+    assert client.close() == 0
