@@ -57,6 +57,7 @@ class MaterializerService:
         self.settings = settings
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
         self.stats = IngestStats()
+        self.on_materialized: Callable[[dict[int, int]], None] | None = None
         # Fault injection for the crash tests: SIGKILL ourselves after the Nth batch is inserted
         # and before its offsets can be committed.
         self._crash_after_insert = int(os.environ.get("TRACKSTREAM_FAULT_KILL_AFTER_BATCH", "0"))
@@ -132,7 +133,13 @@ def build_app(settings: Settings, service: MaterializerService,
         async for events in stream.take_events(BATCH_MAX_EVENTS, within=BATCH_WITHIN_SECONDS):
             messages = [SourceMessage(e.message.partition, e.message.offset, e.message.value, e.message.key)
                         for e in events]
-            for reject in await service.write_batch(messages):
+            rejects = await service.write_batch(messages)
+            if service.on_materialized is not None:
+                last: dict[int, int] = {}
+                for m in messages:
+                    last[m.partition] = max(m.offset, last.get(m.partition, -1))
+                service.on_materialized(last)
+            for reject in rejects:
                 partition, offset, reason, detail = reject[:4]
                 if reason == RejectReason.SEQUENCE_GAP:  # recorded, but the event was applied
                     continue

@@ -16,7 +16,8 @@ from aiohttp import web
 from consumers.ingest_stats import IngestStats
 from consumers.replay import BackgroundReplay
 from server.reader import TrackingReader
-from trackstream.errors import InvalidInput, NotFound, TrackstreamError
+from server.errors import error_middleware
+from trackstream.errors import InvalidInput
 
 QueryRunner = Callable[..., Awaitable[Any]]
 MAX_REQUEST_BYTES = 1_048_576
@@ -43,20 +44,6 @@ def _finite(obj: Any) -> Any:
 def json_response(payload: Any, status: int = 200) -> web.Response:
     return web.Response(text=json.dumps(_finite(payload), default=_json_default), status=status,
                         content_type="application/json")
-
-
-@web.middleware
-async def error_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except web.HTTPException:
-        raise
-    except NotFound as exc:
-        return json_response({"error_code": "RESOURCE_DOES_NOT_EXIST", "message": str(exc)}, 404)
-    except InvalidInput as exc:
-        return json_response({"error_code": "INVALID_PARAMETER_VALUE", "message": str(exc)}, 400)
-    except TrackstreamError as exc:
-        return json_response({"error_code": "INTERNAL_ERROR", "message": str(exc)}, 503)
 
 
 def _int_param(request: web.Request, name: str, default: int, maximum: int) -> int:

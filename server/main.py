@@ -1,11 +1,13 @@
-"""`trackstream server`: one process that owns the embedded ClickHouse, runs the faust worker
-and serves the HTTP read API on the same event loop."""
+"""`trackstream server`: one process that owns the embedded ClickHouse, runs the faust worker,
+and serves the MLflow-compatible REST API and trackstream's own read API on the same event loop."""
 
 from __future__ import annotations
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -13,9 +15,14 @@ from consumers.replay import BackgroundReplay
 from consumers.store import connect
 from consumers.worker import MaterializerService, build_app
 from infra.topics import ensure_topics
+from server.event_log import EventAppender, ReadYourWrites
 from server.http import create_app
-from server.reader import TrackingReader
+from server.mlflow_api import ArtifactProxy, mlflow_routes
+from server.mlflow_service import MlflowService
+from server.reader import MlflowReader
 from trackstream.config import Settings
+
+READ_THREADS = 2
 
 
 def server_state_file(settings: Settings) -> Path:
@@ -23,25 +30,38 @@ def server_state_file(settings: Settings) -> Path:
 
 
 def serve(settings: Settings, loglevel: str = "warning") -> None:
+    import asyncio
+
     import faust
 
     settings.home.mkdir(parents=True, exist_ok=True)
     ensure_topics(settings)
     service = MaterializerService(settings)
-    reader = TrackingReader(service.executor.submit(connect, settings.clickhouse_dsn, "read").result(),
-                            settings.database)
+    consistency = ReadYourWrites()
+    service.on_materialized = consistency.record_materialized
+    read_executor = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="clickhouse-read")
+    reader = MlflowReader(read_executor.submit(connect, settings.clickhouse_dsn, "read").result(), settings.database)
     state_file = server_state_file(settings)
 
+    async def run_read(fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(read_executor, fn, *args)
+
     async def start_http() -> None:
+        appender = EventAppender(settings.kafka_bootstrap, settings.topic, consistency)
+        mlflow = MlflowService(appender, reader, run_read, consistency)
         replay = BackgroundReplay(settings, lambda: connect(settings.clickhouse_dsn, "replay"))
-        http_app = create_app(reader, service.on_clickhouse, service.stats, replay)
+        http_app = create_app(reader, run_read, service.stats, replay)
+        artifacts = ArtifactProxy(mlflow, settings.artifact_root)
+        http_app.add_routes(mlflow_routes(mlflow, reader, artifacts, _run_search(settings, reader, mlflow)))
         runner = web.AppRunner(http_app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, settings.server_host, settings.server_port).start()
+        await mlflow.ensure_default_experiment()
         state_file.write_text(json.dumps({"pid": os.getpid(), "url": settings.server_url,
                                           "clickhouse": settings.clickhouse_dsn, "database": settings.database}))
-        print(f"trackstream server: HTTP on {settings.server_url}, Kafka {settings.kafka_bootstrap}, "
-              f"ClickHouse {settings.clickhouse_dsn} (database {settings.database})", flush=True)
+        print(f"trackstream server: HTTP on {settings.server_url} (MLflow API at {settings.server_url}/api/2.0/mlflow), "
+              f"Kafka {settings.kafka_bootstrap}, ClickHouse {settings.clickhouse_dsn} "
+              f"(database {settings.database})", flush=True)
 
     app = build_app(settings, service, start_http)
     try:
@@ -49,3 +69,10 @@ def serve(settings: Settings, loglevel: str = "warning") -> None:
     finally:
         if state_file.exists() and json.loads(state_file.read_text()).get("pid") == os.getpid():
             state_file.unlink()
+
+
+def _run_search(settings: Settings, reader: MlflowReader, mlflow: MlflowService) -> Any:
+    async def search(body: dict[str, Any]) -> dict[str, Any]:
+        return await mlflow.search_runs(body, settings.database)
+
+    return search

@@ -75,3 +75,97 @@ class TrackingReader:
         except Exception as exc:
             raise InvalidInput(f"query failed: {exc}") from exc
         return {"columns": list(result.column_names), "rows": [list(r) for r in result.result_rows]}
+
+
+MLFLOW_STATUS = {"FINALIZING": "RUNNING"}  # MLflow clients know no FINALIZING; it is still running
+
+
+def mlflow_experiment(row: dict[str, Any]) -> dict[str, Any]:
+    experiment = {k: row[k] for k in ("experiment_id", "name", "artifact_location", "lifecycle_stage",
+                                      "last_update_time", "creation_time")}
+    experiment["tags"] = [{"key": k, "value": v} for k, v in sorted(row["tags"].items())]
+    return experiment
+
+
+class MlflowReader(TrackingReader):
+    """Reads shaped as MLflow's REST entities."""
+
+    EXPERIMENT_COLUMNS = "experiment_id, name, artifact_location, lifecycle_stage, last_update_time, creation_time, tags"
+
+    def experiment(self, experiment_id: str) -> dict[str, Any] | None:
+        rows = _rows_as_dicts(self.client.query(
+            f"SELECT {self.EXPERIMENT_COLUMNS} FROM {self.db}.experiments_latest WHERE experiment_id = {{e:String}}",
+            parameters={"e": experiment_id}))
+        return mlflow_experiment(rows[0]) if rows else None
+
+    def experiment_by_name(self, name: str) -> dict[str, Any] | None:
+        rows = _rows_as_dicts(self.client.query(
+            f"SELECT {self.EXPERIMENT_COLUMNS} FROM {self.db}.experiments_latest WHERE name = {{n:String}} "
+            f"ORDER BY lifecycle_stage = 'active' DESC LIMIT 1", parameters={"n": name}))
+        return mlflow_experiment(rows[0]) if rows else None
+
+    def search_experiments(self, view_type: str, name_op: str | None, name_value: str | None,
+                           offset: int, limit: int) -> list[dict[str, Any]]:
+        stages = {"ACTIVE_ONLY": ["active"], "DELETED_ONLY": ["deleted"], "ALL": ["active", "deleted"]}[view_type]
+        where = "lifecycle_stage IN {stages:Array(String)}"
+        if name_op is not None:
+            where += f" AND name {name_op} {{name:String}}"
+        rows = _rows_as_dicts(self.client.query(
+            f"SELECT {self.EXPERIMENT_COLUMNS} FROM {self.db}.experiments_latest WHERE {where} "
+            f"ORDER BY creation_time DESC, experiment_id LIMIT {{limit:UInt32}} OFFSET {{offset:UInt32}}",
+            parameters={"stages": stages, "name": name_value, "limit": limit, "offset": offset}))
+        return [mlflow_experiment(r) for r in rows]
+
+    def run_ids_of_experiment(self, experiment_id: str, lifecycle_stage: str) -> list[str]:
+        return [r[0] for r in self.client.query(
+            f"SELECT run_id FROM {self.db}.runs_latest WHERE experiment_id = {{e:String}} "
+            f"AND lifecycle_stage = {{s:String}}", parameters={"e": experiment_id, "s": lifecycle_stage}).result_rows]
+
+    def run_state_for_writes(self, run_id: str) -> tuple[str, str, dict[str, str]] | None:
+        rows = self.client.query(f"SELECT experiment_id, lifecycle_stage FROM {self.db}.runs_latest "
+                                 f"WHERE run_id = {{r:String}}", parameters={"r": run_id}).result_rows
+        if not rows:
+            return None
+        params = dict(self.client.query(f"SELECT key, value FROM {self.db}.params WHERE run_id = {{r:String}}",
+                                        parameters={"r": run_id}).result_rows)
+        return rows[0][0], rows[0][1], params
+
+    def mlflow_runs(self, run_ids: list[str]) -> list[dict[str, Any]]:
+        """Full MLflow Run objects, in the order of ``run_ids``."""
+        if not run_ids:
+            return []
+        ids = {"ids": run_ids}
+        infos = _rows_as_dicts(self.client.query(
+            f"SELECT run_id, run_name, experiment_id, user_id, status, start_time, end_time, lifecycle_stage "
+            f"FROM {self.db}.runs_latest WHERE run_id IN {{ids:Array(String)}}", parameters=ids))
+        data: dict[str, dict[str, list]] = {r["run_id"]: {"metrics": [], "params": [], "tags": []} for r in infos}
+        for run_id, key, latest in self.client.query(
+                f"SELECT run_id, key, max(latest) FROM {self.db}.latest_metrics WHERE run_id IN {{ids:Array(String)}} "
+                f"GROUP BY run_id, key ORDER BY run_id, key", parameters=ids).result_rows:
+            data[run_id]["metrics"].append({"key": key, "value": latest[2], "timestamp": latest[1], "step": latest[0]})
+        for table, target in (("params", "params"), ("tags_latest", "tags")):
+            for run_id, key, value in self.client.query(
+                    f"SELECT run_id, key, value FROM {self.db}.{table} WHERE run_id IN {{ids:Array(String)}} "
+                    f"ORDER BY run_id, key", parameters=ids).result_rows:
+                data[run_id][target].append({"key": key, "value": value})
+        by_id = {}
+        for info in infos:
+            info["run_uuid"] = info["run_id"]
+            info["status"] = MLFLOW_STATUS.get(info["status"], info["status"])
+            info["artifact_uri"] = f"mlflow-artifacts:/{info['experiment_id']}/{info['run_id']}/artifacts"
+            if info["end_time"] is None:
+                del info["end_time"]
+            by_id[info["run_id"]] = {"info": info, "data": data[info["run_id"]], "inputs": {}}
+        return [by_id[r] for r in run_ids if r in by_id]
+
+    def mlflow_run(self, run_id: str) -> dict[str, Any] | None:
+        runs = self.mlflow_runs([run_id])
+        return runs[0] if runs else None
+
+    def metric_history_page(self, run_id: str, key: str, offset: int, limit: int) -> list[dict[str, Any]]:
+        table = self.client.query_arrow(
+            f"SELECT step, timestamp_ms, value FROM {self.db}.metrics WHERE run_id = {{r:String}} AND key = {{k:String}} "
+            f"ORDER BY step, timestamp_ms, value LIMIT {{limit:UInt64}} OFFSET {{offset:UInt64}}",
+            parameters={"r": run_id, "k": key, "limit": limit, "offset": offset})
+        steps, stamps, values = (table.column(c).to_pylist() for c in ("step", "timestamp_ms", "value"))
+        return [{"key": key, "value": val, "timestamp": ts, "step": st} for st, ts, val in zip(steps, stamps, values)]

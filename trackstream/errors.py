@@ -4,6 +4,9 @@ TrackstreamError
  ├── InvalidInput            bad user input: names the key/value at fault (HTTP 400)
  │    └── ParamConflict      a different value for an already-logged param
  ├── NotFound                unknown experiment / run (HTTP 404)
+ ├── ResourceAlreadyExists   a name that is taken (HTTP 400, as MLflow)
+ ├── PermissionDenied        authenticated, but not allowed (HTTP 403)
+ ├── Unauthenticated         no or wrong credentials (HTTP 401)
  ├── SchemaError
  │    ├── UnknownEventType   an event type the contract does not define
  │    ├── EncodeError        a record that does not fit its schema
@@ -27,6 +30,18 @@ class ParamConflict(InvalidInput):
 
 
 class NotFound(TrackstreamError, LookupError):
+    pass
+
+
+class ResourceAlreadyExists(TrackstreamError):
+    pass
+
+
+class PermissionDenied(TrackstreamError):
+    pass
+
+
+class Unauthenticated(TrackstreamError):
     pass
 
 

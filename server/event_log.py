@@ -1,0 +1,101 @@
+"""The gateway's write side: append events to Kafka and know when the worker has materialized them.
+
+``EventAppender.append`` resolves once the broker acknowledged the event (acks=all), with its
+partition and offset. ``ReadYourWrites`` keeps the highest acknowledged offset per partition;
+a read first waits until the worker's materialized position has passed those marks, so a client
+always sees its own acknowledged writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any, Mapping
+
+from confluent_kafka import KafkaError, Producer
+
+from schemas import EventCodec, default_codec
+from schemas.envelope import WriterIdentity
+from trackstream.errors import DeliveryError, ServiceUnavailable
+
+GATEWAY_PRODUCER_CONFIG: dict[str, Any] = {
+    "enable.idempotence": True, "acks": "all", "compression.type": "lz4", "linger.ms": 2,
+    "message.max.bytes": 8_000_000, "delivery.timeout.ms": 30_000,
+}
+
+
+class ReadYourWrites:
+    """Acknowledged-write marks vs. materialized positions, per partition."""
+
+    def __init__(self) -> None:
+        self.acked: dict[int, int] = {}
+        self.materialized: dict[int, int] = {}
+        self._changed = asyncio.Event()
+
+    def record_ack(self, partition: int, offset: int) -> None:
+        if offset > self.acked.get(partition, -1):
+            self.acked[partition] = offset
+
+    def record_materialized(self, positions: Mapping[int, int]) -> None:
+        for partition, offset in positions.items():
+            if offset > self.materialized.get(partition, -1):
+                self.materialized[partition] = offset
+        self._changed.set()
+
+    def pending(self) -> dict[int, int]:
+        return {p: o for p, o in self.acked.items() if self.materialized.get(p, -1) < o}
+
+    async def wait(self, timeout: float) -> None:
+        """Wait until every acknowledged write is materialized."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.pending():
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise ServiceUnavailable(
+                    f"the worker has not materialized acknowledged writes within {timeout:.0f} s "
+                    f"(pending partitions/offsets: {self.pending()}); retry shortly")
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+
+
+class EventAppender:
+    def __init__(self, bootstrap: str, topic: str, consistency: ReadYourWrites,
+                 codec: EventCodec | None = None, writer_id: str | None = None) -> None:
+        self.topic = topic
+        self.codec = codec or default_codec()
+        self.identity = WriterIdentity(writer_id)
+        self.consistency = consistency
+        self._producer = Producer({"bootstrap.servers": bootstrap, **GATEWAY_PRODUCER_CONFIG})
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll, name="gateway-producer", daemon=True)
+        self._poller.start()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self._producer.poll(0.05)
+
+    async def append(self, event_type: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """Append one event; returns its record once the broker acknowledged it."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future = loop.create_future()
+        key, record = self.identity.stamp(event_type, fields)
+        payload = self.codec.encode(event_type, record)
+
+        def on_delivery(err: KafkaError | None, msg: Any) -> None:
+            result = (err, msg.partition(), msg.offset()) if err is None else (err, -1, -1)
+            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(result))
+
+        self._producer.produce(self.topic, payload, key.encode(), on_delivery=on_delivery)
+        err, partition, offset = await done
+        if err is not None:
+            raise DeliveryError(f"Kafka did not accept the {event_type} event: {err.str()}")
+        self.consistency.record_ack(partition, offset)
+        return record
+
+    def close(self, timeout: float = 10.0) -> None:
+        self._producer.flush(timeout)
+        self._stop.set()
+        self._poller.join(timeout=2)

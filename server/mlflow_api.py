@@ -1,0 +1,345 @@
+"""MLflow Tracking REST API 2.0 routes (`/api/2.0/mlflow/...`, `/ajax-api/2.0/mlflow/...`) and the
+mlflow-artifacts proxy. JSON in and out as MLflow has it; errors as ``{"error_code", "message"}``
+with MLflow's HTTP statuses. The operations themselves live in ``MlflowService``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import mimetypes
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+from producer.artifacts import ArtifactUploader, LocalArtifactStore, artifact_key, validate_artifact_path
+from server.mlflow_service import MlflowService, _run_id
+from server.reader import MlflowReader
+from trackstream.errors import InvalidInput, NotFound
+
+PREFIXES = ("/api/2.0", "/ajax-api/2.0")
+GET_HISTORY_DEFAULT_MAX = 25_000
+SEARCH_DEFAULT_MAX = 1000
+SEARCH_MAX = 50_000
+MAX_ARTIFACT_BYTES = 5 * 1024**3
+
+
+
+def _mlflow_json(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "NaN" if math.isnan(obj) else ("Infinity" if obj > 0 else "-Infinity")
+    if isinstance(obj, dict):
+        return {k: _mlflow_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_mlflow_json(v) for v in obj]
+    return obj
+
+
+def ok(payload: dict[str, Any] | None = None) -> web.Response:
+    return web.Response(text=json.dumps(_mlflow_json(payload or {})), content_type="application/json")
+
+
+async def body_json(request: web.Request) -> dict[str, Any]:
+    if request.content_type != "application/json":
+        raise InvalidInput("Bad Request. Content-Type must be one of ['application/json'].")
+    try:
+        body = json.loads(await request.text() or "{}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"Malformed JSON request body: {exc}") from exc
+    if not isinstance(body, dict):
+        raise InvalidInput("Request body must be a JSON object")
+    return body
+
+
+def query_int(request: web.Request, name: str, default: int, maximum: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not 0 < int(raw) <= maximum:
+        raise InvalidInput(f"Invalid value {raw!r} for parameter '{name}' supplied: "
+                           f"expected an integer between 1 and {maximum}")
+    return int(raw)
+
+
+def page_offset(token: Any) -> int:
+    if token in (None, ""):
+        return 0
+    if not isinstance(token, str) or not token.isdigit():
+        raise InvalidInput(f"Invalid page token {token!r}")
+    return int(token)
+
+
+def run_id_param(source: Any) -> str:
+    return _run_id(source.get("run_id") or source.get("run_uuid"))
+
+
+class ArtifactProxy:
+    """`mlflow-artifacts` proxy: uploads are verified and committed through the event log."""
+
+    def __init__(self, service: MlflowService, root: Path) -> None:
+        self.service = service
+        self.store = LocalArtifactStore(root)
+
+    @staticmethod
+    def split(path: str) -> tuple[str, str, str]:
+        """``<experiment>/<run>/artifacts/<relative path>`` -> (experiment, run, relative path)."""
+        parts = validate_artifact_path(path).split("/")
+        if len(parts) < 4 or parts[2] != "artifacts":
+            raise InvalidInput(f"artifact path {path!r} must look like <experiment_id>/<run_id>/artifacts/<path>")
+        return parts[0], parts[1], "/".join(parts[3:])
+
+    async def upload(self, request: web.Request) -> web.Response:
+        experiment_id, run_id, rel = self.split(request.match_info["path"])
+        if await self.service.run_experiment(run_id) != experiment_id:
+            raise InvalidInput(f"run {run_id} does not belong to experiment {experiment_id}")
+        if request.content_length is not None and request.content_length > MAX_ARTIFACT_BYTES:
+            raise InvalidInput(f"artifact is larger than the {MAX_ARTIFACT_BYTES} byte limit")
+        fd, tmp = tempfile.mkstemp(prefix="upload-", dir=self.store.root)
+        loop = asyncio.get_running_loop()
+        try:
+            size = 0
+            with os.fdopen(fd, "wb") as out:
+                async for chunk in request.content.iter_chunked(1 << 20):
+                    size += len(chunk)
+                    if size > MAX_ARTIFACT_BYTES:
+                        raise InvalidInput(f"artifact is larger than the {MAX_ARTIFACT_BYTES} byte limit")
+                    out.write(chunk)
+
+            def commit(run: str, path: str, nbytes: int, sha256: str, uri: str) -> None:
+                asyncio.run_coroutine_threadsafe(
+                    self.service.commit_artifact(run, path, nbytes, sha256, uri), loop).result(60)
+
+            uploader = ArtifactUploader(self.store, commit, progress=False)
+            await loop.run_in_executor(None, uploader.upload, run_id, experiment_id, tmp, rel)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        return web.Response(status=200)
+
+    async def download(self, request: web.Request) -> web.StreamResponse:
+        key = validate_artifact_path(request.match_info["path"])
+        try:
+            handle = self.store.open(key)
+        except (FileNotFoundError, IsADirectoryError):
+            raise NotFound(f"artifact {key!r} not found") from None
+        with handle:
+            data = handle.read()
+        name = key.rsplit("/", 1)[-1]
+        return web.Response(body=data, headers={
+            "Content-Disposition": f'attachment; filename="{name}"', "X-Content-Type-Options": "nosniff",
+            "Content-Type": mimetypes.guess_type(name)[0] or "application/octet-stream"})
+
+    def children(self, key: str) -> list[dict[str, Any]] | None:
+        """Immediate children of a directory key (basename, is_dir, size); None when it is a file."""
+        key = validate_artifact_path(key) if key else ""
+        target = self.store.root / key if key else self.store.root
+        if target.is_file():
+            return None
+        entries: dict[str, dict[str, Any]] = {}
+        prefix = f"{key}/" if key else ""
+        for full in self.store.list(key):
+            rest = full[len(prefix):] if full.startswith(prefix) else full
+            head, _, tail = rest.partition("/")
+            if tail:
+                entries[head] = {"path": head, "is_dir": True}
+            else:
+                entries[head] = {"path": head, "is_dir": False, "file_size": (self.store.root / full).stat().st_size}
+        return [entries[k] for k in sorted(entries)]
+
+    async def list(self, request: web.Request) -> web.Response:
+        children = self.children(request.query.get("path", "").strip("/"))
+        return ok({} if children is None or not children else {"files": children})
+
+
+def mlflow_routes(service: MlflowService, reader: MlflowReader, artifacts: ArtifactProxy,
+                  search: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]) -> list[web.RouteDef]:
+    handlers: dict[tuple[str, str], Callable[[web.Request], Awaitable[web.StreamResponse]]] = {}
+
+    def route(method: str, path: str) -> Callable:
+        def register(fn: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> Callable:
+            handlers[(method, path)] = fn
+            return fn
+        return register
+
+    @route("POST", "/mlflow/experiments/create")
+    async def create_experiment(request: web.Request) -> web.Response:
+        body = await body_json(request)
+        return ok({"experiment_id": await service.create_experiment(body.get("name"), body.get("artifact_location"),
+                                                                    body.get("tags"))})
+
+    @route("GET", "/mlflow/experiments/get")
+    async def get_experiment(request: web.Request) -> web.Response:
+        return ok({"experiment": await service.get_experiment(request.query.get("experiment_id"))})
+
+    @route("GET", "/mlflow/experiments/get-by-name")
+    async def get_experiment_by_name(request: web.Request) -> web.Response:
+        return ok({"experiment": await service.get_experiment_by_name(request.query.get("experiment_name"))})
+
+    async def search_experiments(source: dict[str, Any]) -> web.Response:
+        view = source.get("view_type") or "ACTIVE_ONLY"
+        view = {"1": "ACTIVE_ONLY", "2": "DELETED_ONLY", "3": "ALL"}.get(str(view), str(view))
+        if view not in ("ACTIVE_ONLY", "DELETED_ONLY", "ALL"):
+            raise InvalidInput(f"Invalid value {view!r} for parameter 'view_type'")
+        max_results = int(source.get("max_results") or 1000)
+        if not 0 < max_results <= 50_000:
+            raise InvalidInput(f"Invalid value {max_results} for parameter 'max_results' supplied.")
+        name_op, name_value = parse_experiment_filter(source.get("filter"))
+        offset = page_offset(source.get("page_token"))
+        rows = await service.read(reader.search_experiments, view, name_op, name_value, offset, max_results + 1)
+        result: dict[str, Any] = {"experiments": rows[:max_results]}
+        if len(rows) > max_results:
+            result["next_page_token"] = str(offset + max_results)
+        return ok(result)
+
+    @route("POST", "/mlflow/experiments/search")
+    async def search_experiments_post(request: web.Request) -> web.Response:
+        return await search_experiments(await body_json(request))
+
+    @route("GET", "/mlflow/experiments/search")
+    async def search_experiments_get(request: web.Request) -> web.Response:
+        return await search_experiments(dict(request.query))
+
+    @route("POST", "/mlflow/experiments/update")
+    async def update_experiment(request: web.Request) -> web.Response:
+        body = await body_json(request)
+        await service.rename_experiment(body.get("experiment_id"), body.get("new_name"))
+        return ok()
+
+    @route("POST", "/mlflow/experiments/delete")
+    async def delete_experiment(request: web.Request) -> web.Response:
+        await service.delete_experiment((await body_json(request)).get("experiment_id"))
+        return ok()
+
+    @route("POST", "/mlflow/experiments/restore")
+    async def restore_experiment(request: web.Request) -> web.Response:
+        await service.restore_experiment((await body_json(request)).get("experiment_id"))
+        return ok()
+
+    @route("POST", "/mlflow/experiments/set-experiment-tag")
+    async def set_experiment_tag(request: web.Request) -> web.Response:
+        body = await body_json(request)
+        await service.set_experiment_tag(body.get("experiment_id"), body.get("key"), body.get("value"))
+        return ok()
+
+    @route("POST", "/mlflow/runs/create")
+    async def create_run(request: web.Request) -> web.Response:
+        run_id = await service.create_run(await body_json(request))
+        return ok({"run": await service.get_run(run_id)})
+
+    @route("GET", "/mlflow/runs/get")
+    async def get_run(request: web.Request) -> web.Response:
+        return ok({"run": await service.get_run(run_id_param(request.query))})
+
+    @route("POST", "/mlflow/runs/update")
+    async def update_run(request: web.Request) -> web.Response:
+        body = await body_json(request)
+        run_id = run_id_param(body)
+        await service.update_run(run_id, body.get("status"), body.get("end_time"), body.get("run_name"))
+        return ok({"run_info": (await service.get_run(run_id))["info"]})
+
+    @route("POST", "/mlflow/runs/delete")
+    async def delete_run(request: web.Request) -> web.Response:
+        await service.delete_run(run_id_param(await body_json(request)))
+        return ok()
+
+    @route("POST", "/mlflow/runs/restore")
+    async def restore_run(request: web.Request) -> web.Response:
+        await service.restore_run(run_id_param(await body_json(request)))
+        return ok()
+
+    @route("POST", "/mlflow/runs/log-metric")
+    async def log_metric(request: web.Request) -> web.Response:
+        body = await body_json(request)
+        metric = {k: body.get(k) for k in ("key", "value", "timestamp", "step")}
+        await service.log_batch(run_id_param(body), [metric], [], [])
+        return ok()
+
+    @route("POST", "/mlflow/runs/log-parameter")
+    async def log_param(request: web.Request) -> web.Response:
+        body = await body_json(request)
+        await service.log_batch(run_id_param(body), [], [{"key": body.get("key"), "value": body.get("value")}], [])
+        return ok()
+
+    @route("POST", "/mlflow/runs/set-tag")
+    async def set_tag(request: web.Request) -> web.Response:
+        body = await body_json(request)
+        await service.log_batch(run_id_param(body), [], [], [{"key": body.get("key"), "value": body.get("value")}])
+        return ok()
+
+    @route("POST", "/mlflow/runs/delete-tag")
+    async def delete_tag(request: web.Request) -> web.Response:
+        body = await body_json(request)
+        await service.delete_tag(run_id_param(body), body.get("key"))
+        return ok()
+
+    @route("POST", "/mlflow/runs/log-batch")
+    async def log_batch(request: web.Request) -> web.Response:
+        body = await body_json(request)
+        await service.log_batch(body.get("run_id"), body.get("metrics"), body.get("params"), body.get("tags"))
+        return ok()
+
+    @route("POST", "/mlflow/runs/log-inputs")
+    async def log_inputs(request: web.Request) -> web.Response:
+        body = await body_json(request)
+        await service.active_run(run_id_param(body))
+        return ok()
+
+    @route("POST", "/mlflow/runs/search")
+    async def search_runs(request: web.Request) -> web.Response:
+        return ok(await search(await body_json(request)))
+
+    @route("GET", "/mlflow/metrics/get-history")
+    async def metric_history(request: web.Request) -> web.Response:
+        run_id = run_id_param(request.query)
+        key = request.query.get("metric_key")
+        if not key:
+            raise InvalidInput("Missing value for required parameter 'metric_key'.")
+        await service.get_run(run_id)
+        limit = query_int(request, "max_results", GET_HISTORY_DEFAULT_MAX, 10_000_000)
+        offset = page_offset(request.query.get("page_token"))
+        points = await service.read(reader.metric_history_page, run_id, key, offset, limit + 1)
+        result: dict[str, Any] = {"metrics": points[:limit]}
+        if len(points) > limit:
+            result["next_page_token"] = str(offset + limit)
+        return ok(result)
+
+    @route("GET", "/mlflow/artifacts/list")
+    async def list_run_artifacts(request: web.Request) -> web.Response:
+        run = await service.get_run(run_id_param(request.query))
+        info = run["info"]
+        base = artifact_key(info["experiment_id"], info["run_id"], "x")[:-2]
+        sub = request.query.get("path", "").strip("/")
+        children = artifacts.children(f"{base}/{validate_artifact_path(sub)}" if sub else base) or []
+        prefix = f"{sub}/" if sub else ""
+        files = [dict(c, path=prefix + c["path"]) for c in children]
+        return ok({"root_uri": info["artifact_uri"], **({"files": files} if files else {})})
+
+    @route("POST", "/mlflow/logged-models/search")
+    async def search_logged_models(request: web.Request) -> web.Response:
+        return ok()
+
+    routes = []
+    for (method, path), handler in handlers.items():
+        for prefix in PREFIXES:
+            routes.append(web.route(method, prefix + path, handler))
+    for prefix in PREFIXES:
+        routes += [web.put(prefix + "/mlflow-artifacts/artifacts/{path:.+}", artifacts.upload),
+                   web.get(prefix + "/mlflow-artifacts/artifacts/{path:.+}", artifacts.download),
+                   web.get(prefix + "/mlflow-artifacts/artifacts", artifacts.list)]
+    return routes
+
+
+def parse_experiment_filter(filter_string: Any) -> tuple[str | None, str | None]:
+    """The experiment filters trackstream supports: ``name = 'x'``, ``name LIKE 'x%'``, ``name ILIKE``."""
+    if not filter_string:
+        return None, None
+    import re
+
+    match = re.fullmatch(r"\s*(?:attribute\.)?name\s*(=|!=|LIKE|ILIKE)\s*'((?:[^']|'')*)'\s*", str(filter_string),
+                         re.IGNORECASE)
+    if not match:
+        raise InvalidInput(f"Unsupported experiment filter {filter_string!r}: trackstream supports "
+                           "name = '...', name != '...', name LIKE '...' and name ILIKE '...'")
+    return match.group(1).upper(), match.group(2).replace("''", "'")

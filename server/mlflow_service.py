@@ -1,0 +1,353 @@
+"""MLflow Tracking operations over the event log (writes) and ClickHouse (reads).
+
+Decisions MLflow makes synchronously — unknown run, deleted run, changed param value, duplicate
+experiment name — are made here against a cache of what this gateway wrote, filled from
+ClickHouse (after read-your-writes) on a miss. A write that races another writer past this
+check is still caught by the materializer and lands in the rejects table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from producer import validation as v
+from server.event_log import EventAppender, ReadYourWrites
+from server.reader import TrackingReader
+from trackstream.errors import InvalidInput, NotFound, ResourceAlreadyExists
+
+RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
+DEFAULT_EXPERIMENT = ("0", "Default")
+READ_YOUR_WRITES_TIMEOUT_S = 30.0
+_ADJECTIVES = ("bold", "calm", "eager", "gentle", "keen", "lucky", "merry", "quiet", "swift", "wise")
+_NOUNS = ("otter", "heron", "lynx", "panda", "falcon", "whale", "fox", "crane", "bison", "koala")
+
+QueryRunner = Callable[..., Awaitable[Any]]
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def generated_run_name() -> str:
+    return f"{random.choice(_ADJECTIVES)}-{random.choice(_NOUNS)}-{random.randint(100, 999)}"
+
+
+def candidate_experiment_ids(name: str) -> list[str]:
+    """Integer-string ids derived from the name (MLflow clients expect integer ids); the
+    alternatives cover a name reused after a rename."""
+    ids = []
+    for attempt in range(8):
+        digest = hashlib.sha256(f"{name}\x00{attempt}".encode() if attempt else name.encode()).digest()
+        ids.append(str(int.from_bytes(digest[:8], "big") >> 2))
+    return ids
+
+
+@dataclass
+class CachedRun:
+    experiment_id: str
+    lifecycle_stage: str = "active"
+    params: dict[str, str] = field(default_factory=dict)
+
+
+class MlflowService:
+    def __init__(self, appender: EventAppender, reader: TrackingReader, run_query: QueryRunner,
+                 consistency: ReadYourWrites, artifact_uri_prefix: str = "mlflow-artifacts:") -> None:
+        self.appender = appender
+        self.reader = reader
+        self.run_query = run_query
+        self.consistency = consistency
+        self.artifact_uri_prefix = artifact_uri_prefix
+        self._runs: dict[str, CachedRun] = {}
+
+    async def read(self, fn: Callable[..., Any], *args: Any) -> Any:
+        await self.consistency.wait(READ_YOUR_WRITES_TIMEOUT_S)
+        return await self.run_query(fn, *args)
+
+    # experiments -----------------------------------------------------------------------------
+    async def ensure_default_experiment(self) -> None:
+        if await self.run_query(self.reader.experiment, DEFAULT_EXPERIMENT[0]) is None:
+            await self.appender.append("experiment_created", {
+                "experiment_id": DEFAULT_EXPERIMENT[0], "name": DEFAULT_EXPERIMENT[1],
+                "artifact_location": f"{self.artifact_uri_prefix}/0", "tags": []})
+
+    async def create_experiment(self, name: Any, artifact_location: Any = None, tags: Any = None) -> str:
+        name = v.validate_experiment_name(name)
+        tag_list = [{"key": v.validate_key(t.get("key"), "experiment tag"),
+                     "value": v.validate_experiment_tag_value(t.get("key"), t.get("value", ""))}
+                    for t in _list_of_dicts(tags, "tags")]
+        if artifact_location:
+            raise InvalidInput("artifact_location cannot be chosen by clients: artifacts live under the server's "
+                               "artifact root (a client-chosen location is how MLflow's path-traversal CVEs began)")
+        if await self.read(self.reader.experiment_by_name, name) is not None:
+            raise ResourceAlreadyExists(f"Experiment '{name}' already exists.")
+        for experiment_id in candidate_experiment_ids(name):
+            if await self.run_query(self.reader.experiment, experiment_id) is None:
+                break
+        else:
+            raise ResourceAlreadyExists(f"could not allocate an id for experiment '{name}'")
+        await self.appender.append("experiment_created", {
+            "experiment_id": experiment_id, "name": name,
+            "artifact_location": f"{self.artifact_uri_prefix}/{experiment_id}", "tags": tag_list})
+        return experiment_id
+
+    async def get_experiment(self, experiment_id: Any) -> dict[str, Any]:
+        experiment_id = _experiment_id(experiment_id)
+        experiment = await self.read(self.reader.experiment, experiment_id)
+        if experiment is None:
+            raise NotFound(f"No Experiment with id={experiment_id} exists")
+        return experiment
+
+    async def get_experiment_by_name(self, name: Any) -> dict[str, Any]:
+        if not isinstance(name, str) or not name:
+            raise InvalidInput("Missing value for required parameter 'experiment_name'.")
+        experiment = await self.read(self.reader.experiment_by_name, name)
+        if experiment is None:
+            raise NotFound(f"Could not find experiment with name '{name}'")
+        return experiment
+
+    async def active_experiment(self, experiment_id: Any) -> dict[str, Any]:
+        experiment = await self.get_experiment(experiment_id)
+        if experiment["lifecycle_stage"] != "active":
+            raise InvalidInput(f"The experiment {experiment['experiment_id']} must be in the 'active' state. "
+                               f"Current state is {experiment['lifecycle_stage']}.")
+        return experiment
+
+    async def rename_experiment(self, experiment_id: Any, new_name: Any) -> None:
+        experiment = await self.active_experiment(experiment_id)
+        new_name = v.validate_experiment_name(new_name)
+        if await self.read(self.reader.experiment_by_name, new_name) is not None:
+            raise ResourceAlreadyExists(f"Experiment '{new_name}' already exists.")
+        await self.appender.append("experiment_renamed", {"experiment_id": experiment["experiment_id"],
+                                                          "new_name": new_name})
+
+    async def delete_experiment(self, experiment_id: Any) -> None:
+        experiment = await self.active_experiment(experiment_id)
+        await self.appender.append("experiment_deleted", {"experiment_id": experiment["experiment_id"]})
+        for run_id in await self.read(self.reader.run_ids_of_experiment, experiment["experiment_id"], "active"):
+            await self._append_run_event("run_deleted", run_id, {})
+
+    async def restore_experiment(self, experiment_id: Any) -> None:
+        experiment = await self.get_experiment(experiment_id)
+        if experiment["lifecycle_stage"] != "deleted":
+            return
+        await self.appender.append("experiment_restored", {"experiment_id": experiment["experiment_id"]})
+        for run_id in await self.read(self.reader.run_ids_of_experiment, experiment["experiment_id"], "deleted"):
+            await self._append_run_event("run_restored", run_id, {})
+
+    async def set_experiment_tag(self, experiment_id: Any, key: Any, value: Any) -> None:
+        experiment = await self.active_experiment(experiment_id)
+        key = v.validate_key(key, "experiment tag")
+        await self.appender.append("experiment_tag_set", {"experiment_id": experiment["experiment_id"], "key": key,
+                                                          "value": v.validate_experiment_tag_value(key, value or "")})
+
+    # runs ------------------------------------------------------------------------------------
+    async def create_run(self, body: dict[str, Any]) -> str:
+        experiment = await self.active_experiment(body.get("experiment_id"))
+        tags = {t["key"]: t["value"] for t in self._tags(body.get("tags"))}
+        run_name = body.get("run_name") or ""
+        if run_name and tags.get("mlflow.runName", run_name) != run_name:
+            raise InvalidInput(f"Both 'run_name' argument and 'mlflow.runName' tag are specified, but with "
+                               f"different values (run_name='{run_name}', mlflow.runName='{tags['mlflow.runName']}').")
+        run_name = run_name or tags.get("mlflow.runName") or generated_run_name()
+        tags["mlflow.runName"] = run_name
+        run_id = uuid.uuid4().hex
+        start_time = _int64(body.get("start_time", now_ms()), "start_time")
+        await self.appender.append("run_created", {
+            "run_id": run_id, "experiment_id": experiment["experiment_id"], "run_name": run_name,
+            "user_id": str(body.get("user_id") or tags.get("mlflow.user", "")),
+            "source_name": tags.get("mlflow.source.name", ""), "parent_run_id": tags.get("mlflow.parentRunId"),
+            "start_time_ms": start_time, "tags": [{"key": k, "value": val} for k, val in tags.items()]})
+        self._runs[run_id] = CachedRun(experiment["experiment_id"])
+        return run_id
+
+    async def get_run(self, run_id: Any) -> dict[str, Any]:
+        run_id = _run_id(run_id)
+        run = await self.read(self.reader.mlflow_run, run_id)
+        if run is None:
+            raise NotFound(f"Run with id={run_id} not found")
+        return run
+
+    async def update_run(self, run_id: Any, status: Any, end_time: Any, run_name: Any) -> None:
+        run = await self.active_run(run_id)
+        if run_name:
+            await self._append_run_event("tags_set", run_id, {"tags": [
+                {"key": "mlflow.runName", "value": v.validate_tag_value("mlflow.runName", run_name)}]})
+        if status is None:
+            return
+        if status not in RUN_STATUSES:
+            raise InvalidInput(f"Invalid value {status!r} for parameter 'status': use one of {', '.join(RUN_STATUSES)}")
+        end = _int64(end_time, "end_time") if end_time is not None else (now_ms() if status != "RUNNING" else None)
+        if status == "FINISHED":
+            await self._append_run_event("finalize_requested", run_id, {"end_time_ms": end, "manifest": []})
+        else:
+            await self._append_run_event("run_status_changed", run_id, {"status": status, "end_time_ms": end})
+        del run
+
+    async def delete_run(self, run_id: Any) -> None:
+        run = await self._known_run(run_id)
+        if run.lifecycle_stage != "deleted":
+            await self._append_run_event("run_deleted", _run_id(run_id), {})
+
+    async def restore_run(self, run_id: Any) -> None:
+        run = await self._known_run(run_id)
+        if run.lifecycle_stage != "active":
+            await self._append_run_event("run_restored", _run_id(run_id), {})
+
+    async def log_batch(self, run_id: Any, metrics: Any, params: Any, tags: Any) -> None:
+        metrics, params, tags = (_list_of_dicts(metrics, "metrics"), _list_of_dicts(params, "params"),
+                                 _list_of_dicts(tags, "tags"))
+        v.validate_batch_sizes(len(metrics), len(params), len(tags))
+        run_id = v.validate_run_id(run_id)
+        run = await self.active_run(run_id)
+        checked_params = self._params(params)
+        conflicts = [{"key": k, "old_value": run.params[k], "new_value": val}
+                     for k, val in checked_params.items() if k in run.params and run.params[k] != val]
+        if conflicts:
+            raise InvalidInput(f"Changing param values is not allowed. Params were already logged='{conflicts}' "
+                               f"for run ID='{run_id}'.")
+        new_params = {k: val for k, val in checked_params.items() if k not in run.params}
+        if new_params:
+            await self._append_run_event("params_set", run_id, {
+                "params": [{"key": k, "value": val} for k, val in new_params.items()]})
+            run.params.update(new_params)
+        if metrics:
+            await self._append_run_event("metrics_logged", run_id, _metric_batch_fields(metrics))
+        checked_tags = self._tags(tags)
+        if checked_tags:
+            await self._append_run_event("tags_set", run_id, {"tags": checked_tags})
+
+    async def delete_tag(self, run_id: Any, key: Any) -> None:
+        run_id = _run_id(run_id)
+        await self.active_run(run_id)
+        key = v.validate_key(key, "tag")
+        run = await self.read(self.reader.mlflow_run, run_id)
+        if not run or not any(t["key"] == key for t in run["data"].get("tags", [])):
+            raise NotFound(f"No tag with name: {key} in run with id {run_id}")
+        await self._append_run_event("tag_deleted", run_id, {"key": key})
+
+    async def commit_artifact(self, run_id: str, path: str, size: int, sha256: str, uri: str) -> None:
+        await self._append_run_event("artifact_committed", run_id,
+                                     {"path": path, "size": size, "sha256": sha256, "uri": uri})
+
+    async def run_experiment(self, run_id: str) -> str:
+        return (await self._known_run(run_id)).experiment_id
+
+    # helpers ---------------------------------------------------------------------------------
+    async def _known_run(self, run_id: Any) -> CachedRun:
+        run_id = _run_id(run_id)
+        cached = self._runs.get(run_id)
+        if cached is None:
+            state = await self.read(self.reader.run_state_for_writes, run_id)
+            if state is None:
+                raise NotFound(f"Run with id={run_id} not found")
+            cached = self._runs[run_id] = CachedRun(*state)
+        return cached
+
+    async def active_run(self, run_id: Any) -> CachedRun:
+        run = await self._known_run(run_id)
+        if run.lifecycle_stage != "active":
+            raise InvalidInput(f"The run {run_id} must be in the 'active' state. Current state is "
+                               f"{run.lifecycle_stage}.")
+        return run
+
+    async def _append_run_event(self, event_type: str, run_id: str, fields: dict[str, Any]) -> None:
+        await self.appender.append(event_type, {"run_id": run_id, **fields})
+        cached = self._runs.get(run_id)
+        if cached is not None and event_type in ("run_deleted", "run_restored"):
+            cached.lifecycle_stage = "deleted" if event_type == "run_deleted" else "active"
+
+    @staticmethod
+    def _params(params: list[dict[str, Any]]) -> dict[str, str]:
+        checked: dict[str, str] = {}
+        for p in params:
+            key = v.validate_key(p.get("key"), "param")
+            if key in checked:
+                raise InvalidInput(f"Duplicate parameter keys have been submitted: ['{key}']. Please ensure the "
+                                   "request contains only one param value per param key.")
+            value = p.get("value", "")
+            checked[key] = v.validate_param_value(key, "" if value is None else value)
+        return checked
+
+    @staticmethod
+    def _tags(tags: Any) -> list[dict[str, str]]:
+        latest: dict[str, str] = {}
+        for t in _list_of_dicts(tags, "tags"):
+            key = v.validate_key(t.get("key"), "tag")
+            value = t.get("value", "")
+            latest[key] = v.validate_tag_value(key, "" if value is None else value)
+        return [{"key": k, "value": val} for k, val in latest.items()]
+
+
+def _list_of_dicts(items: Any, name: str) -> list[dict[str, Any]]:
+    if items is None:
+        return []
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise InvalidInput(f"Invalid value for parameter '{name}': expected a list of objects")
+    return items
+
+
+def _run_id(run_id: Any) -> str:
+    if not isinstance(run_id, str) or not run_id:
+        raise InvalidInput("Missing value for required parameter 'run_id'.")
+    return run_id
+
+
+def _experiment_id(experiment_id: Any) -> str:
+    if experiment_id is None or experiment_id == "":
+        raise InvalidInput("Missing value for required parameter 'experiment_id'.")
+    text = str(experiment_id)
+    if not text.isdigit():
+        raise InvalidInput(f"Invalid experiment ID '{text}'. Experiment ID must be a valid integer.")
+    return text
+
+
+def _int64(value: Any, name: str) -> int:
+    if isinstance(value, bool):
+        raise InvalidInput(f"Invalid value {value!r} for parameter '{name}': expected an int64")
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"Invalid value {value!r} for parameter '{name}': expected an int64") from None
+    if isinstance(value, float) and value != number:
+        raise InvalidInput(f"Invalid value {value!r} for parameter '{name}': expected an int64")
+    return number
+
+
+def json_double(value: Any, key: Any) -> float:
+    """MLflow JSON doubles: numbers, or the strings NaN / Infinity / -Infinity (and numeric strings)."""
+    if isinstance(value, str):
+        try:
+            return float({"Infinity": "inf", "-Infinity": "-inf"}.get(value, value))
+        except ValueError:
+            raise InvalidInput(f"Invalid value {value!r} for metric {key!r}: expected a number") from None
+    if value is None:
+        raise InvalidInput("Missing value for required parameter 'value'.")
+    if isinstance(value, bool):
+        return float(value)  # MLflow's REST API stores true as 1.0 (observed)
+    return value
+
+
+def _metric_batch_fields(metrics: list[dict[str, Any]]) -> dict[str, Any]:
+    from schemas import MetricBatch
+    import numpy as np
+
+    keys: dict[str, int] = {}
+    index, steps, stamps, values = [], [], [], []
+    for m in metrics:
+        if m.get("timestamp") is None:
+            raise InvalidInput(f"Missing value for required parameter 'timestamp' (metric {m.get('key')!r}).")
+        value, step, stamp = v.validate_metric(m.get("key"), json_double(m.get("value"), m.get("key")),
+                                               _int64(m.get("step", 0) or 0, "step"), _int64(m["timestamp"], "timestamp"))
+        key = v.validate_key(m.get("key"), "metric")
+        index.append(keys.setdefault(key, len(keys)))
+        steps.append(step)
+        stamps.append(stamp)
+        values.append(value)
+    batch = MetricBatch(list(keys), np.array(index, np.uint32), np.array(steps, np.int64),
+                        np.array(stamps, np.int64), np.array(values, np.float64))
+    return batch.to_record_fields()
