@@ -3,27 +3,49 @@
 Writes are events appended to Kafka. Metric points are buffered and sent as columnar batches
 (``metrics_logged``), so ``log_metric`` costs about a microsecond and never waits on the
 network; a background thread ships partial buffers every ``linger_s``.
+
+Artifacts are stored under ``<experiment_id>/<run_id>/artifacts/`` of the artifact store, so the
+client needs each run's experiment id: it remembers the runs it created, and ``attach_run``
+tells it about runs created by another process.
 """
 
 from __future__ import annotations
 
 import atexit
 import hashlib
+import os
+import tempfile
 import threading
 import time
 import uuid
-from typing import Any, Mapping
+from pathlib import Path
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
 from producer import validation as v
+from producer.artifacts import (
+    ArtifactRecord,
+    ArtifactStore,
+    ArtifactUploader,
+    LocalArtifactStore,
+    figure_to_png,
+    validate_artifact_path,
+    write_temp_json,
+    write_temp_text,
+)
 from producer.kafka_writer import EventWriter
 from producer.metric_buffer import MetricBuffer
+from producer.provenance import collect_provenance
 from trackstream.config import Settings
 from trackstream.errors import InvalidInput
 
 DEFAULT_EXPERIMENT_ID = "0"
 DEFAULT_EXPERIMENT_NAME = "Default"
+RUN_STATUSES = ("FINISHED", "FAILED", "KILLED", "RUNNING", "SCHEDULED")
+
+_validate_metric = v.validate_metric
+_time_ns = time.time_ns
 
 
 def experiment_id_for(name: str) -> str:
@@ -34,17 +56,26 @@ def experiment_id_for(name: str) -> str:
 
 
 def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+    return _time_ns() // 1_000_000
 
 
 class TrackingClient:
     def __init__(self, settings: Settings | None = None, *, writer: EventWriter | None = None,
                  linger_s: float = 0.2, max_points_per_batch: int = 50_000,
-                 secret_policy: "v.SecretPolicy" = v.SecretPolicy.WARN) -> None:
+                 secret_policy: "v.SecretPolicy" = v.SecretPolicy.WARN,
+                 artifact_store: ArtifactStore | None = None) -> None:
+        """``artifact_store`` defaults to a ``LocalArtifactStore`` at ``settings.artifact_root``,
+        created on the first artifact upload."""
         self.settings = settings or Settings.from_env()
+        self._owns_writer = writer is None
         self.writer = writer or EventWriter(self.settings.kafka_bootstrap, self.settings.topic)
         self.secret_policy = secret_policy
         self._metrics = MetricBuffer(max_points_per_batch)
+        self._add_point = self._metrics.add
+        self._artifact_store = artifact_store
+        self._uploader: ArtifactUploader | None = None
+        self._uploader_lock = threading.Lock()
+        self._run_experiments: dict[str, str] = {}
         self._closed = threading.Event()
         self._flusher = threading.Thread(target=self._flush_periodically, args=(linger_s,),
                                          name="trackstream-metric-flusher", daemon=True)
@@ -54,6 +85,7 @@ class TrackingClient:
     # experiments ---------------------------------------------------------------------------
     def create_experiment(self, name: str, artifact_location: str = "",
                           tags: Mapping[str, str] | None = None) -> str:
+        """Idempotent: the id is derived from the name, and re-creating an experiment is a no-op downstream."""
         name = v.validate_experiment_name(name)
         experiment_id = experiment_id_for(name)
         self.writer.append("experiment_created", {
@@ -66,17 +98,50 @@ class TrackingClient:
     # runs ----------------------------------------------------------------------------------
     def create_run(self, experiment_id: str = DEFAULT_EXPERIMENT_ID, run_name: str = "",
                    tags: Mapping[str, Any] | None = None, parent_run_id: str | None = None,
-                   user_id: str = "", source_name: str = "", start_time_ms: int | None = None) -> str:
+                   user_id: str = "", source_name: str = "", start_time_ms: int | None = None,
+                   provenance: bool = True) -> str:
+        """Create a run and return its id.
+
+        With ``provenance`` (and unless ``TRACKSTREAM_DISABLE_PROVENANCE`` is set) the run gets
+        the tags of :func:`producer.provenance.collect_provenance`; ``tags`` win over them, and
+        ``user_id`` / ``source_name`` default to the detected user and source file. A
+        ``parent_run_id`` is also recorded as the ``mlflow.parentRunId`` tag, as MLflow does.
+        """
         run_id = uuid.uuid4().hex
-        tag_list = [self._tag(k, val) for k, val in (tags or {}).items()]
+        detected = collect_provenance() if provenance else {}
+        merged: dict[Any, Any] = {**detected, **(tags or {})}
+        run_name = run_name or str(merged.get("mlflow.runName", ""))
         if run_name:
-            tag_list.append({"key": "mlflow.runName", "value": run_name})
+            merged["mlflow.runName"] = run_name
+        if parent_run_id:
+            merged["mlflow.parentRunId"] = v.validate_run_id(parent_run_id)
         self.writer.append("run_created", {
-            "run_id": run_id, "experiment_id": experiment_id, "run_name": run_name, "user_id": user_id,
-            "source_name": source_name, "parent_run_id": parent_run_id,
-            "start_time_ms": start_time_ms if start_time_ms is not None else now_ms(), "tags": tag_list,
+            "run_id": run_id, "experiment_id": experiment_id, "run_name": run_name,
+            "user_id": user_id or detected.get("mlflow.user", ""),
+            "source_name": source_name or detected.get("mlflow.source.name", ""),
+            "parent_run_id": parent_run_id,
+            "start_time_ms": start_time_ms if start_time_ms is not None else now_ms(),
+            "tags": [self._tag(k, val) for k, val in merged.items()],
         })
+        self._run_experiments[run_id] = experiment_id
         return run_id
+
+    def attach_run(self, run_id: str, experiment_id: str = DEFAULT_EXPERIMENT_ID) -> None:
+        """Tell this client about a run created elsewhere (another process, an earlier session).
+
+        Sends nothing: metrics, params and tags never needed it; artifacts need the experiment
+        id for their storage key. Each process logs with its own writer id and sequence.
+        """
+        self._run_experiments[v.validate_run_id(run_id)] = experiment_id
+
+    def experiment_of(self, run_id: str) -> str:
+        try:
+            return self._run_experiments[run_id]
+        except KeyError:
+            raise InvalidInput(
+                f"run {run_id!r} was not created by this client, so its experiment id is unknown; "
+                "call attach_run(run_id, experiment_id) first"
+            ) from None
 
     def log_param(self, run_id: str, key: str, value: Any) -> None:
         self.log_params(run_id, {key: value})
@@ -92,15 +157,23 @@ class TrackingClient:
 
     def log_metric(self, run_id: str, key: str, value: float, step: int = 0,
                    timestamp_ms: int | None = None) -> None:
-        value, step, timestamp_ms = v.validate_metric(key, value, step, now_ms() if timestamp_ms is None else timestamp_ms)
-        if self._metrics.add(run_id, key, value, step, timestamp_ms):
+        """Buffer one point (validated first); hot path, so globals are pre-bound and nothing is sent inline
+        except a full batch."""
+        value, step, timestamp_ms = _validate_metric(
+            key, value, step, _time_ns() // 1_000_000 if timestamp_ms is None else timestamp_ms)
+        if self._add_point(run_id, key, value, step, timestamp_ms):
             self._send_metrics(run_id)
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0,
                     timestamp_ms: int | None = None) -> None:
+        """All points are validated before any is buffered."""
         ts = now_ms() if timestamp_ms is None else timestamp_ms
-        for key, value in metrics.items():
-            self.log_metric(run_id, key, value, step, ts)
+        points = [(key, *_validate_metric(key, value, step, ts)) for key, value in metrics.items()]
+        full = False
+        for key, value, checked_step, checked_ts in points:
+            full |= self._add_point(run_id, key, value, checked_step, checked_ts)
+        if full:
+            self._send_metrics(run_id)
 
     def log_metric_arrays(self, run_id: str, key: str, values: Any, steps: Any,
                           timestamps_ms: Any | None = None) -> None:
@@ -123,24 +196,89 @@ class TrackingClient:
         self.writer.append("tag_deleted", {"run_id": run_id, "key": v.validate_key(key, "tag")})
 
     def set_terminated(self, run_id: str, status: str = "FINISHED", end_time_ms: int | None = None,
-                       manifest: list[dict[str, Any]] | None = None) -> None:
-        """End a run. FINISHED goes through finalize-requested so the consumer can hold it until
-        every artifact in the manifest is committed; FAILED / KILLED are recorded as such."""
+                       manifest: Iterable[Mapping[str, Any]] | None = None) -> None:
+        """End a run. FINISHED goes through finalize-requested so the consumer holds the run in
+        FINALIZING until every artifact in the manifest is committed; FAILED / KILLED are recorded as such.
+
+        The manifest is every artifact this client uploaded for the run plus ``manifest``
+        (entries ``{"path", "size", "sha256"}``; size and sha256 may be omitted when another
+        process uploads the file). For a path in both, this client's verified record is kept.
+        """
+        if status not in RUN_STATUSES:
+            raise InvalidInput(f"invalid run status {status!r}: use FINISHED, FAILED, KILLED, RUNNING or SCHEDULED")
         self._send_metrics(run_id)
         end = end_time_ms if end_time_ms is not None else now_ms()
-        if status == "FINISHED":
-            self.writer.append("finalize_requested", {"run_id": run_id, "end_time_ms": end,
-                                                      "manifest": list(manifest or [])})
-        elif status in ("FAILED", "KILLED", "RUNNING", "SCHEDULED"):
+        if status != "FINISHED":
             self.writer.append("run_status_changed", {"run_id": run_id, "status": status, "end_time_ms": end})
-        else:
-            raise InvalidInput(f"invalid run status {status!r}: use FINISHED, FAILED, KILLED, RUNNING or SCHEDULED")
+            return
+        entries = {entry["path"]: entry for entry in map(_manifest_entry, manifest or ())}
+        uploader = self._uploader
+        if uploader is not None:
+            entries.update((entry["path"], entry) for entry in uploader.manifest(run_id))
+        self.writer.append("finalize_requested", {"run_id": run_id, "end_time_ms": end,
+                                                  "manifest": list(entries.values())})
+        if uploader is not None:
+            uploader.forget_run(run_id)
 
     def delete_run(self, run_id: str) -> None:
         self.writer.append("run_deleted", {"run_id": run_id})
 
     def restore_run(self, run_id: str) -> None:
         self.writer.append("run_restored", {"run_id": run_id})
+
+    # artifacts -----------------------------------------------------------------------------
+    @property
+    def uploader(self) -> ArtifactUploader:
+        """The uploader behind the artifact methods (created on first use: the local store makes its root)."""
+        with self._uploader_lock:
+            if self._uploader is None:
+                store = self._artifact_store or LocalArtifactStore(self.settings.artifact_root)
+                self._uploader = ArtifactUploader(store, self._commit_artifact)
+            return self._uploader
+
+    def log_artifact(self, run_id: str, local_path: str | os.PathLike[str],
+                     artifact_path: str | None = None) -> ArtifactRecord:
+        """Upload one file as ``<artifact_path>/<file name>`` (MLflow's layout); raises
+        ``ArtifactUploadError`` if it could not be stored, in which case nothing was committed."""
+        name = Path(local_path).name
+        return self.uploader.upload(run_id, self.experiment_of(run_id), local_path,
+                                    f"{artifact_path}/{name}" if artifact_path else name)
+
+    def log_artifacts(self, run_id: str, local_dir: str | os.PathLike[str],
+                      artifact_path: str | None = None) -> list[ArtifactRecord]:
+        """Upload the contents of ``local_dir`` under ``artifact_path``; each file is committed on its own."""
+        return self.uploader.upload_dir(run_id, self.experiment_of(run_id), local_dir, artifact_path or "")
+
+    def log_dict(self, run_id: str, obj: Any, artifact_file: str) -> ArtifactRecord:
+        """Store ``obj`` as indented JSON at ``artifact_file`` (JSON is also valid YAML for ``.yaml`` names)."""
+        return self._upload_temp(run_id, write_temp_json(obj), artifact_file)
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> ArtifactRecord:
+        return self._upload_temp(run_id, write_temp_text(text), artifact_file)
+
+    def log_figure(self, run_id: str, figure: Any, artifact_file: str) -> ArtifactRecord:
+        """Store a matplotlib figure as PNG; needs matplotlib (raises ImportError saying so)."""
+        if not artifact_file.lower().endswith(".png"):
+            raise InvalidInput(f"Invalid artifact_file {artifact_file!r} for log_figure: only .png is supported")
+        validate_artifact_path(artifact_file)
+        fd, name = tempfile.mkstemp(prefix="trackstream-", suffix=".png")
+        os.close(fd)
+        try:
+            figure_to_png(figure, name)
+        except BaseException:
+            os.unlink(name)
+            raise
+        return self._upload_temp(run_id, Path(name), artifact_file)
+
+    def _upload_temp(self, run_id: str, temp: Path, artifact_file: str) -> ArtifactRecord:
+        try:
+            return self.uploader.upload(run_id, self.experiment_of(run_id), temp, artifact_file)
+        finally:
+            temp.unlink(missing_ok=True)
+
+    def _commit_artifact(self, run_id: str, path: str, size: int, sha256: str, uri: str) -> None:
+        self.writer.append("artifact_committed", {"run_id": run_id, "path": path, "size": size,
+                                                  "sha256": sha256, "uri": uri})
 
     # delivery ------------------------------------------------------------------------------
     def flush(self, timeout: float = 30.0) -> int:
@@ -149,12 +287,17 @@ class TrackingClient:
         return self.writer.flush(timeout)
 
     def close(self, timeout: float = 30.0) -> int:
+        """Flush and stop; a writer this client created is closed too (its undelivered events stay
+        in its spool). Returns events still unacknowledged."""
         if self._closed.is_set():
             return 0
         self._closed.set()
         self._flusher.join(timeout=5)
         atexit.unregister(self.close)
-        return self.flush(timeout)
+        if not self._owns_writer:
+            return self.flush(timeout)
+        self._send_metrics(None)
+        return self.writer.close(timeout)
 
     def _tag(self, key: str, value: Any) -> dict[str, str]:
         key = v.validate_key(key, "tag")
@@ -172,3 +315,12 @@ class TrackingClient:
                     self._send_metrics(None)
                 except Exception:  # surfaced on the next flush(); the flusher must not die
                     pass
+
+
+def _manifest_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
+    if not isinstance(entry, Mapping) or "path" not in entry:
+        raise InvalidInput(f"Invalid manifest entry {entry!r}: expected a mapping with at least a 'path'")
+    size = entry.get("size", -1)
+    if type(size) is not int:
+        raise InvalidInput(f"Invalid manifest entry {entry!r}: size must be an integer")
+    return {"path": validate_artifact_path(entry["path"]), "size": size, "sha256": str(entry.get("sha256", ""))}

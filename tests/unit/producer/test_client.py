@@ -240,3 +240,11 @@ def test_close_flushes_but_leaves_an_injected_writer_open(client, writer):
     assert client.close() == 0
     assert writer.points() == [(run_id, "loss", 0, 1.0)] and not writer.closed
     assert client.close() == 0
+
+
+def test_log_metrics_validates_every_point_before_buffering_any(client, writer):
+    run_id = client.create_run(provenance=False)
+    with pytest.raises(InvalidInput, match="bad key"):
+        client.log_metrics(run_id, {"good": 1.0, "bad key!": 2.0})
+    client.flush()
+    assert writer.points() == []
