@@ -237,6 +237,33 @@ class MlflowService:
     async def run_experiment(self, run_id: str) -> str:
         return (await self._known_run(run_id)).experiment_id
 
+    async def search_runs(self, body: dict[str, Any], database: str) -> dict[str, Any]:
+        from server.search import build_search_query, paginate
+
+        experiment_ids = body.get("experiment_ids") or []
+        if not isinstance(experiment_ids, list):
+            raise InvalidInput("Invalid value for parameter 'experiment_ids': expected a list")
+        view = body.get("run_view_type") or "ACTIVE_ONLY"
+        view = {1: "ACTIVE_ONLY", 2: "DELETED_ONLY", 3: "ALL"}.get(view, view) if not isinstance(view, str) else view
+        max_results = body.get("max_results", 1000)
+        if isinstance(max_results, str) and max_results.isdigit():
+            max_results = int(max_results)
+        order_by = body.get("order_by") or []
+        if not isinstance(order_by, list) or not all(isinstance(o, str) for o in order_by):
+            raise InvalidInput("Invalid value for parameter 'order_by': expected a list of strings")
+        filter_string = body.get("filter")
+        if filter_string is not None and not isinstance(filter_string, str):
+            raise InvalidInput("Invalid value for parameter 'filter': expected a string")
+        page_token = body.get("page_token")
+        sql, params = build_search_query(database, [str(e) for e in experiment_ids], filter_string, order_by, view,
+                                         max_results, page_token)
+        run_ids = await self.read(self.reader.search_run_ids, sql, params)
+        page, next_token = paginate(run_ids, max_results, page_token)
+        result: dict[str, Any] = {"runs": await self.run_query(self.reader.mlflow_runs, page)}
+        if next_token:
+            result["next_page_token"] = next_token
+        return result
+
     # helpers ---------------------------------------------------------------------------------
     async def _known_run(self, run_id: Any) -> CachedRun:
         run_id = _run_id(run_id)

@@ -158,6 +158,9 @@ class MlflowReader(TrackingReader):
             by_id[info["run_id"]] = {"info": info, "data": data[info["run_id"]], "inputs": {}}
         return [by_id[r] for r in run_ids if r in by_id]
 
+    def search_run_ids(self, sql: str, parameters: dict[str, Any]) -> list[str]:
+        return [row[0] for row in self.client.query(sql, parameters=parameters).result_rows]
+
     def mlflow_run(self, run_id: str) -> dict[str, Any] | None:
         runs = self.mlflow_runs([run_id])
         return runs[0] if runs else None

@@ -1,0 +1,132 @@
+"""The acceptance test of the MLflow gateway: the real, unmodified `mlflow` client from PyPI,
+pointed at trackstream with MLFLOW_TRACKING_URI."""
+
+from __future__ import annotations
+
+import math
+import os
+import uuid
+
+import pytest
+
+from tests.integration.harness import make_server
+
+mlflow = pytest.importorskip("mlflow")
+from mlflow import MlflowClient  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tracking_uri(kafka_bootstrap, tmp_path_factory):
+    server = make_server(kafka_bootstrap, tmp_path_factory.mktemp("mlflow"), f"ml{uuid.uuid4().hex[:6]}")
+    server.start()
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = server.settings.server_url
+    mlflow.set_tracking_uri(server.settings.server_url)
+    yield server.settings.server_url
+    if previous is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = previous
+    server.stop()
+
+
+def test_fluent_run_lifecycle_with_artifacts(tracking_uri, tmp_path):
+    experiment_id = mlflow.set_experiment("acceptance").experiment_id
+    artifact = tmp_path / "notes.txt"
+    artifact.write_text("trained well")
+    with mlflow.start_run(run_name="baseline") as run:
+        mlflow.log_param("lr", 0.01)
+        mlflow.log_params({"layers": 4, "optimizer": "adam"})
+        for step in range(20):
+            mlflow.log_metric("loss", 1 / (step + 1), step=step)
+        mlflow.log_metrics({"acc": 0.9, "weird": float("nan")}, step=3)
+        mlflow.set_tag("team", "core")
+        mlflow.set_tags({"stage": "dev"})
+        mlflow.log_artifact(str(artifact), artifact_path="reports")
+        mlflow.log_dict({"a": 1}, "config/params.json")
+        run_id = run.info.run_id
+
+    client = MlflowClient()
+    got = client.get_run(run_id)
+    assert got.info.status == "FINISHED" and got.info.run_name == "baseline"
+    assert got.info.experiment_id == experiment_id
+    assert got.data.params == {"lr": "0.01", "layers": "4", "optimizer": "adam"}
+    assert got.data.metrics["loss"] == pytest.approx(1 / 20) and got.data.metrics["acc"] == 0.9
+    assert math.isnan(got.data.metrics["weird"])
+    assert got.data.tags["team"] == "core" and got.data.tags["stage"] == "dev"
+    assert got.data.tags["mlflow.runName"] == "baseline"
+
+    history = client.get_metric_history(run_id, "loss")
+    assert [m.step for m in history] == list(range(20))
+    assert history[-1].value == pytest.approx(0.05)
+
+    top = {f.path: f for f in client.list_artifacts(run_id)}
+    assert set(top) == {"reports", "config"} and top["reports"].is_dir
+    assert [f.path for f in client.list_artifacts(run_id, "reports")] == ["reports/notes.txt"]
+    local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="reports/notes.txt",
+                                                dst_path=str(tmp_path / "dl"))
+    assert open(local).read() == "trained well"
+
+
+def test_param_change_is_rejected_like_mlflow(tracking_uri):
+    mlflow.set_experiment("acceptance")
+    with mlflow.start_run():
+        mlflow.log_param("lr", 0.01)
+        mlflow.log_param("lr", 0.01)  # same value: a no-op
+        with pytest.raises(MlflowException, match="Changing param values is not allowed"):
+            mlflow.log_param("lr", 0.02)
+
+
+def test_search_runs_with_filters_and_order(tracking_uri):
+    experiment_id = mlflow.set_experiment(f"search-{uuid.uuid4().hex[:6]}").experiment_id
+    for i, (lr, acc) in enumerate([(0.1, 0.7), (0.01, 0.9), (0.001, 0.8)]):
+        with mlflow.start_run(run_name=f"r{i}"):
+            mlflow.log_param("lr", lr)
+            mlflow.log_metric("acc", acc)
+            mlflow.set_tag("family", "mlp" if i < 2 else "cnn")
+    runs = mlflow.search_runs([experiment_id], filter_string="metrics.acc > 0.75", order_by=["metrics.acc DESC"])
+    assert list(runs["tags.mlflow.runName"]) == ["r1", "r2"]
+    client_runs = MlflowClient().search_runs([experiment_id], "params.lr = '0.1' and tags.family = 'mlp'")
+    assert [r.info.run_name for r in client_runs] == ["r0"]
+    paged = MlflowClient().search_runs([experiment_id], max_results=2, order_by=["attributes.run_name ASC"])
+    assert [r.info.run_name for r in paged] == ["r0", "r1"] and paged.token
+    with pytest.raises(MlflowException, match="(?i)invalid"):
+        MlflowClient().search_runs([experiment_id], "metrics.acc > 0.5 OR params.lr = '1'")
+
+
+def test_client_experiment_calls(tracking_uri):
+    client = MlflowClient()
+    name = f"exp-{uuid.uuid4().hex[:6]}"
+    experiment_id = client.create_experiment(name, tags={"owner": "me"})
+    with pytest.raises(MlflowException, match="already exists"):
+        client.create_experiment(name)
+    assert client.get_experiment(experiment_id).name == name
+    assert client.get_experiment_by_name(name).tags["owner"] == "me"
+    client.rename_experiment(experiment_id, name + "-renamed")
+    client.set_experiment_tag(experiment_id, "stage", "prod")
+    got = client.get_experiment(experiment_id)
+    assert got.name == name + "-renamed" and got.tags["stage"] == "prod"
+    assert name + "-renamed" in [e.name for e in client.search_experiments()]
+    client.delete_experiment(experiment_id)
+    assert client.get_experiment(experiment_id).lifecycle_stage == "deleted"
+    assert name + "-renamed" not in [e.name for e in client.search_experiments()]
+    client.restore_experiment(experiment_id)
+    assert client.get_experiment(experiment_id).lifecycle_stage == "active"
+    assert client.get_experiment_by_name("no-such-experiment-anywhere") is None
+
+
+def test_run_delete_restore_and_writes_to_deleted_runs(tracking_uri):
+    client = MlflowClient()
+    experiment_id = mlflow.set_experiment("acceptance").experiment_id
+    run = client.create_run(experiment_id)
+    client.delete_run(run.info.run_id)
+    assert client.get_run(run.info.run_id).info.lifecycle_stage == "deleted"
+    with pytest.raises(MlflowException, match="must be in the 'active' state"):
+        client.log_metric(run.info.run_id, "x", 1.0)
+    client.restore_run(run.info.run_id)
+    client.log_metric(run.info.run_id, "x", 1.0)
+    client.set_terminated(run.info.run_id, "KILLED")
+    assert client.get_run(run.info.run_id).info.status == "KILLED"
+    with pytest.raises(MlflowException, match="not found"):
+        client.get_run(uuid.uuid4().hex)
