@@ -1,8 +1,6 @@
-"""The HTTP read API (trackstream's own routes; the MLflow gateway will sit beside them).
-
-Handlers call a ``TrackingReader`` through ``run_query`` so that every ClickHouse call happens
-on the worker's ClickHouse thread (the embedded engine belongs to one process).
-"""
+"""trackstream's own HTTP read API (`/api/ts/...`, `/health`, `/metrics`); the MLflow routes are in
+``server.mlflow_api``. Handlers call a ``TrackingReader`` through ``run_query``, which runs the
+blocking ClickHouse call on the server's read threads."""
 
 from __future__ import annotations
 
@@ -11,6 +9,8 @@ import json
 import math
 from typing import Any, Awaitable, Callable
 
+import numpy as np
+import orjson
 from aiohttp import web
 
 from consumers.ingest_stats import IngestStats
@@ -28,12 +28,23 @@ def _json_default(obj: Any) -> Any:
         return obj.isoformat()
     if isinstance(obj, (bytes, bytearray)):
         return obj.decode("utf-8", "replace")
+    if isinstance(obj, np.ndarray):  # float arrays with NaN / inf (the finite ones go through orjson natively)
+        return [v if math.isfinite(v) else _NON_FINITE(v) for v in obj.tolist()]
     return str(obj)
 
 
+def _NON_FINITE(value: float) -> str:
+    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+
+
 def _finite(obj: Any) -> Any:
+    """NaN and infinities as MLflow spells them; numpy arrays are handled column-wise."""
     if isinstance(obj, float) and not math.isfinite(obj):
-        return "NaN" if math.isnan(obj) else ("Infinity" if obj > 0 else "-Infinity")
+        return _NON_FINITE(obj)
+    if isinstance(obj, np.ndarray):
+        if obj.dtype.kind == "f" and not np.isfinite(obj).all():
+            return _json_default(obj)
+        return obj
     if isinstance(obj, dict):
         return {k: _finite(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -42,8 +53,9 @@ def _finite(obj: Any) -> Any:
 
 
 def json_response(payload: Any, status: int = 200) -> web.Response:
-    return web.Response(text=json.dumps(_finite(payload), default=_json_default), status=status,
-                        content_type="application/json")
+    body = orjson.dumps(_finite(payload), default=_json_default,
+                        option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+    return web.Response(body=body, status=status, content_type="application/json")
 
 
 def _int_param(request: web.Request, name: str, default: int, maximum: int) -> int:
@@ -92,8 +104,22 @@ def create_app(reader: TrackingReader, run_query: QueryRunner, stats: IngestStat
 
     @routes.get("/api/ts/runs/{run_id}/metrics/{key:.+}")
     async def metric_history(request: web.Request) -> web.Response:
-        history = await run_query(reader.metric_history, request.match_info["run_id"], request.match_info["key"])
-        return json_response({"history": history})
+        """Full history, or with ``?buckets=N`` a downsample keeping min / max / last per bucket."""
+        run_id, key = request.match_info["run_id"], request.match_info["key"]
+        if "buckets" in request.query:
+            buckets = _int_param(request, "buckets", 1000, 100_000)
+            return json_response({"history": await run_query(reader.metric_downsampled, run_id, key, buckets)})
+        return json_response({"history": await run_query(reader.metric_history, run_id, key)})
+
+    @routes.get("/api/ts/compare")
+    async def compare(request: web.Request) -> web.Response:
+        run_ids = request.query.getall("run_id", [])
+        key = request.query.get("key")
+        if not run_ids or not key:
+            raise InvalidInput("compare needs one or more run_id parameters and a key")
+        if len(run_ids) > 100:
+            raise InvalidInput(f"compare takes at most 100 runs, got {len(run_ids)}")
+        return json_response(await run_query(reader.compare, run_ids, key))
 
     @routes.get("/api/ts/rejects")
     async def rejects(request: web.Request) -> web.Response:

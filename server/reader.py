@@ -60,7 +60,39 @@ class TrackingReader:
         if limit is not None:
             sql += " LIMIT {limit:UInt64}"
         table = self.client.query_arrow(sql, parameters={"r": run_id, "k": key, "limit": limit})
-        return {name: table.column(name).to_pylist() for name in ("step", "timestamp_ms", "value")}
+        return {name: table.column(name).to_numpy() for name in ("step", "timestamp_ms", "value")}
+
+    def metric_downsampled(self, run_id: str, key: str, buckets: int) -> dict[str, list]:
+        """At most ``buckets`` equal step ranges, each with min / max / last value, so spikes survive."""
+        table = self.client.query_arrow(
+            f"WITH (SELECT (min(step), max(step)) FROM {self.db}.metrics WHERE run_id = {{r:String}} AND key = {{k:String}}) "
+            f"AS bounds, greatest(1, toInt64(ceil((bounds.2 - bounds.1 + 1) / {{b:UInt32}}))) AS width "
+            f"SELECT intDiv(step - bounds.1, width) AS bucket, min(step) AS step_min, max(step) AS step_max, "
+            f"min(value) AS min, max(value) AS max, argMax(value, (step, timestamp_ms)) AS last, count() AS points "
+            f"FROM {self.db}.metrics WHERE run_id = {{r:String}} AND key = {{k:String}} GROUP BY bucket ORDER BY bucket",
+            parameters={"r": run_id, "k": key, "b": buckets})
+        return {name: table.column(name).to_numpy() for name in table.column_names}
+
+    def compare(self, run_ids: list[str], key: str) -> dict[str, Any]:
+        """One metric of several runs aligned by step (the latest value per step; None where a run has none)."""
+        import numpy as np
+
+        table = self.client.query_arrow(
+            f"SELECT run_id, step, argMax(value, timestamp_ms) AS value FROM {self.db}.metrics "
+            f"WHERE run_id IN {{ids:Array(String)}} AND key = {{k:String}} GROUP BY run_id, step ORDER BY step",
+            parameters={"ids": run_ids, "k": key})
+        runs = np.asarray(table.column("run_id").to_pylist(), dtype=object)
+        steps, values = table.column("step").to_numpy(), table.column("value").to_numpy()
+        unique_steps, position = np.unique(steps, return_inverse=True)
+        aligned = {}
+        for run_id in run_ids:
+            column = np.full(len(unique_steps), np.nan)
+            mine = runs == run_id
+            column[position[mine]] = values[mine]
+            present = np.zeros(len(unique_steps), bool)
+            present[position[mine]] = True
+            aligned[run_id] = [v if p else None for v, p in zip(column.tolist(), present.tolist())]
+        return {"key": key, "steps": unique_steps.tolist(), "runs": aligned}
 
     def rejects(self, limit: int = 50) -> list[dict[str, Any]]:
         result = self.client.query(

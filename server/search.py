@@ -452,36 +452,41 @@ class _Params:
 _SQL_COMPARATORS = {op: op for op in ("=", "!=", "<", "<=", ">", ">=", "LIKE", "ILIKE", "IN", "NOT IN")}
 
 
-def _condition(db: str, c: Comparison, p: _Params) -> str:
-    """A predicate over one runs_latest row (column ``run_id`` etc.) for one comparison."""
-    if c.kind == "attribute":
-        if c.comparator in ("IN", "NOT IN"):
-            return f"run_id {_SQL_COMPARATORS[c.comparator]} {p.bind(list(c.value or ()), 'Array(String)')}"
-        ch_type = "Float64" if c.key in _NUMERIC_ATTRIBUTES else "String"
-        return f"{c.key} {_SQL_COMPARATORS[c.comparator]} {p.bind(c.value, ch_type)}"
-    key = p.bind(c.key, "String")
-    if c.kind == "metric":
-        return (f"run_id IN (SELECT run_id FROM {db}.latest_metrics WHERE key = {key} GROUP BY run_id "
-                f"HAVING tupleElement(max(latest), 3) {_SQL_COMPARATORS[c.comparator]} {p.bind(c.value, 'Float64')})")
-    table = f"{db}.params" if c.kind == "param" else f"{db}.tags_latest"
-    if c.comparator == "IS NULL":
-        return f"run_id NOT IN (SELECT run_id FROM {table} WHERE key = {key})"
-    if c.comparator == "IS NOT NULL":
-        return f"run_id IN (SELECT run_id FROM {table} WHERE key = {key})"
-    return (f"run_id IN (SELECT run_id FROM {table} WHERE key = {key} "
-            f"AND value {_SQL_COMPARATORS[c.comparator]} {p.bind(c.value, 'String')})")
+class _KeyedSource:
+    """One scan of a (run_id, key, ...) table for every key a search uses, pivoted to a column per key.
+
+    A key the run lacks is NULL, so comparisons on it are false (MLflow: a run without the key never
+    matches) and ``IS NULL`` / ordering with NULLS LAST need no special case.
+    """
+
+    def __init__(self, alias: str, table: str, value_expr: str) -> None:
+        self.alias, self.table, self.value_expr = alias, table, value_expr
+        self.keys: dict[str, str] = {}
+
+    def column(self, key: str, p: _Params) -> str:
+        if key not in self.keys:
+            self.keys[key] = p.bind(key, "String")
+        return f"{self.alias}.v{list(self.keys).index(key)}"
+
+    def join(self, p: _Params) -> str:
+        values = ", ".join(f"if(countIf(key = {k}) = 0, NULL, {self.value_expr.format(k=k)}) AS v{i}"
+                           for i, k in enumerate(self.keys.values()))
+        keys = p.bind(list(self.keys), "Array(String)")
+        return (f"LEFT JOIN (SELECT run_id, {values} FROM {self.table} WHERE key IN {keys} GROUP BY run_id) "
+                f"AS {self.alias} ON {self.alias}.run_id = r.run_id")
 
 
-def _order_source(db: str, term: OrderTerm, p: _Params) -> str:
-    """A (run_id, v) subquery with the value a run is ordered by; NULL-able so missing keys sort last."""
-    key = p.bind(term.key, "String")
-    if term.kind == "metric":
-        return (f"SELECT run_id, toNullable(tupleElement(max(latest), 3)) AS v FROM {db}.latest_metrics "
-                f"WHERE key = {key} GROUP BY run_id")
-    if term.kind == "param":
-        return (f"SELECT run_id, toNullable(argMin(value, src_offset)) AS v FROM {db}.params "
-                f"WHERE key = {key} GROUP BY run_id")
-    return f"SELECT run_id, toNullable(any(value)) AS v FROM {db}.tags_latest WHERE key = {key} GROUP BY run_id"
+def _attribute_condition(c: Comparison, p: _Params) -> str:
+    op = _SQL_COMPARATORS[c.comparator]
+    if c.comparator in ("IN", "NOT IN"):
+        return f"run_id {op} {p.bind(list(c.value or ()), 'Array(String)')}"
+    return f"{c.key} {op} {p.bind(c.value, 'Float64' if c.key in _NUMERIC_ATTRIBUTES else 'String')}"
+
+
+def _keyed_condition(c: Comparison, column: str, p: _Params) -> str:
+    if c.comparator in ("IS NULL", "IS NOT NULL"):
+        return f"{column} {c.comparator}"
+    return f"{column} {_SQL_COMPARATORS[c.comparator]} {p.bind(c.value, 'Float64' if c.kind == 'metric' else 'String')}"
 
 
 def build_search_query(database: str, experiment_ids: list[str], filter_string: str | None,
@@ -490,7 +495,8 @@ def build_search_query(database: str, experiment_ids: list[str], filter_string: 
     """SQL + parameters selecting ``run_id`` and ``order_0..n`` (one per order_by item) of a page.
 
     The query asks for ``max_results + 1`` rows: pass the result to :func:`paginate` to cut the
-    page and get the next token.
+    page and get the next token. Metrics, params and tags are each read in one pass whatever the
+    number of comparisons (on the embedded engine every table read costs a few ms).
     """
     db = check_database_name(database)
     check_max_results(max_results)
@@ -501,19 +507,26 @@ def build_search_query(database: str, experiment_ids: list[str], filter_string: 
     terms = parse_order_by(order_by)
 
     p = _Params()
-    where = [f"experiment_id IN {p.bind([str(e) for e in experiment_ids], 'Array(String)')}"]
+    sources = {
+        "metric": _KeyedSource("m", f"{db}.latest_metrics", "tupleElement(maxIf(latest, key = {k}), 3)"),
+        "param": _KeyedSource("pa", f"{db}.params", "argMinIf(value, src_offset, key = {k})"),
+        "tag": _KeyedSource("t", f"{db}.tags_latest", "anyIf(value, key = {k})"),
+    }
+    run_where = [f"experiment_id IN {p.bind([str(e) for e in experiment_ids], 'Array(String)')}"]
     stages = RUN_VIEW_TYPES[run_view_type]
     if stages is not None:
-        where.append(f"lifecycle_stage IN {p.bind(list(stages), 'Array(String)')}")
-    where += [_condition(db, c, p) for c in comparisons]
-
-    columns, joins, order = ["r.run_id AS run_id"], [], []
-    for i, term in enumerate(terms):
-        if term.kind == "attribute":
-            columns.append(f"r.{term.key} AS order_{i}")
+        run_where.append(f"lifecycle_stage IN {p.bind(list(stages), 'Array(String)')}")
+    where = []
+    for c in comparisons:
+        if c.kind == "attribute":
+            run_where.append(_attribute_condition(c, p))
         else:
-            joins.append(f"LEFT JOIN ({_order_source(db, term, p)}) AS o{i} ON o{i}.run_id = r.run_id")
-            columns.append(f"o{i}.v AS order_{i}")
+            where.append(_keyed_condition(c, sources[c.kind].column(c.key, p), p))
+
+    columns, order = ["r.run_id AS run_id"], []
+    for i, term in enumerate(terms):
+        source = f"r.{term.key}" if term.kind == "attribute" else sources[term.kind].column(term.key, p)
+        columns.append(f"{source} AS order_{i}")
         order.append(f"order_{i} {'ASC' if term.ascending else 'DESC'} NULLS LAST")
     ordered = {(t.kind, t.key) for t in terms}
     if ("attribute", "start_time") not in ordered:
@@ -521,14 +534,17 @@ def build_search_query(database: str, experiment_ids: list[str], filter_string: 
     if ("attribute", "run_id") not in ordered:
         order.append("r.run_id ASC")
 
+    joins = [source.join(p) for source in sources.values() if source.keys]
     p.values["limit"] = max_results + 1
     p.values["offset"] = offset
-    newline = "\n"
+    and_ = "\n  AND "
+    run_and = "\n        AND "
     sql = (f"SELECT {', '.join(columns)}\n"
            f"FROM (SELECT run_id, run_name, user_id, status, start_time, end_time, artifact_uri\n"
            f"      FROM {db}.runs_latest\n"
-           f"      WHERE {(newline + '        AND ').join(where)}) AS r\n"
-           + "".join(j + "\n" for j in joins) +
-           f"ORDER BY {', '.join(order)}\n"
+           f"      WHERE {run_and.join(run_where)}) AS r\n"
+           + "".join(j + "\n" for j in joins)
+           + (f"WHERE {and_.join(where)}\n" if where else "")
+           + f"ORDER BY {', '.join(order)}\n"
            "LIMIT {limit:UInt64} OFFSET {offset:UInt64}")
     return sql, p.values

@@ -127,7 +127,7 @@ def cmd_metrics(args: argparse.Namespace, settings: Settings) -> int:
     from trackstream.reading import open_reader
 
     history = open_reader(settings).metric_history(args.run_id, args.key)
-    if not history["step"]:
+    if len(history["step"]) == 0:
         raise NotFound(f"no points for metric {args.key!r} of run {args.run_id!r}")
     rows = list(zip(history["step"], history["timestamp_ms"], history["value"]))
     if args.format == "table" and len(rows) > args.max_rows:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
 import struct
 import urllib.request
 
+import numpy as np
 import pytest
 from confluent_kafka import Consumer, Producer
 
@@ -121,3 +123,30 @@ def test_status_command_and_prometheus_metrics_show_ingest_and_lag(server):
     assert "trackstream_events_total" in text and "trackstream_metric_points_total" in text
     assert wait_until(lambda: 'trackstream_consumer_lag{partition="0"}' in urllib.request.urlopen(
         server.settings.server_url + "/metrics", timeout=10).read().decode(), 30, "lag gauges")
+
+
+def get_json(server, path):
+    with urllib.request.urlopen(server.settings.server_url + path, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def test_downsampled_history_keeps_spikes_and_compare_aligns_runs_by_step(server):
+    client = TrackingClient(server.settings)
+    first, second = client.create_run("0", run_name="a"), client.create_run("0", run_name="b")
+    values = np.ones(10_000)
+    values[4321] = 99.0
+    client.log_metric_arrays(first, "loss", values, np.arange(10_000))
+    client.log_metric_arrays(second, "loss", np.full(5, 2.0), np.arange(0, 10, 2))
+    assert client.flush(30) == 0
+    client.close()
+    wait_until(lambda: len(server.reader.metric_history(first, "loss")["step"]) == 10_000, 60, "points")
+
+    down = get_json(server, f"/api/ts/runs/{first}/metrics/loss?buckets=100")["history"]
+    assert len(down["bucket"]) == 100 and sum(down["points"]) == 10_000
+    assert max(down["max"]) == 99.0 and min(down["min"]) == 1.0
+    assert down["step_min"][0] == 0 and down["step_max"][-1] == 9999
+
+    aligned = get_json(server, f"/api/ts/compare?key=loss&run_id={first}&run_id={second}")
+    assert aligned["steps"][:3] == [0, 1, 2]
+    assert aligned["runs"][second][:3] == [2.0, None, 2.0]
+    assert aligned["runs"][first][4321] == 99.0
