@@ -42,6 +42,7 @@ class SourceMessage:
     offset: int
     value: bytes | None
     key: bytes | None = None
+    timestamp_ms: int = 0  # the Kafka timestamp
 
 
 @dataclass
@@ -102,7 +103,7 @@ class TableRows:
 # Column order of each table's rows, as in consumers/migrations.
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "events": ("src_partition", "src_offset", "event_type", "schema_version", "event_id", "aggregate_id",
-               "writer_id", "seq", "timestamp_ms", "payload"),
+               "writer_id", "seq", "timestamp_ms", "kafka_timestamp_ms", "payload"),
     "experiments": ("experiment_id", "name", "artifact_location", "lifecycle_stage", "creation_time",
                     "last_update_time", "tags", "src_partition", "src_offset"),
     "runs": ("run_id", "experiment_id", "run_name", "user_id", "source_name", "parent_run_id", "status",
@@ -202,7 +203,8 @@ class Materializer:
         state = self._state[event.aggregate_id]
         p, o = msg.partition, msg.offset
         out.rows["events"].append((p, o, event.event_type, event.writer_version, rec["event_id"], event.aggregate_id,
-                                   rec["writer_id"], rec["seq"], rec["timestamp_ms"], event_payload_json(event)))
+                                   rec["writer_id"], rec["seq"], rec["timestamp_ms"], msg.timestamp_ms,
+                                   event_payload_json(event)))
         last_seq = state.writer_seqs.get(rec["writer_id"], 0)
         if rec["seq"] <= last_seq:
             out.counts["duplicates"] += 1

@@ -146,9 +146,10 @@ class ReplayJob:
                 if offset == remaining[partition] - 1:
                     del remaining[partition]
                 self.progress.events += 1
-                if self.until_ms is not None and msg.timestamp()[1] > self.until_ms:
+                timestamp_ms = msg.timestamp()[1]
+                if self.until_ms is not None and timestamp_ms > self.until_ms:
                     continue
-                batch.append(SourceMessage(partition, offset, msg.value(), msg.key()))
+                batch.append(SourceMessage(partition, offset, msg.value(), msg.key(), timestamp_ms))
             if batch:
                 rows = materializer.process(batch)
                 sink.write(rows)

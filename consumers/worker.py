@@ -131,8 +131,8 @@ def build_app(settings: Settings, service: MaterializerService,
     @app.agent(topic)
     async def materialize(stream: faust.StreamT) -> None:
         async for events in stream.take_events(BATCH_MAX_EVENTS, within=BATCH_WITHIN_SECONDS):
-            messages = [SourceMessage(e.message.partition, e.message.offset, e.message.value, e.message.key)
-                        for e in events]
+            messages = [SourceMessage(e.message.partition, e.message.offset, e.message.value, e.message.key,
+                                      int(e.message.timestamp * 1000)) for e in events]
             rejects = await service.write_batch(messages)
             if service.on_materialized is not None:
                 last: dict[int, int] = {}

@@ -18,6 +18,7 @@ from consumers.replay import BackgroundReplay
 from server.reader import TrackingReader
 from server.errors import error_middleware
 from trackstream.errors import InvalidInput
+from trackstream.moments import parse_moment
 
 QueryRunner = Callable[..., Awaitable[Any]]
 MAX_REQUEST_BYTES = 1_048_576
@@ -75,6 +76,11 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     return body
 
 
+def _as_of(request: web.Request) -> int | None:
+    raw = request.query.get("as_of")
+    return parse_moment(raw, "as_of") if raw else None
+
+
 def create_app(reader: TrackingReader, run_query: QueryRunner, stats: IngestStats,
                replay: BackgroundReplay | None = None) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_REQUEST_BYTES)
@@ -96,11 +102,12 @@ def create_app(reader: TrackingReader, run_query: QueryRunner, stats: IngestStat
     @routes.get("/api/ts/runs")
     async def list_runs(request: web.Request) -> web.Response:
         limit = _int_param(request, "limit", 50, 10_000)
-        return json_response({"runs": await run_query(reader.runs, limit, request.query.get("experiment_id"))})
+        return json_response({"runs": await run_query(reader.runs, limit, request.query.get("experiment_id"),
+                                                      _as_of(request))})
 
     @routes.get("/api/ts/runs/{run_id}")
     async def get_run(request: web.Request) -> web.Response:
-        return json_response({"run": await run_query(reader.run, request.match_info["run_id"])})
+        return json_response({"run": await run_query(reader.run, request.match_info["run_id"], _as_of(request))})
 
     @routes.get("/api/ts/runs/{run_id}/metrics/{key:.+}")
     async def metric_history(request: web.Request) -> web.Response:
@@ -109,7 +116,7 @@ def create_app(reader: TrackingReader, run_query: QueryRunner, stats: IngestStat
         if "buckets" in request.query:
             buckets = _int_param(request, "buckets", 1000, 100_000)
             return json_response({"history": await run_query(reader.metric_downsampled, run_id, key, buckets)})
-        return json_response({"history": await run_query(reader.metric_history, run_id, key)})
+        return json_response({"history": await run_query(reader.metric_history, run_id, key, None, _as_of(request))})
 
     @routes.get("/api/ts/compare")
     async def compare(request: web.Request) -> web.Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
@@ -16,50 +17,84 @@ def _rows_as_dicts(result: Any) -> list[dict[str, Any]]:
     return [dict(zip(result.column_names, row)) for row in result.result_rows]
 
 
+@dataclass(frozen=True)
+class StateSources:
+    """Table expressions for the current state, or for the state as of a moment in the log."""
+
+    runs: str
+    params: str
+    tags: str
+    latest_metrics: str
+    metrics: str
+    parameters: dict[str, Any]
+
+
 class TrackingReader:
     def __init__(self, client: Client, database: str) -> None:
         self.client = client
         self.db = check_database_name(database)
 
-    def runs(self, limit: int = 50, experiment_id: str | None = None) -> list[dict[str, Any]]:
+    def sources(self, as_of_ms: int | None = None) -> StateSources:
+        """With ``as_of_ms``: only rows of events whose Kafka timestamp is at or before it — the same
+        cut `trackstream replay --until` makes, read straight from the versioned tables."""
+        db = self.db
+        if as_of_ms is None:
+            return StateSources(f"{db}.runs_latest", f"{db}.params", f"{db}.tags_latest",
+                                f"(SELECT run_id, key, max(latest) AS latest FROM {db}.latest_metrics GROUP BY run_id, key)",
+                                f"{db}.metrics", {})
+        cutoffs = self.client.query(
+            f"SELECT src_partition, max(src_offset) FROM {db}.events WHERE kafka_timestamp_ms <= {{t:Int64}} "
+            f"GROUP BY src_partition", parameters={"t": as_of_ms}).result_rows
+        cut = ("toInt64(src_offset) <= transform(src_partition, {cut_p:Array(UInt32)}, {cut_o:Array(Int64)}, "
+               "toInt64(-1))")
+        return StateSources(
+            runs=f"(SELECT * FROM {db}.runs WHERE {cut} ORDER BY run_id, src_offset DESC LIMIT 1 BY run_id)",
+            params=f"(SELECT * FROM {db}.params WHERE {cut})",
+            tags=(f"(SELECT run_id, key, value FROM (SELECT * FROM {db}.tags WHERE {cut} "
+                  f"ORDER BY run_id, key, src_offset DESC LIMIT 1 BY run_id, key) WHERE deleted = 0)"),
+            latest_metrics=(f"(SELECT run_id, key, max((step, timestamp_ms, value)) AS latest FROM {db}.metrics "
+                            f"WHERE {cut} GROUP BY run_id, key)"),
+            metrics=f"(SELECT * FROM {db}.metrics WHERE {cut})",
+            parameters={"cut_p": [int(p) for p, _ in cutoffs], "cut_o": [int(o) for _, o in cutoffs]},
+        )
+
+    def runs(self, limit: int = 50, experiment_id: str | None = None,
+             as_of_ms: int | None = None) -> list[dict[str, Any]]:
+        src = self.sources(as_of_ms)
         where = "WHERE experiment_id = {exp:String}" if experiment_id is not None else ""
         result = self.client.query(
             f"SELECT run_id, run_name, experiment_id, status, start_time, end_time, lifecycle_stage, "
-            f"missing_artifacts FROM {self.db}.runs_latest {where} ORDER BY start_time DESC, run_id LIMIT {{limit:UInt32}}",
-            parameters={"limit": limit, "exp": experiment_id},
+            f"missing_artifacts FROM {src.runs} {where} ORDER BY start_time DESC, run_id LIMIT {{limit:UInt32}}",
+            parameters={"limit": limit, "exp": experiment_id, **src.parameters},
         )
         return _rows_as_dicts(result)
 
-    def run(self, run_id: str) -> dict[str, Any]:
-        result = self.client.query(
-            f"SELECT * EXCEPT (src_partition, src_offset) FROM {self.db}.runs_latest WHERE run_id = {{r:String}}",
-            parameters={"r": run_id},
-        )
-        rows = _rows_as_dicts(result)
+    def run(self, run_id: str, as_of_ms: int | None = None) -> dict[str, Any]:
+        src = self.sources(as_of_ms)
+        params = {"r": run_id, **src.parameters}
+        rows = _rows_as_dicts(self.client.query(
+            f"SELECT * EXCEPT (src_partition, src_offset) FROM {src.runs} WHERE run_id = {{r:String}}",
+            parameters=params))
         if not rows:
-            raise NotFound(f"run {run_id!r} not found (it may not be materialized yet)")
+            when = "" if as_of_ms is None else " at that time"
+            raise NotFound(f"run {run_id!r} not found{when} (it may not be materialized yet)")
         run = rows[0]
-        run["params"] = dict(self.client.query(
-            f"SELECT key, value FROM {self.db}.params WHERE run_id = {{r:String}} ORDER BY key",
-            parameters={"r": run_id}).result_rows)
-        run["tags"] = dict(self.client.query(
-            f"SELECT key, value FROM {self.db}.tags_latest WHERE run_id = {{r:String}} ORDER BY key",
-            parameters={"r": run_id}).result_rows)
-        run["metrics"] = self.latest_metrics(run_id)
+        for name, table in (("params", src.params), ("tags", src.tags)):
+            run[name] = dict(self.client.query(
+                f"SELECT key, value FROM {table} WHERE run_id = {{r:String}} ORDER BY key", parameters=params).result_rows)
+        latest = self.client.query(
+            f"SELECT key, latest FROM {src.latest_metrics} WHERE run_id = {{r:String}} ORDER BY key", parameters=params)
+        run["metrics"] = {key: {"step": l[0], "timestamp": l[1], "value": l[2]} for key, l in latest.result_rows}
         return run
 
-    def latest_metrics(self, run_id: str) -> dict[str, dict[str, Any]]:
-        result = self.client.query(
-            f"SELECT key, max(latest) AS l FROM {self.db}.latest_metrics WHERE run_id = {{r:String}} "
-            f"GROUP BY key ORDER BY key", parameters={"r": run_id})
-        return {key: {"step": l[0], "timestamp": l[1], "value": l[2]} for key, l in result.result_rows}
-
-    def metric_history(self, run_id: str, key: str, limit: int | None = None) -> dict[str, list]:
-        sql = (f"SELECT step, timestamp_ms, value FROM {self.db}.metrics "
+    def metric_history(self, run_id: str, key: str, limit: int | None = None,
+                       as_of_ms: int | None = None) -> dict[str, Any]:
+        src = self.sources(as_of_ms)
+        sql = (f"SELECT step, timestamp_ms, value FROM {src.metrics} "
                f"WHERE run_id = {{r:String}} AND key = {{k:String}} ORDER BY step, timestamp_ms")
         if limit is not None:
             sql += " LIMIT {limit:UInt64}"
-        table = self.client.query_arrow(sql, parameters={"r": run_id, "k": key, "limit": limit})
+        table = self.client.query_arrow(sql, parameters={"r": run_id, "k": key, "limit": limit, **src.parameters})
         return {name: table.column(name).to_numpy() for name in ("step", "timestamp_ms", "value")}
 
     def metric_downsampled(self, run_id: str, key: str, buckets: int) -> dict[str, list]:

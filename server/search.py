@@ -496,7 +496,9 @@ def build_search_query(database: str, experiment_ids: list[str], filter_string: 
 
     The query asks for ``max_results + 1`` rows: pass the result to :func:`paginate` to cut the
     page and get the next token. Metrics, params and tags are each read in one pass whatever the
-    number of comparisons (on the embedded engine every table read costs a few ms).
+    number of comparisons (on the embedded engine every table read costs a few ms). Runs are read
+    from ``runs`` rather than ``runs_latest``: a run never changes experiment, so the experiment
+    filter can be applied before picking each run's latest version, which the view cannot do.
     """
     db = check_database_name(database)
     check_max_results(max_results)
@@ -512,10 +514,11 @@ def build_search_query(database: str, experiment_ids: list[str], filter_string: 
         "param": _KeyedSource("pa", f"{db}.params", "argMinIf(value, src_offset, key = {k})"),
         "tag": _KeyedSource("t", f"{db}.tags_latest", "anyIf(value, key = {k})"),
     }
-    run_where = [f"experiment_id IN {p.bind([str(e) for e in experiment_ids], 'Array(String)')}"]
+    experiments = p.bind([str(e) for e in experiment_ids], "Array(String)")
+    run_where = ["1"]
     stages = RUN_VIEW_TYPES[run_view_type]
     if stages is not None:
-        run_where.append(f"lifecycle_stage IN {p.bind(list(stages), 'Array(String)')}")
+        run_where = [f"lifecycle_stage IN {p.bind(list(stages), 'Array(String)')}"]
     where = []
     for c in comparisons:
         if c.kind == "attribute":
@@ -540,8 +543,10 @@ def build_search_query(database: str, experiment_ids: list[str], filter_string: 
     and_ = "\n  AND "
     run_and = "\n        AND "
     sql = (f"SELECT {', '.join(columns)}\n"
-           f"FROM (SELECT run_id, run_name, user_id, status, start_time, end_time, artifact_uri\n"
-           f"      FROM {db}.runs_latest\n"
+           "FROM (SELECT * FROM\n"
+           "        (SELECT run_id, run_name, user_id, status, start_time, end_time, artifact_uri, lifecycle_stage\n"
+           f"         FROM {db}.runs WHERE experiment_id IN {experiments}\n"
+           "         ORDER BY run_id, src_offset DESC LIMIT 1 BY run_id)\n"
            f"      WHERE {run_and.join(run_where)}) AS r\n"
            + "".join(j + "\n" for j in joins)
            + (f"WHERE {and_.join(where)}\n" if where else "")

@@ -6,12 +6,12 @@ import argparse
 import json
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
 from trackstream.config import Settings
 from trackstream.errors import InvalidInput, NotFound, TrackstreamError
+from trackstream.moments import parse_moment
 from trackstream.output import FORMATS, format_ms, render, render_table
 
 EXIT_ERROR = 1
@@ -95,10 +95,14 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     return code
 
 
+def _as_of(args: argparse.Namespace) -> int | None:
+    return parse_moment(args.as_of, "--as-of") if getattr(args, "as_of", None) else None
+
+
 def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
     from trackstream.reading import open_reader
 
-    runs = open_reader(settings).runs(args.limit, args.experiment)
+    runs = open_reader(settings).runs(args.limit, args.experiment, _as_of(args))
     columns = ["run_id", "run_name", "experiment_id", "status", "start_time", "end_time", "lifecycle_stage"]
     rows = [[r["run_id"], r["run_name"], r["experiment_id"], r["status"], format_ms(r["start_time"]),
              format_ms(r["end_time"]), r["lifecycle_stage"]] for r in runs]
@@ -109,7 +113,9 @@ def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from trackstream.reading import open_reader
 
-    run = open_reader(settings).run(args.run_id)
+    run = open_reader(settings).run(args.run_id, _as_of(args))
+    if args.as_of:
+        print(f"(as of {format_ms(_as_of(args))} UTC)")
     print(f"run {run['run_id']}  {run['run_name']!r}  experiment {run['experiment_id']}  status {run['status']}")
     print(f"  started {format_ms(run['start_time'])}  ended {format_ms(run['end_time'])}  {run['lifecycle_stage']}")
     if run.get("missing_artifacts"):
@@ -126,7 +132,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_metrics(args: argparse.Namespace, settings: Settings) -> int:
     from trackstream.reading import open_reader
 
-    history = open_reader(settings).metric_history(args.run_id, args.key)
+    history = open_reader(settings).metric_history(args.run_id, args.key, None, _as_of(args))
     if len(history["step"]) == 0:
         raise NotFound(f"no points for metric {args.key!r} of run {args.run_id!r}")
     rows = list(zip(history["step"], history["timestamp_ms"], history["value"]))
@@ -167,24 +173,11 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     run_id = log_example_run(settings, steps=args.steps)
     print(f"logged example run {run_id} ({args.steps} steps); waiting for it to be materialized ...")
     wait_for_run(settings, run_id, expected_points=args.steps * 2, timeout=args.timeout)
-    cmd_run(argparse.Namespace(run_id=run_id), settings)
+    cmd_run(argparse.Namespace(run_id=run_id, as_of=None), settings)
     print(f"\nfull history:   trackstream metrics {run_id} loss")
     print(f"SQL:            trackstream sql \"SELECT key, count(), min(value), max(value) FROM "
           f"{settings.database}.metrics WHERE run_id = '{run_id}' GROUP BY key\"")
     return 0
-
-
-def parse_until(text: str) -> int:
-    """Unix ms, or an ISO 8601 time (UTC unless it names a zone)."""
-    if text.isdigit():
-        return int(text)
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidInput(f"--until {text!r} is neither Unix milliseconds nor an ISO time like 2026-11-27T12:00") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return int(moment.timestamp() * 1000)
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
@@ -192,7 +185,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 
     from trackstream.reading import HttpReader, running_server_url
 
-    until_ms = parse_until(args.until) if args.until else None
+    until_ms = parse_moment(args.until, "--until") if args.until else None
     bar = tqdm(total=0, unit="ev", desc="replay", dynamic_ncols=True, disable=None)
 
     def show(progress: dict[str, Any]) -> None:
@@ -258,15 +251,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("runs", cmd_runs, "list runs, newest first")
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--experiment", help="only runs of this experiment id")
+    p.add_argument("--as-of", help="the state at this time: Unix ms or ISO 8601 (UTC by default)")
     p.add_argument("--format", choices=FORMATS[:3], default="table")
     p = add("run", cmd_run, "show one run: params, tags, latest metrics")
     p.add_argument("run_id")
+    p.add_argument("--as-of", help="the state at this time: Unix ms or ISO 8601 (UTC by default)")
     p = add("metrics", cmd_metrics, "a metric's full history")
     p.add_argument("run_id")
     p.add_argument("key")
     p.add_argument("--format", choices=FORMATS, default="table")
     p.add_argument("--output", type=Path)
     p.add_argument("--max-rows", type=int, default=40)
+    p.add_argument("--as-of", help="the history as it was at this time")
     p = add("rejects", cmd_rejects, "events the worker refused, with the reason")
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--format", choices=FORMATS[:3], default="table")
@@ -297,6 +293,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

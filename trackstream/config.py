@@ -27,6 +27,7 @@ class Settings:
     server_port: int = DEFAULT_SERVER_PORT
     consumer_group: str = "trackstream-materializer"
     finalize_timeout_s: float = 3600.0
+    auth_file: Path | None = None
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -44,6 +45,7 @@ class Settings:
             server_port=int(env.get("TRACKSTREAM_SERVER_PORT", str(DEFAULT_SERVER_PORT))),
             consumer_group=env.get("TRACKSTREAM_CONSUMER_GROUP", "trackstream-materializer"),
             finalize_timeout_s=float(env.get("TRACKSTREAM_FINALIZE_TIMEOUT_S", "3600")),
+            auth_file=Path(env["TRACKSTREAM_AUTH_FILE"]).expanduser() if env.get("TRACKSTREAM_AUTH_FILE") else None,
         )
 
     @property

@@ -42,16 +42,19 @@ class HttpReader:
         except TrackstreamError:
             return False
 
-    def runs(self, limit: int = 50, experiment_id: str | None = None) -> list[dict[str, Any]]:
-        query = {"limit": limit} | ({"experiment_id": experiment_id} if experiment_id else {})
+    def runs(self, limit: int = 50, experiment_id: str | None = None,
+             as_of_ms: int | None = None) -> list[dict[str, Any]]:
+        query = {"limit": limit} | ({"experiment_id": experiment_id} if experiment_id else {}) | _as_of(as_of_ms)
         return self._call(f"/api/ts/runs?{urllib.parse.urlencode(query)}")["runs"]
 
-    def run(self, run_id: str) -> dict[str, Any]:
-        return self._call(f"/api/ts/runs/{urllib.parse.quote(run_id, safe='')}")["run"]
+    def run(self, run_id: str, as_of_ms: int | None = None) -> dict[str, Any]:
+        query = urllib.parse.urlencode(_as_of(as_of_ms))
+        return self._call(f"/api/ts/runs/{urllib.parse.quote(run_id, safe='')}?{query}")["run"]
 
-    def metric_history(self, run_id: str, key: str) -> dict[str, list]:
+    def metric_history(self, run_id: str, key: str, limit: int | None = None,
+                       as_of_ms: int | None = None) -> dict[str, list]:
         path = f"/api/ts/runs/{urllib.parse.quote(run_id, safe='')}/metrics/{urllib.parse.quote(key, safe='')}"
-        history = self._call(path)["history"]
+        history = self._call(f"{path}?{urllib.parse.urlencode(_as_of(as_of_ms))}")["history"]
         history["value"] = [float(v) if isinstance(v, str) else v for v in history["value"]]
         return history
 
@@ -69,6 +72,10 @@ class HttpReader:
 
     def replay_status(self) -> dict[str, Any]:
         return self._call("/api/ts/replay")
+
+
+def _as_of(as_of_ms: int | None) -> dict[str, int]:
+    return {} if as_of_ms is None else {"as_of": as_of_ms}
 
 
 def running_server_url(settings: Settings) -> str | None:
