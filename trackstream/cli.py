@@ -232,6 +232,24 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if report["equal"] else EXIT_ERROR
 
 
+def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
+    from producer.kafka_writer import default_spool_root
+    from producer.sync import sync_spools
+
+    root = default_spool_root()
+    report = sync_spools(root, settings.kafka_bootstrap, settings.topic, timeout=args.timeout, progress=True)
+    print(f"delivered {report.delivered:,} spooled events from {root} to {settings.topic}")
+    if report.locked:
+        print(f"skipped {len(report.locked)} spool(s) still owned by running processes")
+    for error in report.errors:
+        print(f"error: {error}", file=sys.stderr)
+    if report.remaining:
+        print(f"{report.remaining:,} events are still on disk (is Kafka at {settings.kafka_bootstrap} up?); "
+              "run `trackstream sync` again", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_ERROR if report.errors else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trackstream", description="Event-sourced ML experiment tracking.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -274,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--database", help="target database (default: <live>_replay_<time>)")
     p.add_argument("--until", help="only events up to this time: Unix ms or ISO 8601 (UTC by default)")
     p.add_argument("--replace", action="store_true", help="drop and rebuild the target if it exists")
+    p = add("sync", cmd_sync, "deliver events that SDK processes left in their disk spools while offline")
+    p.add_argument("--timeout", type=float, default=120.0)
     p = add("demo", cmd_demo, "log an example training run and show it")
     p.add_argument("--steps", type=int, default=500)
     p.add_argument("--timeout", type=float, default=60.0)
