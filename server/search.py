@@ -27,6 +27,13 @@ Decisions where MLflow is silent or does something odd:
   stores NaN as 0 and compares that).
 - ``datasets.*`` filters are refused: trackstream does not materialize dataset inputs.
 - Entity types are case-sensitive (as in MLflow); keywords are not.
+- order_by also accepts the ``run name`` aliases (MLflow accepts them only in filters).
+- Errors quote the filter and give the 0-based character position of the offending token.
+
+Ordering is MLflow's: the order_by items, then ``start_time DESC`` unless start_time was ordered,
+then ``run_id ASC``; a run without the ordered metric / param / tag sorts last either way, and a
+NaN metric sorts after numbers but before missing values. Paging is by offset, with MLflow's
+token format (base64 of ``{"offset": N}``).
 """
 
 from __future__ import annotations
@@ -75,6 +82,7 @@ _KEYWORDS = {"AND", "OR", "NOT", "IN", "LIKE", "ILIKE", "IS", "NULL"}
 _BARE_WORD = re.compile(r"[^\W\d]\w*")
 _BARE_KEY = re.compile(r"[\w.\-/:]+")
 _NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_NUMBER_LIKE = re.compile(r"-?[\w.]+")
 _OPERATORS = ("<=", ">=", "!=", "<>", "==", "=", "<", ">")
 _SHOWN_FILTER_CHARS = 200
 _MAX_PAGE_TOKEN_CHARS = 1000
@@ -144,7 +152,8 @@ def _tokenize(s: str) -> list[_Token]:
         if c.isspace():
             i += 1
         elif c == ";":
-            raise _SyntaxError(i, f"Search filter contained multiple expression '{s}'. Provide AND-ed expression list.")
+            raise _SyntaxError(i, f"Search filter contained multiple expression '{_shown(s)}'. "
+                                  "Provide AND-ed expression list.")
         elif c in "(),":
             tokens.append(_Token({"(": "lparen", ")": "rparen", ",": "comma"}[c], c, i))
             i += 1
@@ -158,12 +167,10 @@ def _tokenize(s: str) -> list[_Token]:
                 raise _SyntaxError(i, f"unexpected character {c!r}")
             tokens.append(_Token("op", op, i, op))
             i += len(op)
-        elif c.isdigit() or (c in "-." and _NUMBER.match(s, i)):
-            m = _NUMBER.match(s, i)
-            assert m is not None
-            end = m.end()
+        elif (number := _NUMBER.match(s, i)) is not None:
+            end = number.end()
             if end < n and (s[end].isalnum() or s[end] in "._"):
-                bad = re.match(r"[\w.]+", s[i:]).group()  # type: ignore[union-attr]
+                bad = _NUMBER_LIKE.match(s, i).group()  # type: ignore[union-attr]
                 raise _SyntaxError(i, f"invalid number {bad!r}")
             tokens.append(_Token("number", s[i:end], i, float(s[i:end])))
             i = end
@@ -233,9 +240,6 @@ class _FilterParser:
         self.source = source
         self.tokens = _tokenize(source)
         self.i = 0
-
-    def peek(self) -> _Token:
-        return self.tokens[self.i]
 
     def next(self) -> _Token:
         token = self.tokens[self.i]
@@ -353,6 +357,8 @@ def _shown(text: str) -> str:
 
 def parse_filter(filter_string: str | None) -> list[Comparison]:
     """The AND-ed comparisons of an MLflow search_runs filter; an empty filter matches every run."""
+    if filter_string is not None and not isinstance(filter_string, str):
+        raise InvalidInput(f"Invalid filter: expected a string, got {type(filter_string).__name__}")
     if not filter_string or not filter_string.strip():
         return []
     try:
@@ -452,28 +458,39 @@ class _Params:
 _SQL_COMPARATORS = {op: op for op in ("=", "!=", "<", "<=", ">", ">=", "LIKE", "ILIKE", "IN", "NOT IN")}
 
 
-class _KeyedSource:
-    """One scan of a (run_id, key, ...) table for every key a search uses, pivoted to a column per key.
+_KEYED_SOURCES = {
+    # Exactly one row per (run, key): FINAL applies latest_metrics' max((step, timestamp, value)).
+    "metric": "SELECT run_id, toNullable(tupleElement(latest, 3)) AS v FROM {db}.latest_metrics FINAL "
+              "WHERE key = {key}",
+    # Params are immutable, so any stored row of a key holds its value.
+    "param": "SELECT run_id, toNullable(value) AS v FROM {db}.params WHERE key = {key}",
+    # tags_latest semantics (newest row per run and key, unless it is a delete) without the view's
+    # sort of every tag row.
+    "tag": "SELECT run_id, toNullable(tupleElement(argMax((value, deleted), src_offset), 1)) AS v "
+           "FROM {db}.tags WHERE key = {key} "
+           "GROUP BY run_id HAVING tupleElement(argMax((value, deleted), src_offset), 2) = 0",
+}
+
+
+class _Joins:
+    """A LEFT ANY JOIN per (kind, key) a search uses, giving a column ``<alias>.v``.
 
     A key the run lacks is NULL, so comparisons on it are false (MLflow: a run without the key never
-    matches) and ``IS NULL`` / ordering with NULLS LAST need no special case.
+    matches) and ``IS NULL`` and NULLS LAST ordering need no special case.
     """
 
-    def __init__(self, alias: str, table: str, value_expr: str) -> None:
-        self.alias, self.table, self.value_expr = alias, table, value_expr
-        self.keys: dict[str, str] = {}
+    def __init__(self, db: str, p: _Params) -> None:
+        self.db, self.p = db, p
+        self.aliases: dict[tuple[str, str], str] = {}
+        self.clauses: list[str] = []
 
-    def column(self, key: str, p: _Params) -> str:
-        if key not in self.keys:
-            self.keys[key] = p.bind(key, "String")
-        return f"{self.alias}.v{list(self.keys).index(key)}"
-
-    def join(self, p: _Params) -> str:
-        values = ", ".join(f"if(countIf(key = {k}) = 0, NULL, {self.value_expr.format(k=k)}) AS v{i}"
-                           for i, k in enumerate(self.keys.values()))
-        keys = p.bind(list(self.keys), "Array(String)")
-        return (f"LEFT JOIN (SELECT run_id, {values} FROM {self.table} WHERE key IN {keys} GROUP BY run_id) "
-                f"AS {self.alias} ON {self.alias}.run_id = r.run_id")
+    def column(self, kind: str, key: str) -> str:
+        alias = self.aliases.get((kind, key))
+        if alias is None:
+            alias = self.aliases[(kind, key)] = f"{kind[0]}{len(self.aliases)}"
+            source = _KEYED_SOURCES[kind].format(db=self.db, key=self.p.bind(key, "String"))
+            self.clauses.append(f"LEFT ANY JOIN ({source}) AS {alias} ON {alias}.run_id = r.run_id")
+        return f"{alias}.v"
 
 
 def _attribute_condition(c: Comparison, p: _Params) -> str:
@@ -486,7 +503,8 @@ def _attribute_condition(c: Comparison, p: _Params) -> str:
 def _keyed_condition(c: Comparison, column: str, p: _Params) -> str:
     if c.comparator in ("IS NULL", "IS NOT NULL"):
         return f"{column} {c.comparator}"
-    return f"{column} {_SQL_COMPARATORS[c.comparator]} {p.bind(c.value, 'Float64' if c.kind == 'metric' else 'String')}"
+    value = p.bind(c.value, "Float64" if c.kind == "metric" else "String")
+    return f"{column} {_SQL_COMPARATORS[c.comparator]} {value}"
 
 
 def build_search_query(database: str, experiment_ids: list[str], filter_string: str | None,
@@ -495,8 +513,8 @@ def build_search_query(database: str, experiment_ids: list[str], filter_string: 
     """SQL + parameters selecting ``run_id`` and ``order_0..n`` (one per order_by item) of a page.
 
     The query asks for ``max_results + 1`` rows: pass the result to :func:`paginate` to cut the
-    page and get the next token. Metrics, params and tags are each read in one pass whatever the
-    number of comparisons (on the embedded engine every table read costs a few ms). Runs are read
+    page and get the next token. Each (kind, key) is joined once however many comparisons and
+    order_by items use it (on the embedded engine every table read costs a few ms). Runs are read
     from ``runs`` rather than ``runs_latest``: a run never changes experiment, so the experiment
     filter can be applied before picking each run's latest version, which the view cannot do.
     """
@@ -509,11 +527,7 @@ def build_search_query(database: str, experiment_ids: list[str], filter_string: 
     terms = parse_order_by(order_by)
 
     p = _Params()
-    sources = {
-        "metric": _KeyedSource("m", f"{db}.latest_metrics", "tupleElement(maxIf(latest, key = {k}), 3)"),
-        "param": _KeyedSource("pa", f"{db}.params", "argMinIf(value, src_offset, key = {k})"),
-        "tag": _KeyedSource("t", f"{db}.tags_latest", "anyIf(value, key = {k})"),
-    }
+    joins = _Joins(db, p)
     experiments = p.bind([str(e) for e in experiment_ids], "Array(String)")
     run_where = ["1"]
     stages = RUN_VIEW_TYPES[run_view_type]
@@ -524,11 +538,11 @@ def build_search_query(database: str, experiment_ids: list[str], filter_string: 
         if c.kind == "attribute":
             run_where.append(_attribute_condition(c, p))
         else:
-            where.append(_keyed_condition(c, sources[c.kind].column(c.key, p), p))
+            where.append(_keyed_condition(c, joins.column(c.kind, c.key), p))
 
     columns, order = ["r.run_id AS run_id"], []
     for i, term in enumerate(terms):
-        source = f"r.{term.key}" if term.kind == "attribute" else sources[term.kind].column(term.key, p)
+        source = f"r.{term.key}" if term.kind == "attribute" else joins.column(term.kind, term.key)
         columns.append(f"{source} AS order_{i}")
         order.append(f"order_{i} {'ASC' if term.ascending else 'DESC'} NULLS LAST")
     ordered = {(t.kind, t.key) for t in terms}
@@ -537,18 +551,18 @@ def build_search_query(database: str, experiment_ids: list[str], filter_string: 
     if ("attribute", "run_id") not in ordered:
         order.append("r.run_id ASC")
 
-    joins = [source.join(p) for source in sources.values() if source.keys]
     p.values["limit"] = max_results + 1
     p.values["offset"] = offset
     and_ = "\n  AND "
     run_and = "\n        AND "
     sql = (f"SELECT {', '.join(columns)}\n"
            "FROM (SELECT * FROM\n"
-           "        (SELECT run_id, run_name, user_id, status, start_time, end_time, artifact_uri, lifecycle_stage\n"
+           "        (SELECT run_id, run_name, user_id, status, start_time, end_time, artifact_uri,\n"
+           "                lifecycle_stage\n"
            f"         FROM {db}.runs WHERE experiment_id IN {experiments}\n"
            "         ORDER BY run_id, src_offset DESC LIMIT 1 BY run_id)\n"
            f"      WHERE {run_and.join(run_where)}) AS r\n"
-           + "".join(j + "\n" for j in joins)
+           + "".join(j + "\n" for j in joins.clauses)
            + (f"WHERE {and_.join(where)}\n" if where else "")
            + f"ORDER BY {', '.join(order)}\n"
            "LIMIT {limit:UInt64} OFFSET {offset:UInt64}")

@@ -12,7 +12,7 @@ import pytest
 
 from infra.topics import ensure_topics
 from tests.integration.harness import make_server, wait_until
-from tests.integration.workload import produce_workload, table_counts
+from tests.integration.workload import log_size, produce_workload, table_counts
 
 
 def test_sigkill_during_large_ingest_loses_and_duplicates_nothing(kafka_bootstrap, tmp_path):
@@ -55,4 +55,5 @@ def test_sigkill_during_large_ingest_loses_and_duplicates_nothing(kafka_bootstra
     assert counts["step_sum"] == expected["step_sum"]
     for table in ("params", "tags", "artifacts", "events"):
         assert counts[table] == expected[table], table
+    assert counts["log_messages"] == log_size(server.settings)  # the audit table mirrors the log exactly
     assert status["rejects"] == 0

@@ -139,7 +139,8 @@ def test_downsampled_history_keeps_spikes_and_compare_aligns_runs_by_step(server
     client.log_metric_arrays(second, "loss", np.full(5, 2.0), np.arange(0, 10, 2))
     assert client.flush(30) == 0
     client.close()
-    wait_until(lambda: len(server.reader.metric_history(first, "loss")["step"]) == 10_000, 60, "points")
+    wait_until(lambda: len(server.reader.metric_history(first, "loss")["step"]) == 10_000
+               and len(server.reader.metric_history(second, "loss")["step"]) == 5, 60, "points of both runs")
 
     down = get_json(server, f"/api/ts/runs/{first}/metrics/loss?buckets=100")["history"]
     assert len(down["bucket"]) == 100 and sum(down["points"]) == 10_000

@@ -44,7 +44,7 @@ def loaded_server(kafka_bootstrap, tmp_path_factory):
     early.close()
     expected["points"] += 10
     server.start()
-    wait_until(lambda: table_counts(server)["events"] >= expected["events"] + 10, 300, "live ingest", interval=1.0)
+    wait_until(lambda: table_counts(server)["events"] >= expected["events"] + 9, 300, "live ingest", interval=1.0)
     yield server, expected, cutoff, late_run, early_run
     server.stop()
 

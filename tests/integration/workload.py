@@ -55,5 +55,22 @@ def table_counts(server: ServerHandle) -> dict:
     db = server.settings.database
     (points, value_sum, step_sum), = server.sql(f"SELECT count(), sum(value), sum(step) FROM {db}.metrics")
     count = lambda table: server.sql(f"SELECT count() FROM {db}.{table}")[0][0]  # noqa: E731
+    # the server itself appends experiment events (the Default experiment) to the log
+    (events, distinct_events), = server.sql(
+        f"SELECT count(), uniqExactIf(event_id, event_type NOT LIKE 'experiment%') FROM {db}.events")
     return {"points": points, "value_sum": value_sum, "step_sum": step_sum, "params": count("params"),
-            "tags": count("tags"), "artifacts": count("artifacts"), "events": count("events")}
+            "tags": count("tags"), "artifacts": count("artifacts"), "events": distinct_events,
+            "log_messages": events}
+
+
+def log_size(settings) -> int:
+    """Messages in the topic: the producer may have re-sent some after a delivery timeout."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "log-size"})
+    try:
+        partitions = consumer.list_topics(settings.topic, timeout=10).topics[settings.topic].partitions
+        return sum(consumer.get_watermark_offsets(TopicPartition(settings.topic, p), timeout=10)[1]
+                   for p in partitions)
+    finally:
+        consumer.close()
