@@ -5,17 +5,9 @@ from __future__ import annotations
 import pytest
 
 from consumers.materializer import Materializer
-from consumers.store import ClickHouseSink, ClickHouseStateReader, SchemaManager, connect
+from consumers.store import ClickHouseSink, ClickHouseStateReader, SchemaManager
 from tests.unit.consumers.events import EventLog
 from trackstream.errors import StorageError
-
-
-@pytest.fixture
-def db(clickhouse_dsn, unique_name):
-    client = connect(clickhouse_dsn)
-    SchemaManager(client, unique_name).migrate()
-    yield client, unique_name
-    client.command(f"DROP DATABASE IF EXISTS {unique_name}")
 
 
 def materialize(client, database, messages):

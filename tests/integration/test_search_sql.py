@@ -6,7 +6,6 @@ import math
 
 import pytest
 
-from consumers.store import SchemaManager, connect
 from server.search import build_search_query, paginate
 
 RUN_COLUMNS = ["run_id", "experiment_id", "run_name", "user_id", "source_name", "parent_run_id", "status",
@@ -46,14 +45,6 @@ class Seeder:
             self.client.insert(f"{self.db}.metrics", [[run_id, key, step, ts, value, 0, self.next_offset()]],
                                column_names=["run_id", "key", "step", "timestamp_ms", "value", "src_partition",
                                              "src_offset"])
-
-
-@pytest.fixture
-def db(clickhouse_dsn, unique_name):
-    client = connect(clickhouse_dsn)
-    SchemaManager(client, unique_name).migrate()
-    yield client, unique_name
-    client.command(f"DROP DATABASE IF EXISTS {unique_name}")
 
 
 @pytest.fixture
