@@ -16,11 +16,13 @@ producer skips them and goes on with the later ones ("Message timeout considerat
 librdkafka's INTRODUCTION.md), so a retry from the spool would land behind its successors.
 Hence ``delivery.timeout.ms = 0`` (infinite): while the broker is away librdkafka keeps at most
 ``max_in_flight`` messages and retries them in order itself; the spool holds the rest. A delivery
-error that still comes back (fatal idempotence state, authorization, purge) makes the shipper
+error that still comes back (fatal idempotence state, authorization, unknown topic) makes the shipper
 drop the Producer, wait (exponential backoff, capped at 5 s), build a new one and re-produce
 everything after the delivered cursor in spool order. A new Producer, rather than the old one,
 because an idempotent producer in a fatal state never recovers and because it starts with a
-clean per-partition sequence state instead of one that skipped the failed messages.
+clean per-partition sequence state instead of one that skipped the failed messages. The same
+happens when messages are in flight, the broker answers metadata requests and yet no delivery
+report arrives for ``STALL_S`` (a Producer once sat for a minute after a broker restart).
 
 Only this module imports confluent-kafka on the producing side.
 """
@@ -62,6 +64,7 @@ MAX_IN_FLIGHT = 10_000
 MAX_IN_FLIGHT_BYTES = 64 << 20
 POLL_S = 0.05
 STALL_S = 15.0
+PROBE_S = 5.0
 IDLE_WAIT_S = 0.2
 SYNC_INTERVAL_S = 1.0
 PERSIST_INTERVAL_S = 0.5
@@ -135,6 +138,7 @@ class SpoolShipper:
         self._backoff = BACKOFF_INITIAL_S
         self._unreachable_since: float | None = None
         self._last_report = self._last_probe = time.monotonic()
+        self._answering_since: float | None = None
         self._errors: list[str] = []
         self._errors_lock = threading.Lock()
         self.delivered_count = 0
@@ -160,7 +164,7 @@ class SpoolShipper:
         self._advance()
         now = time.monotonic()
         self._maybe_persist(now)
-        if self._in_flight and now - self._last_report > STALL_S and now - self._last_probe > STALL_S:
+        if self._in_flight and now - self._last_report > PROBE_S and now - self._last_probe > PROBE_S:
             self._check_stall(now)
         return self._in_flight > 0 or self._next < self.spool.next_position or self._reset_at is not None
 
@@ -218,16 +222,21 @@ class SpoolShipper:
         self._in_flight_bytes = 0
 
     def _check_stall(self, now: float) -> None:
-        """Messages in flight, no delivery report for ``STALL_S`` and yet the broker answers a
-        metadata request: the Producer is wedged (seen, rarely, right after a broker restart), so
-        replace it. Re-sending from the cursor is always safe."""
+        """Messages in flight, yet no delivery report while the broker has been answering metadata
+        requests for ``STALL_S``: the Producer is wedged (seen once, right after a broker restart,
+        with no progress for a minute), so replace it. Re-sending from the cursor is always safe."""
         self._last_probe = now
         try:
             self._producer.list_topics(self.topic, timeout=2)
         except KafkaException:
-            return  # the broker is away: waiting is right
-        self.fail(f"no delivery report for {now - self._last_report:.0f} s with {self._in_flight} message(s) "
-                  "in flight although the broker answers")
+            self._answering_since = None  # the broker is away: waiting is right
+            return
+        since = max(self._answering_since or now, self._last_report)
+        self._answering_since = since
+        if now - since >= STALL_S:
+            self._answering_since = None
+            self.fail(f"no delivery report for {now - since:.0f} s with {self._in_flight} message(s) in flight "
+                      "although the broker answers")
 
     def _reset(self) -> None:
         self._drop_producer()
@@ -553,7 +562,7 @@ class EventWriter:
             else:
                 if report.remaining == 0:
                     if report.delivered:
-                        log.warning("delivered %d event(s) left behind by earlier trackstream processes",
+                        log.info("delivered %d event(s) left behind by earlier trackstream processes",
                                     report.delivered)
                     return
             self._stop.wait(next(delays))

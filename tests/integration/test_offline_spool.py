@@ -72,7 +72,7 @@ def consume(bootstrap: str, topic: str, expected: set[Event], timeout: float = 6
                 continue
             record = codec.decode(msg.value()).record
             seen.append((msg.key().decode(), record["writer_id"], record["seq"]))
-        end = time.monotonic() + 2  # pick up duplicates that may trail the last expected event
+        end = time.monotonic() + 1  # pick up duplicates that may trail the last expected event
         while time.monotonic() < end:
             msg = consumer.poll(0.2)
             if msg is not None and not msg.error():
@@ -125,9 +125,7 @@ def test_writer_started_while_broker_is_down_delivers_everything_when_it_comes_u
 def test_broker_going_away_mid_run_loses_nothing_and_never_blocks_appends(
         broker: KafkaBroker, tmp_path: Path, unique_name: str) -> None:
     broker.start(timeout=BROKER_START_S)
-    import os, logging
-    logging.getLogger("producer").setLevel(logging.DEBUG)
-    writer = EventWriter(broker.bootstrap, unique_name, spool_dir=tmp_path / "spool" / "w-mid", producer_config={"debug": os.environ["DBG"]} if os.environ.get("DBG") else None)
+    writer = EventWriter(broker.bootstrap, unique_name, spool_dir=tmp_path / "spool" / "w-mid")
     runs = [uuid.uuid4().hex for _ in range(3)]
     expected = append_params(writer, runs, 100)
     assert writer.flush(60) == 0
@@ -163,15 +161,7 @@ def test_broker_going_away_mid_run_loses_nothing_and_never_blocks_appends(
         appender.join()
     assert errors == []
     assert slowest[0] < 0.5, f"an append took {slowest[0]:.3f} s"
-    left = writer.flush(60)
-    if left:
-        import sys, traceback
-        sh = writer._shipper
-        print("DIAG", left, sh.cursor, sh._next, sh._in_flight, sh._reset_at, writer._sender.is_alive(),
-              len(sh._producer) if sh._producer else None, sh._acked and (min(sh._acked), max(sh._acked), len(sh._acked)))
-        frame = sys._current_frames()[writer._sender.ident]
-        print("".join(traceback.format_stack(frame)))
-    assert left == 0
+    assert writer.flush(60) == 0
     assert writer.close(10) == 0
     assert len(expected) > 300
 

@@ -345,3 +345,102 @@ def test_writer_with_a_bad_producer_setting_fails_at_construction_and_leaves_no_
     with pytest.raises(DeliveryError, match="configuration"):
         EventWriter(UNREACHABLE, "events", spool_dir=tmp_path / "w", producer_config={"no.such.setting": 1})
     assert not (tmp_path / "w").exists()
+
+
+# SpoolShipper against a scripted stand-in for confluent_kafka.Producer.
+class FakeProducer:
+    def __init__(self, script) -> None:
+        self.script = script  # position -> KafkaError | None | "stall"
+        self.produced: list[int] = []
+        self.waiting: list = []
+
+    def produce(self, topic, value, key, on_delivery) -> None:
+        position = int(value)
+        self.produced.append(position)
+        self.waiting.append((position, on_delivery))
+
+    def poll(self, timeout: float = 0) -> int:
+        served, keep = 0, []
+        for position, callback in self.waiting:
+            outcome = self.script(position)
+            if isinstance(outcome, str):  # not ==: KafkaError.__eq__(str) leaves a stray exception set
+                keep.append((position, callback))
+                continue
+            callback(outcome, None)
+            served += 1
+        self.waiting = keep
+        return served
+
+    def list_topics(self, topic, timeout):
+        return object()
+
+    def purge(self) -> None:
+        self.waiting = []
+
+
+def shipper_over(tmp_path: Path, scripts: list):
+    from producer.kafka_writer import SpoolShipper
+
+    producers: list[FakeProducer] = []
+
+    class ScriptedShipper(SpoolShipper):
+        def _new_producer(self):
+            producers.append(FakeProducer(scripts[min(len(producers), len(scripts) - 1)]))
+            return producers[-1]
+
+    spool = DiskSpool(tmp_path / "s")
+    for i in range(6):
+        spool.append(f"k{i % 2}".encode(), str(i).encode())
+    return ScriptedShipper(spool, UNREACHABLE, "events"), producers, spool
+
+
+def run_until_delivered(shipper, seconds: float = 5) -> None:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while shipper.pending and time.monotonic() < deadline:
+        shipper.step()
+
+
+def test_shipper_rewinds_to_the_first_undelivered_record_on_a_new_producer_after_a_failure(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from confluent_kafka import KafkaError
+
+    monkeypatch.setattr("producer.kafka_writer.BACKOFF_INITIAL_S", 0.01)
+    failing = lambda p: KafkaError(KafkaError._TRANSPORT) if p == 2 else None  # noqa: E731
+    shipper, producers, spool = shipper_over(tmp_path, [failing, lambda p: None])
+    run_until_delivered(shipper)
+    assert shipper.pending == 0 and len(producers) == 2
+    assert producers[0].produced == [0, 1, 2, 3, 4, 5]
+    assert producers[1].produced == [2, 3, 4, 5]  # 3..5 were acked before, re-sent anyway: order over savings
+    shipper.close()
+    assert spool.delivered_position == 5
+    spool.close()
+
+
+def test_shipper_skips_and_reports_an_undeliverable_record(tmp_path: Path) -> None:
+    from confluent_kafka import KafkaError
+
+    too_large = lambda p: KafkaError(KafkaError.MSG_SIZE_TOO_LARGE) if p == 1 else None  # noqa: E731
+    shipper, producers, spool = shipper_over(tmp_path, [too_large])
+    run_until_delivered(shipper)
+    assert shipper.pending == 0 and len(producers) == 1
+    assert shipper.delivered_count == 5
+    errors = shipper.take_errors()
+    assert len(errors) == 1 and "position 1" in errors[0] and "MSG_SIZE_TOO_LARGE" in errors[0]
+    shipper.close()
+    spool.close()
+
+
+def test_shipper_replaces_a_producer_that_stops_reporting_while_the_broker_answers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("producer.kafka_writer.STALL_S", 0.2)
+    monkeypatch.setattr("producer.kafka_writer.PROBE_S", 0.05)
+    monkeypatch.setattr("producer.kafka_writer.BACKOFF_INITIAL_S", 0.01)
+    stalls_after_two = lambda p: "stall" if p >= 2 else None  # noqa: E731
+    shipper, producers, spool = shipper_over(tmp_path, [stalls_after_two, lambda p: None])
+    run_until_delivered(shipper)
+    assert shipper.pending == 0 and len(producers) == 2
+    assert producers[1].produced == [2, 3, 4, 5]
+    shipper.close()
+    spool.close()
