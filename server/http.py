@@ -61,14 +61,29 @@ def json_response(payload: Any, status: int = 200) -> web.Response:
 
 def _int_param(request: web.Request, name: str, default: int, maximum: int) -> int:
     raw = request.query.get(name, str(default))
-    if not raw.isdigit() or not 0 < int(raw) <= maximum:
+    if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) <= maximum:
         raise InvalidInput(f"query parameter {name!r} must be an integer between 1 and {maximum}, got {raw!r}")
     return int(raw)
 
 
+async def read_body_text(request: web.Request) -> str:
+    """The body as UTF-8 text. Over ``MAX_REQUEST_BYTES``: 413 with an MLflow error body (aiohttp's own
+    is plain text); undecodable: :class:`InvalidInput`."""
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise web.HTTPRequestEntityTooLarge(MAX_REQUEST_BYTES, content_type="application/json", text=json.dumps({
+            "error_code": "INVALID_PARAMETER_VALUE",
+            "message": f"Request body is larger than the {MAX_REQUEST_BYTES} byte limit"})) from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"Malformed JSON request body: not UTF-8 ({exc})") from exc
+
+
 async def _json_body(request: web.Request) -> dict[str, Any]:
     try:
-        body = await request.json()
+        body = json.loads(await read_body_text(request))
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"request body is not JSON: {exc}") from exc
     if not isinstance(body, dict):

@@ -15,10 +15,12 @@ from consumers.replay import BackgroundReplay
 from consumers.store import connect
 from consumers.worker import MaterializerService, build_app
 from infra.topics import ensure_topics
+from server.auth import auth_middleware, load_auth
 from server.event_log import EventAppender, ReadYourWrites
 from server.http import create_app
 from server.mlflow_api import ArtifactProxy, mlflow_routes
 from server.mlflow_service import MlflowService
+from server.openapi import openapi_routes
 from server.reader import MlflowReader
 from trackstream.config import Settings
 
@@ -34,6 +36,7 @@ def serve(settings: Settings, loglevel: str = "warning") -> None:
 
     import faust
 
+    auth = load_auth(settings.auth_file, settings.server_host)
     settings.home.mkdir(parents=True, exist_ok=True)
     ensure_topics(settings)
     service = MaterializerService(settings)
@@ -53,6 +56,9 @@ def serve(settings: Settings, loglevel: str = "warning") -> None:
         http_app = create_app(reader, run_read, service.stats, replay)
         artifacts = ArtifactProxy(mlflow, settings.artifact_root)
         http_app.add_routes(mlflow_routes(mlflow, reader, artifacts, _run_search(settings, reader, mlflow)))
+        http_app.add_routes(openapi_routes())
+        if auth is not None:
+            http_app.middlewares.append(auth_middleware(auth, mlflow))
         runner = web.AppRunner(http_app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, settings.server_host, settings.server_port).start()
@@ -61,7 +67,8 @@ def serve(settings: Settings, loglevel: str = "warning") -> None:
                                           "clickhouse": settings.clickhouse_dsn, "database": settings.database}))
         print(f"trackstream server: HTTP on {settings.server_url} (MLflow API at {settings.server_url}/api/2.0/mlflow), "
               f"Kafka {settings.kafka_bootstrap}, ClickHouse {settings.clickhouse_dsn} "
-              f"(database {settings.database})", flush=True)
+              f"(database {settings.database}), "
+              f"auth {f'on ({len(auth.users)} users)' if auth else 'off (loopback only)'}", flush=True)
 
     app = build_app(settings, service, start_http)
     try:

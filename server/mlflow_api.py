@@ -12,11 +12,14 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any, Awaitable, Callable
+from urllib.parse import unquote
 
 from aiohttp import web
 
-from producer.artifacts import ArtifactUploader, LocalArtifactStore, artifact_key, validate_artifact_path
-from server.mlflow_service import MlflowService, _run_id
+from producer.artifacts import (ArtifactUploadError, ArtifactUploader, LocalArtifactStore, artifact_key,
+                                validate_artifact_path)
+from server.http import read_body_text
+from server.mlflow_service import MlflowService, _list_of_dicts, _run_id
 from server.reader import MlflowReader
 from trackstream.errors import InvalidInput, NotFound
 
@@ -25,6 +28,7 @@ GET_HISTORY_DEFAULT_MAX = 25_000
 SEARCH_DEFAULT_MAX = 1000
 SEARCH_MAX = 50_000
 MAX_ARTIFACT_BYTES = 5 * 1024**3
+MAX_ARTIFACT_KEY_BYTES = 2048
 
 
 
@@ -46,7 +50,7 @@ async def body_json(request: web.Request) -> dict[str, Any]:
     if request.content_type != "application/json":
         raise InvalidInput("Bad Request. Content-Type must be one of ['application/json'].")
     try:
-        body = json.loads(await request.text() or "{}")
+        body = json.loads(await read_body_text(request) or "{}")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"Malformed JSON request body: {exc}") from exc
     if not isinstance(body, dict):
@@ -58,7 +62,7 @@ def query_int(request: web.Request, name: str, default: int, maximum: int) -> in
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not 0 < int(raw) <= maximum:
+    if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) <= maximum:
         raise InvalidInput(f"Invalid value {raw!r} for parameter '{name}' supplied: "
                            f"expected an integer between 1 and {maximum}")
     return int(raw)
@@ -67,7 +71,7 @@ def query_int(request: web.Request, name: str, default: int, maximum: int) -> in
 def page_offset(token: Any) -> int:
     if token in (None, ""):
         return 0
-    if not isinstance(token, str) or not token.isdigit():
+    if not isinstance(token, str) or not (token.isascii() and token.isdigit()) or int(token) >= 2**63:
         raise InvalidInput(f"Invalid page token {token!r}")
     return int(token)
 
@@ -86,7 +90,7 @@ class ArtifactProxy:
     @staticmethod
     def split(path: str) -> tuple[str, str, str]:
         """``<experiment>/<run>/artifacts/<relative path>`` -> (experiment, run, relative path)."""
-        parts = validate_artifact_path(path).split("/")
+        parts = safe_artifact_path(path).split("/")
         if len(parts) < 4 or parts[2] != "artifacts":
             raise InvalidInput(f"artifact path {path!r} must look like <experiment_id>/<run_id>/artifacts/<path>")
         return parts[0], parts[1], "/".join(parts[3:])
@@ -113,43 +117,57 @@ class ArtifactProxy:
                     self.service.commit_artifact(run, path, nbytes, sha256, uri), loop).result(60)
 
             uploader = ArtifactUploader(self.store, commit, progress=False)
-            await loop.run_in_executor(None, uploader.upload, run_id, experiment_id, tmp, rel)
+            try:
+                await loop.run_in_executor(None, uploader.upload, run_id, experiment_id, tmp, rel)
+            except ArtifactUploadError as exc:
+                if isinstance(exc.__cause__, (NotADirectoryError, IsADirectoryError, FileExistsError)):
+                    raise InvalidInput(f"Invalid artifact path {rel!r}: it collides with an existing file or "
+                                       "directory of the run") from exc
+                raise
         finally:
             Path(tmp).unlink(missing_ok=True)
         return web.Response(status=200)
 
     async def download(self, request: web.Request) -> web.StreamResponse:
-        key = validate_artifact_path(request.match_info["path"])
+        key = safe_artifact_path(request.match_info["path"])
         try:
             handle = self.store.open(key)
-        except (FileNotFoundError, IsADirectoryError):
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise NotFound(f"artifact {key!r} not found") from None
-        with handle:
-            data = handle.read()
         name = key.rsplit("/", 1)[-1]
-        return web.Response(body=data, headers={
-            "Content-Disposition": f'attachment; filename="{name}"', "X-Content-Type-Options": "nosniff",
-            "Content-Type": mimetypes.guess_type(name)[0] or "application/octet-stream"})
+        loop = asyncio.get_running_loop()
+        with handle:
+            response = web.StreamResponse(headers={
+                "Content-Disposition": f'attachment; filename="{name}"', "X-Content-Type-Options": "nosniff",
+                "Content-Type": mimetypes.guess_type(name)[0] or "application/octet-stream"})
+            response.content_length = os.fstat(handle.fileno()).st_size
+            await response.prepare(request)
+            while chunk := await loop.run_in_executor(None, handle.read, 1 << 20):
+                await response.write(chunk)
+        await response.write_eof()
+        return response
 
     def children(self, key: str) -> list[dict[str, Any]] | None:
         """Immediate children of a directory key (basename, is_dir, size); None when it is a file."""
-        key = validate_artifact_path(key) if key else ""
-        target = self.store.root / key if key else self.store.root
-        if target.is_file():
+        key = safe_artifact_path(key) if key else ""
+        keys = self.store.list(key)
+        if key and keys == [key]:
             return None
         entries: dict[str, dict[str, Any]] = {}
         prefix = f"{key}/" if key else ""
-        for full in self.store.list(key):
+        for full in keys:
             rest = full[len(prefix):] if full.startswith(prefix) else full
             head, _, tail = rest.partition("/")
             if tail:
                 entries[head] = {"path": head, "is_dir": True}
             else:
-                entries[head] = {"path": head, "is_dir": False, "file_size": (self.store.root / full).stat().st_size}
+                real = (self.store.root / full).resolve()
+                if real.is_relative_to(self.store.root.resolve()) and real.is_file():
+                    entries[head] = {"path": head, "is_dir": False, "file_size": real.stat().st_size}
         return [entries[k] for k in sorted(entries)]
 
     async def list(self, request: web.Request) -> web.Response:
-        children = self.children(request.query.get("path", "").strip("/"))
+        children = self.children(_trim_dir(request.query.get("path", "")))
         return ok({} if children is None or not children else {"files": children})
 
 
@@ -182,8 +200,10 @@ def mlflow_routes(service: MlflowService, reader: MlflowReader, artifacts: Artif
         view = {"1": "ACTIVE_ONLY", "2": "DELETED_ONLY", "3": "ALL"}.get(str(view), str(view))
         if view not in ("ACTIVE_ONLY", "DELETED_ONLY", "ALL"):
             raise InvalidInput(f"Invalid value {view!r} for parameter 'view_type'")
-        max_results = int(source.get("max_results") or 1000)
-        if not 0 < max_results <= 50_000:
+        max_results = source.get("max_results") or 1000
+        if isinstance(max_results, str) and max_results.isascii() and max_results.isdigit():
+            max_results = int(max_results)
+        if not isinstance(max_results, int) or isinstance(max_results, bool) or not 0 < max_results <= 50_000:
             raise InvalidInput(f"Invalid value {max_results} for parameter 'max_results' supplied.")
         name_op, name_value = parse_experiment_filter(source.get("filter"))
         offset = page_offset(source.get("page_token"))
@@ -283,6 +303,8 @@ def mlflow_routes(service: MlflowService, reader: MlflowReader, artifacts: Artif
     @route("POST", "/mlflow/runs/log-inputs")
     async def log_inputs(request: web.Request) -> web.Response:
         body = await body_json(request)
+        _list_of_dicts(body.get("datasets"), "datasets")
+        _list_of_dicts(body.get("models"), "models")
         await service.active_run(run_id_param(body))
         return ok()
 
@@ -310,8 +332,8 @@ def mlflow_routes(service: MlflowService, reader: MlflowReader, artifacts: Artif
         run = await service.get_run(run_id_param(request.query))
         info = run["info"]
         base = artifact_key(info["experiment_id"], info["run_id"], "x")[:-2]
-        sub = request.query.get("path", "").strip("/")
-        children = artifacts.children(f"{base}/{validate_artifact_path(sub)}" if sub else base) or []
+        sub = _trim_dir(request.query.get("path", ""))
+        children = artifacts.children(f"{base}/{safe_artifact_path(sub)}" if sub else base) or []
         prefix = f"{sub}/" if sub else ""
         files = [dict(c, path=prefix + c["path"]) for c in children]
         return ok({"root_uri": info["artifact_uri"], **({"files": files} if files else {})})
@@ -329,6 +351,31 @@ def mlflow_routes(service: MlflowService, reader: MlflowReader, artifacts: Artif
                    web.get(prefix + "/mlflow-artifacts/artifacts/{path:.+}", artifacts.download),
                    web.get(prefix + "/mlflow-artifacts/artifacts", artifacts.list)]
     return routes
+
+
+def safe_artifact_path(path: Any) -> str:
+    """``validate_artifact_path``, and again on the fully percent-decoded form (as MLflow's
+    ``validate_path_is_safe`` does), so ``%252e%252e`` cannot become ``..`` in whatever decodes it next.
+    Names longer than the filesystem allows are refused here rather than failing in ``open``."""
+    key = validate_artifact_path(path)
+    if len(key.encode()) > MAX_ARTIFACT_KEY_BYTES or any(len(p.encode()) > 255 for p in key.split("/")):
+        shown = key if len(key) <= 80 else key[:80] + "..."
+        raise InvalidInput(f"Invalid artifact path {shown!r}: at most 255 bytes per name and "
+                           f"{MAX_ARTIFACT_KEY_BYTES} bytes in all")
+    decoded = key
+    for _ in range(8):
+        once = unquote(decoded)
+        if once == decoded:
+            break
+        decoded = once
+    if decoded != key:
+        validate_artifact_path(decoded, f"artifact path {key!r}, percent-decoded,")
+    return key
+
+
+def _trim_dir(path: str) -> str:
+    """A directory query parameter without its trailing slashes; a leading one stays so it is refused."""
+    return path.rstrip("/") or path
 
 
 def parse_experiment_filter(filter_string: Any) -> tuple[str | None, str | None]:

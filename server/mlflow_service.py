@@ -23,6 +23,7 @@ from trackstream.errors import InvalidInput, NotFound, ResourceAlreadyExists
 RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
 DEFAULT_EXPERIMENT = ("0", "Default")
 READ_YOUR_WRITES_TIMEOUT_S = 30.0
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _ADJECTIVES = ("bold", "calm", "eager", "gentle", "keen", "lucky", "merry", "quiet", "swift", "wise")
 _NOUNS = ("otter", "heron", "lynx", "panda", "falcon", "whale", "fox", "crane", "bison", "koala")
 
@@ -78,7 +79,7 @@ class MlflowService:
     async def create_experiment(self, name: Any, artifact_location: Any = None, tags: Any = None) -> str:
         name = v.validate_experiment_name(name)
         tag_list = [{"key": v.validate_key(t.get("key"), "experiment tag"),
-                     "value": v.validate_experiment_tag_value(t.get("key"), t.get("value", ""))}
+                     "value": v.validate_experiment_tag_value(t.get("key"), _string(t.get("value", ""), "value"))}
                     for t in _list_of_dicts(tags, "tags")]
         if artifact_location:
             raise InvalidInput("artifact_location cannot be chosen by clients: artifacts live under the server's "
@@ -143,13 +144,14 @@ class MlflowService:
         experiment = await self.active_experiment(experiment_id)
         key = v.validate_key(key, "experiment tag")
         await self.appender.append("experiment_tag_set", {"experiment_id": experiment["experiment_id"], "key": key,
-                                                          "value": v.validate_experiment_tag_value(key, value or "")})
+                                                          "value": v.validate_experiment_tag_value(
+                                                              key, _string(value, "value"))})
 
     # runs ------------------------------------------------------------------------------------
     async def create_run(self, body: dict[str, Any]) -> str:
         experiment = await self.active_experiment(body.get("experiment_id"))
         tags = {t["key"]: t["value"] for t in self._tags(body.get("tags"))}
-        run_name = body.get("run_name") or ""
+        run_name = _string(body.get("run_name"), "run_name")
         if run_name and tags.get("mlflow.runName", run_name) != run_name:
             raise InvalidInput(f"Both 'run_name' argument and 'mlflow.runName' tag are specified, but with "
                                f"different values (run_name='{run_name}', mlflow.runName='{tags['mlflow.runName']}').")
@@ -159,7 +161,7 @@ class MlflowService:
         start_time = _int64(body.get("start_time", now_ms()), "start_time")
         await self.appender.append("run_created", {
             "run_id": run_id, "experiment_id": experiment["experiment_id"], "run_name": run_name,
-            "user_id": str(body.get("user_id") or tags.get("mlflow.user", "")),
+            "user_id": _string(body.get("user_id"), "user_id") or tags.get("mlflow.user", ""),
             "source_name": tags.get("mlflow.source.name", ""), "parent_run_id": tags.get("mlflow.parentRunId"),
             "start_time_ms": start_time, "tags": [{"key": k, "value": val} for k, val in tags.items()]})
         self._runs[run_id] = CachedRun(experiment["experiment_id"])
@@ -174,12 +176,13 @@ class MlflowService:
 
     async def update_run(self, run_id: Any, status: Any, end_time: Any, run_name: Any) -> None:
         run = await self.active_run(run_id)
+        run_name = _string(run_name, "run_name")
         if run_name:
             await self._append_run_event("tags_set", run_id, {"tags": [
                 {"key": "mlflow.runName", "value": v.validate_tag_value("mlflow.runName", run_name)}]})
         if status is None:
             return
-        if status not in RUN_STATUSES:
+        if not isinstance(status, str) or status not in RUN_STATUSES:
             raise InvalidInput(f"Invalid value {status!r} for parameter 'status': use one of {', '.join(RUN_STATUSES)}")
         end = _int64(end_time, "end_time") if end_time is not None else (now_ms() if status != "RUNNING" else None)
         if status == "FINISHED":
@@ -241,12 +244,17 @@ class MlflowService:
         from server.search import build_search_query, paginate
 
         experiment_ids = body.get("experiment_ids") or []
-        if not isinstance(experiment_ids, list):
-            raise InvalidInput("Invalid value for parameter 'experiment_ids': expected a list")
+        if not isinstance(experiment_ids, list) or not all(
+                isinstance(e, (str, int)) and not isinstance(e, bool) for e in experiment_ids):
+            raise InvalidInput("Invalid value for parameter 'experiment_ids': expected a list of experiment ids")
         view = body.get("run_view_type") or "ACTIVE_ONLY"
-        view = {1: "ACTIVE_ONLY", 2: "DELETED_ONLY", 3: "ALL"}.get(view, view) if not isinstance(view, str) else view
+        if isinstance(view, int) and not isinstance(view, bool):
+            view = {1: "ACTIVE_ONLY", 2: "DELETED_ONLY", 3: "ALL"}.get(view, view)
+        if not isinstance(view, str):
+            raise InvalidInput(f"Invalid value {view!r} for parameter 'run_view_type': expected ACTIVE_ONLY, "
+                               "DELETED_ONLY or ALL")
         max_results = body.get("max_results", 1000)
-        if isinstance(max_results, str) and max_results.isdigit():
+        if isinstance(max_results, str) and max_results.isascii() and max_results.isdigit():
             max_results = int(max_results)
         order_by = body.get("order_by") or []
         if not isinstance(order_by, list) or not all(isinstance(o, str) for o in order_by):
@@ -296,8 +304,7 @@ class MlflowService:
             if key in checked:
                 raise InvalidInput(f"Duplicate parameter keys have been submitted: ['{key}']. Please ensure the "
                                    "request contains only one param value per param key.")
-            value = p.get("value", "")
-            checked[key] = v.validate_param_value(key, "" if value is None else value)
+            checked[key] = v.validate_param_value(key, _string(p.get("value"), "value"))
         return checked
 
     @staticmethod
@@ -305,8 +312,7 @@ class MlflowService:
         latest: dict[str, str] = {}
         for t in _list_of_dicts(tags, "tags"):
             key = v.validate_key(t.get("key"), "tag")
-            value = t.get("value", "")
-            latest[key] = v.validate_tag_value(key, "" if value is None else value)
+            latest[key] = v.validate_tag_value(key, _string(t.get("value"), "value"))
         return [{"key": k, "value": val} for k, val in latest.items()]
 
 
@@ -316,6 +322,16 @@ def _list_of_dicts(items: Any, name: str) -> list[dict[str, Any]]:
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         raise InvalidInput(f"Invalid value for parameter '{name}': expected a list of objects")
     return items
+
+
+def _string(value: Any, name: str) -> str:
+    """An optional string field (MLflow's ``_assert_string``): None is "", anything else but a string is refused."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidInput(f"Invalid value {value!r} for parameter '{name}' supplied: expected a string, "
+                           f"got {type(value).__name__}")
+    return value
 
 
 def _run_id(run_id: Any) -> str:
@@ -328,7 +344,7 @@ def _experiment_id(experiment_id: Any) -> str:
     if experiment_id is None or experiment_id == "":
         raise InvalidInput("Missing value for required parameter 'experiment_id'.")
     text = str(experiment_id)
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise InvalidInput(f"Invalid experiment ID '{text}'. Experiment ID must be a valid integer.")
     return text
 
@@ -338,9 +354,9 @@ def _int64(value: Any, name: str) -> int:
         raise InvalidInput(f"Invalid value {value!r} for parameter '{name}': expected an int64")
     try:
         number = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise InvalidInput(f"Invalid value {value!r} for parameter '{name}': expected an int64") from None
-    if isinstance(value, float) and value != number:
+    if (isinstance(value, float) and value != number) or not INT64_MIN <= number <= INT64_MAX:
         raise InvalidInput(f"Invalid value {value!r} for parameter '{name}': expected an int64")
     return number
 

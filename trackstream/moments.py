@@ -10,11 +10,11 @@ from trackstream.errors import InvalidInput
 def parse_moment(text: str, what: str = "time") -> int:
     """Unix ms for ``text``."""
     text = text.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         return int(text)
     try:
         moment = datetime.fromisoformat(text)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise InvalidInput(f"{what} {text!r} is neither Unix milliseconds nor an ISO time like 2026-11-27T12:00") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)

@@ -4,6 +4,7 @@ ClickHouse), otherwise straight from ClickHouse with the same TrackingReader the
 from __future__ import annotations
 
 import json
+import os
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -22,8 +23,12 @@ class HttpReader:
 
     def _call(self, path: str, body: dict[str, Any] | None = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"}
+        token = os.environ.get("TRACKSTREAM_TOKEN")
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         request = urllib.request.Request(self.base_url + path, data=data, method="POST" if data else "GET",
-                                         headers={"Content-Type": "application/json"})
+                                         headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return json.loads(response.read())

@@ -1,0 +1,453 @@
+"""Authentication (bearer tokens, HTTP basic) and per-experiment authorization for the HTTP API.
+
+The auth file (``TRACKSTREAM_AUTH_FILE``) holds only SHA-256 hashes of secrets::
+
+    {"users": {"alice": {"password_sha256": "<hex>", "tokens_sha256": ["<hex>"],
+                         "experiments": {"*": "read", "12345": "write"}, "admin": false}}}
+
+``experiments`` maps experiment ids to ``none`` / ``read`` / ``write``; ``*`` is the level for
+every experiment not listed, and creating an experiment needs ``"*": "write"``. Admins may do
+everything, including trackstream's SQL, replay and rejects endpoints.
+
+Every decision is a pure function or method here (unit-tested without a server):
+:meth:`AuthConfig.authenticate`, :func:`requirement` (what a request needs) and
+:func:`authorize` (does the user have it). :func:`auth_middleware` is the aiohttp glue that
+reads the request, resolves run ids and experiment names to experiment ids and calls them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import hashlib
+import hmac
+import ipaddress
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Iterable, Mapping, Protocol
+
+from aiohttp import web
+from multidict import MultiMapping
+
+from server.errors import error_response
+from server.mlflow_api import _trim_dir, body_json, ok, run_id_param, safe_artifact_path
+from server.mlflow_service import _experiment_id
+from trackstream.errors import InvalidInput, PermissionDenied, Unauthenticated
+
+__all__ = [
+    "Access", "AllExperiments", "AuthConfig", "AuthConfigError", "Experiments", "ExperimentName", "Requirement",
+    "Runs", "Scope", "User", "VisibleExperiments", "auth_middleware", "authorize", "check_exposure",
+    "experiments_visible_to", "hash_secret", "is_loopback", "load_auth", "requirement",
+]
+
+REALM = "trackstream"
+OPEN_PATHS = frozenset({"/health"})
+MLFLOW_PREFIXES = ("/api/2.0", "/ajax-api/2.0")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_USER_KEYS = {"password_sha256", "tokens_sha256", "experiments", "admin"}
+_DUMMY_HASH = "0" * 64
+
+
+def hash_secret(secret: str) -> str:
+    """The hex SHA-256 of a password or token, as the auth file stores it."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+class AuthConfigError(InvalidInput):
+    """The auth file is missing or malformed, or the server would be exposed without auth."""
+
+
+class Access(enum.IntEnum):
+    NONE = 0
+    READ = 1
+    WRITE = 2
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    password_sha256: str | None = None
+    tokens_sha256: tuple[str, ...] = ()
+    experiments: Mapping[str, Access] = field(default_factory=dict)
+    admin: bool = False
+
+    @property
+    def default_access(self) -> Access:
+        """The ``*`` level: every experiment not listed, and experiments not created yet."""
+        return Access.WRITE if self.admin else self.experiments.get("*", Access.NONE)
+
+    def access(self, experiment_id: str) -> Access:
+        if self.admin:
+            return Access.WRITE
+        return self.experiments.get(experiment_id, self.default_access)
+
+    def access_to_all(self) -> Access:
+        """The level the user has on every experiment at once (explicit entries may lower ``*``)."""
+        if self.admin:
+            return Access.WRITE
+        return min((self.default_access, *(a for k, a in self.experiments.items() if k != "*")))
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    users: Mapping[str, User]
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "auth file") -> "AuthConfig":
+        if not isinstance(data, dict) or not isinstance(data.get("users"), dict) or set(data) - {"users"}:
+            raise AuthConfigError(f'{source}: expected {{"users": {{"<name>": {{...}}}}}} and nothing else')
+        if not data["users"]:
+            raise AuthConfigError(f"{source}: defines no users, so nobody could sign in")
+        users = {name: _parse_user(name, spec, source) for name, spec in data["users"].items()}
+        tokens = [t for user in users.values() for t in user.tokens_sha256]
+        if len(tokens) != len(set(tokens)):
+            raise AuthConfigError(f"{source}: the same token hash is listed twice; a token must name one user")
+        return cls(users)
+
+    @classmethod
+    def load(cls, path: Path) -> "AuthConfig":
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise AuthConfigError(f"cannot read the auth file {path}: {exc}") from exc
+        except ValueError as exc:
+            raise AuthConfigError(f"the auth file {path} is not valid JSON: {exc}") from exc
+        return cls.from_dict(data, str(path))
+
+    def authenticate(self, authorization: str | None) -> User:
+        """The user an ``Authorization`` header (``Bearer <token>`` or ``Basic <b64 user:pass>``) proves."""
+        if not authorization:
+            raise Unauthenticated("Authentication required: send 'Authorization: Bearer <token>' or HTTP basic "
+                                  "credentials (MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME/PASSWORD)")
+        scheme, _, credentials = authorization.strip().partition(" ")
+        scheme = scheme.lower()
+        if scheme == "bearer":
+            user = self._by_token(credentials.strip())
+        elif scheme == "basic":
+            user = self._by_password(credentials.strip())
+        else:
+            raise Unauthenticated(f"Unsupported authorization scheme {scheme!r}: use Bearer or Basic")
+        if user is None:
+            raise Unauthenticated("Invalid credentials")
+        return user
+
+    def _by_token(self, token: str) -> User | None:
+        if not token:
+            return None
+        digest = hash_secret(token)
+        found = None
+        for user in self.users.values():
+            for expected in user.tokens_sha256:
+                if hmac.compare_digest(expected, digest):
+                    found = user
+        return found
+
+    def _by_password(self, credentials: str) -> User | None:
+        try:
+            decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise Unauthenticated("Malformed basic credentials: expected base64 of 'user:password'") from None
+        name, sep, password = decoded.partition(":")
+        user = self.users.get(name) if sep else None
+        known = user is not None and user.password_sha256 is not None
+        expected = user.password_sha256 if known else _DUMMY_HASH
+        matches = hmac.compare_digest(expected, hash_secret(password))
+        return user if matches and known else None
+
+
+def _parse_user(name: Any, spec: Any, source: str) -> User:
+    where = f"{source}: user {name!r}"
+    if not isinstance(name, str) or not name or ":" in name:
+        raise AuthConfigError(f"{where}: user names must be non-empty strings without ':'")
+    if not isinstance(spec, dict):
+        raise AuthConfigError(f"{where}: expected an object")
+    unknown = set(spec) - _USER_KEYS
+    if unknown:
+        plain = unknown & {"password", "token", "tokens"}
+        hint = " (store hashes only: password_sha256 / tokens_sha256)" if plain else ""
+        raise AuthConfigError(f"{where}: unknown keys {sorted(unknown)}{hint}")
+    password = spec.get("password_sha256")
+    if password is not None and not (isinstance(password, str) and _HEX64.fullmatch(password)):
+        raise AuthConfigError(f"{where}: password_sha256 must be 64 lowercase hex digits (see hash_secret)")
+    tokens = spec.get("tokens_sha256", [])
+    if not isinstance(tokens, list) or not all(isinstance(t, str) and _HEX64.fullmatch(t) for t in tokens):
+        raise AuthConfigError(f"{where}: tokens_sha256 must be a list of 64-lowercase-hex-digit hashes")
+    if password is None and not tokens:
+        raise AuthConfigError(f"{where}: has neither password_sha256 nor tokens_sha256, so cannot sign in")
+    admin = spec.get("admin", False)
+    if not isinstance(admin, bool):
+        raise AuthConfigError(f"{where}: admin must be true or false")
+    experiments = spec.get("experiments", {})
+    if not isinstance(experiments, dict):
+        raise AuthConfigError(f"{where}: experiments must map experiment ids (or '*') to none/read/write")
+    levels: dict[str, Access] = {}
+    for experiment_id, level in experiments.items():
+        if experiment_id != "*" and not (experiment_id.isascii() and experiment_id.isdigit()):
+            raise AuthConfigError(f"{where}: experiment id {experiment_id!r} must be an integer string or '*'")
+        if not isinstance(level, str) or level.upper() not in Access.__members__:
+            raise AuthConfigError(f"{where}: experiment {experiment_id!r}: level must be none, read or write, "
+                                  f"got {level!r}")
+        levels[experiment_id] = Access[level.upper()]
+    return User(name, password, tuple(tokens), levels, admin)
+
+
+# bind address ----------------------------------------------------------------------------
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 (also IPv4-mapped) or the name ``localhost``; anything else may be reachable."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def check_exposure(host: str, auth: AuthConfig | None) -> None:
+    """Refuse to serve without authentication on an address other machines can reach."""
+    if auth is None and not is_loopback(host):
+        raise AuthConfigError(
+            f"refusing to start: TRACKSTREAM_SERVER_HOST={host!r} is not a loopback address and "
+            "TRACKSTREAM_AUTH_FILE is not set, so anyone who can reach the server could read and write every "
+            "experiment. Set TRACKSTREAM_AUTH_FILE to a users file (see README, Authentication) or bind to 127.0.0.1.")
+
+
+def load_auth(auth_file: Path | None, host: str) -> AuthConfig | None:
+    """The server's auth configuration (None: auth off), after the exposure check."""
+    auth = AuthConfig.load(auth_file) if auth_file is not None else None
+    check_exposure(host, auth)
+    return auth
+
+
+# what a request needs --------------------------------------------------------------------
+
+
+class Scope(enum.Enum):
+    ANYONE = "any signed-in user"
+    ADMIN = "admin"
+    GLOBAL_WRITE = "write on '*' (create experiments)"
+
+
+@dataclass(frozen=True)
+class Experiments:
+    access: Access
+    ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Runs:
+    """Resolved to the runs' experiments by the glue."""
+    access: Access
+    run_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ExperimentName:
+    """Resolved to the experiment's id by the glue."""
+    access: Access
+    name: str
+
+
+@dataclass(frozen=True)
+class AllExperiments:
+    access: Access
+
+
+@dataclass(frozen=True)
+class VisibleExperiments:
+    """Allowed for anyone; the response is cut down to the experiments the user may read."""
+
+
+Requirement = Scope | Experiments | Runs | ExperimentName | AllExperiments | VisibleExperiments
+
+Query = MultiMapping[str]
+Body = Mapping[str, Any]
+
+
+def _experiment_in(source: str, access: Access) -> Callable[[Query, Body], Requirement]:
+    def need(query: Query, body: Body) -> Requirement:
+        return Experiments(access, (_experiment_id((query if source == "query" else body).get("experiment_id")),))
+    return need
+
+
+def _run_in(source: str, access: Access) -> Callable[[Query, Body], Requirement]:
+    def need(query: Query, body: Body) -> Requirement:
+        return Runs(access, (run_id_param(query if source == "query" else body),))
+    return need
+
+
+def _experiment_by_name(query: Query, body: Body) -> Requirement:
+    name = query.get("experiment_name")
+    if not name:
+        raise InvalidInput("Missing value for required parameter 'experiment_name'.")
+    return ExperimentName(Access.READ, name)
+
+
+def _searched_experiments(query: Query, body: Body) -> Requirement:
+    return Experiments(Access.READ, _experiment_ids(body.get("experiment_ids")))
+
+
+def _artifact_listing(query: Query, body: Body) -> Requirement:
+    path = _trim_dir(query.get("path", ""))
+    return Experiments(Access.READ, (_artifact_experiment(path),)) if path else AllExperiments(Access.READ)
+
+
+_MLFLOW_ROUTES: dict[tuple[str, str], Callable[[Query, Body], Requirement]] = {
+    ("POST", "/mlflow/experiments/create"): lambda q, b: Scope.GLOBAL_WRITE,
+    ("GET", "/mlflow/experiments/get"): _experiment_in("query", Access.READ),
+    ("GET", "/mlflow/experiments/get-by-name"): _experiment_by_name,
+    ("GET", "/mlflow/experiments/search"): lambda q, b: VisibleExperiments(),
+    ("POST", "/mlflow/experiments/search"): lambda q, b: VisibleExperiments(),
+    **{("POST", f"/mlflow/experiments/{action}"): _experiment_in("body", Access.WRITE)
+       for action in ("update", "delete", "restore", "set-experiment-tag")},
+    ("POST", "/mlflow/runs/create"): _experiment_in("body", Access.WRITE),
+    ("GET", "/mlflow/runs/get"): _run_in("query", Access.READ),
+    ("POST", "/mlflow/runs/search"): _searched_experiments,
+    **{("POST", f"/mlflow/runs/{action}"): _run_in("body", Access.WRITE)
+       for action in ("update", "delete", "restore", "log-metric", "log-parameter", "set-tag", "delete-tag",
+                      "log-batch", "log-inputs")},
+    ("GET", "/mlflow/metrics/get-history"): _run_in("query", Access.READ),
+    ("GET", "/mlflow/artifacts/list"): _run_in("query", Access.READ),
+    ("POST", "/mlflow/logged-models/search"): _searched_experiments,
+    ("GET", "/mlflow/openapi.json"): lambda q, b: Scope.ANYONE,
+    ("GET", "/mlflow-artifacts/artifacts"): _artifact_listing,
+}
+_ARTIFACT_FILE = "/mlflow-artifacts/artifacts/{path}"
+
+
+def requirement(method: str, route: str, query: Query, body: Body | None, match: Mapping[str, str]) -> Requirement:
+    """What ``method`` on the route template ``route`` (``/api/2.0/mlflow/runs/get``,
+    ``/api/ts/runs/{run_id}``...) needs, from the request's query, JSON body and path parameters.
+
+    Inputs are read the way the handlers read them, so the ids checked are the ids used; a
+    missing or malformed id raises the handler's own :class:`InvalidInput`. Routes not listed
+    here need admin, so a new endpoint is closed until someone decides who may call it.
+    """
+    method = "GET" if method == "HEAD" else method
+    for prefix in MLFLOW_PREFIXES:
+        if route.startswith(prefix + "/"):
+            route = route[len(prefix):]
+            break
+    else:
+        return _trackstream_requirement(method, route, query, match)
+    if route == _ARTIFACT_FILE and method in ("GET", "PUT"):
+        return Experiments(Access.WRITE if method == "PUT" else Access.READ, (_artifact_experiment(match["path"]),))
+    decide = _MLFLOW_ROUTES.get((method, route))
+    return decide(query, body if body is not None else {}) if decide else Scope.ADMIN
+
+
+def _trackstream_requirement(method: str, route: str, query: Query, match: Mapping[str, str]) -> Requirement:
+    if route in ("/metrics", "/api/ts/status") and method == "GET":
+        return Scope.ANYONE
+    if route == "/api/ts/runs" and method == "GET":
+        experiment_id = query.get("experiment_id")
+        return Experiments(Access.READ, (experiment_id,)) if experiment_id else AllExperiments(Access.READ)
+    if route in ("/api/ts/runs/{run_id}", "/api/ts/runs/{run_id}/metrics/{key}") and method == "GET":
+        return Runs(Access.READ, (match["run_id"],))
+    if route == "/api/ts/compare" and method == "GET":
+        return Runs(Access.READ, tuple(query.getall("run_id", [])))
+    return Scope.ADMIN
+
+
+def _artifact_experiment(path: str) -> str:
+    """The experiment directory an artifact path starts with (``<experiment_id>/<run_id>/artifacts/...``)."""
+    return safe_artifact_path(path).split("/", 1)[0]
+
+
+def _experiment_ids(ids: Any) -> tuple[str, ...]:
+    if ids is None:
+        return ()
+    if not isinstance(ids, list) or not all(isinstance(e, (str, int)) and not isinstance(e, bool) for e in ids):
+        raise InvalidInput("Invalid value for parameter 'experiment_ids': expected a list of experiment id strings")
+    return tuple(str(e) for e in ids)
+
+
+def authorize(user: User, need: Scope | Experiments | AllExperiments | VisibleExperiments) -> None:
+    """Raise :class:`PermissionDenied` unless ``user`` may do what ``need`` (already resolved) says."""
+    if isinstance(need, VisibleExperiments) or need is Scope.ANYONE or user.admin:
+        return
+    if need is Scope.GLOBAL_WRITE:
+        if user.default_access < Access.WRITE:
+            raise PermissionDenied(f"User {user.name!r} may not create experiments (needs \"*\": \"write\")")
+    elif need is Scope.ADMIN:
+        raise PermissionDenied(f"User {user.name!r} is not an admin; this endpoint is for admins only")
+    elif isinstance(need, AllExperiments):
+        if user.access_to_all() < need.access:
+            raise PermissionDenied(f"User {user.name!r} needs {need.access.name.lower()} access to every experiment "
+                                   "for this request; pass an experiment id or path to narrow it")
+    else:
+        denied = [e for e in dict.fromkeys(need.ids) if user.access(e) < need.access]
+        if denied:
+            raise PermissionDenied(f"User {user.name!r} has no {need.access.name.lower()} access to experiment(s) "
+                                   f"{', '.join(denied)}")
+
+
+def experiments_visible_to(user: User, experiments: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in experiments if user.access(str(e.get("experiment_id"))) >= Access.READ]
+
+
+# aiohttp glue ----------------------------------------------------------------------------
+
+
+class Resolver(Protocol):
+    """What the glue needs from MlflowService to map runs and names to experiments."""
+
+    async def run_experiment(self, run_id: str) -> str: ...
+
+    async def get_experiment_by_name(self, name: Any) -> dict[str, Any]: ...
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def unauthenticated_response(exc: Unauthenticated) -> web.Response:
+    response = error_response(exc)
+    response.headers.add("WWW-Authenticate", f'Bearer realm="{REALM}"')
+    response.headers.add("WWW-Authenticate", f'Basic realm="{REALM}", charset="UTF-8"')
+    return response
+
+
+Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+
+
+def auth_middleware(config: AuthConfig, resolver: Resolver) -> Middleware:
+    """Authenticate every request but ``/health``, then check the route's :func:`requirement`.
+    Must sit inside ``error_middleware`` so PermissionDenied and friends become MLflow error bodies."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in OPEN_PATHS and request.method in ("GET", "HEAD"):
+            return await handler(request)
+        try:
+            user = config.authenticate(request.headers.get("Authorization"))
+        except Unauthenticated as exc:
+            return unauthenticated_response(exc)
+        if request.match_info.http_exception is not None:
+            return await handler(request)
+        route = request.match_info.route.resource.canonical if request.match_info.route.resource else request.path
+        wants_body = request.method == "POST" and route.startswith(MLFLOW_PREFIXES)
+        body = await body_json(request) if wants_body else None
+        need = requirement(request.method, route, request.query, body, request.match_info)
+        if isinstance(need, Runs):
+            need = Experiments(need.access, tuple([await resolver.run_experiment(r) for r in need.run_ids]))
+        elif isinstance(need, ExperimentName):
+            need = Experiments(need.access, ((await resolver.get_experiment_by_name(need.name))["experiment_id"],))
+        authorize(user, need)
+        response = await handler(request)
+        if isinstance(need, VisibleExperiments) and user.access_to_all() < Access.READ \
+                and isinstance(response, web.Response) and response.status == 200:
+            payload = json.loads(response.text)
+            payload["experiments"] = experiments_visible_to(user, payload.get("experiments", []))
+            if not payload["experiments"]:
+                del payload["experiments"]
+            return ok(payload)
+        return response
+
+    return middleware
