@@ -44,10 +44,12 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from producer.spool import DEFAULT_MAX_BYTES, HEADER_SIZE, DiskSpool, SpoolCorrupt, SpoolFull
 from schemas import EventCodec, aggregate_id, default_codec
+from schemas.codec import KAFKA_PARTITIONER
 from trackstream.config import default_home
 from trackstream.errors import DeliveryError
 
 PRODUCER_DEFAULTS: dict[str, Any] = {
+    "partitioner": KAFKA_PARTITIONER,
     "enable.idempotence": True,
     "acks": "all",
     "compression.type": "lz4",

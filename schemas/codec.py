@@ -55,6 +55,12 @@ class DecodedEvent:
         return aggregate_id(self.event_type, self.record)
 
 
+# Every producer of the log must place a key on the same partition, or one run's events lose
+# their order: librdkafka's default (CRC32) differs from the Java/aiokafka murmur2 that faust
+# uses, so confluent-kafka producers are configured with this Java-compatible partitioner.
+KAFKA_PARTITIONER = "murmur2_random"
+
+
 def aggregate_id(event_type: str, record: Mapping[str, Any]) -> str:
     """The Kafka message key: run events by run_id, experiment events by experiment_id."""
     return record["run_id"] if event_type in RUN_EVENT_TYPES else record["experiment_id"]

@@ -15,11 +15,12 @@ from typing import Any, Mapping
 from confluent_kafka import KafkaError, Producer
 
 from schemas import EventCodec, default_codec
+from schemas.codec import KAFKA_PARTITIONER
 from schemas.envelope import WriterIdentity
 from trackstream.errors import DeliveryError, ServiceUnavailable
 
 GATEWAY_PRODUCER_CONFIG: dict[str, Any] = {
-    "enable.idempotence": True, "acks": "all", "compression.type": "lz4", "linger.ms": 2,
+    "partitioner": KAFKA_PARTITIONER, "enable.idempotence": True, "acks": "all", "compression.type": "lz4", "linger.ms": 2,
     "message.max.bytes": 8_000_000, "delivery.timeout.ms": 30_000,
 }
 

@@ -55,7 +55,7 @@ def test_run_missing_an_artifact_past_the_deadline_fails_naming_it(server):
     commit(client, run_id, "model.pt")
     client.set_terminated(run_id, "FINISHED", manifest=MANIFEST)
     client.flush(30)
-    wait_until(lambda: run_state(server, run_id)["status"] == "FINALIZING", 30, "FINALIZING")
+    # FINALIZING may last only the 4 s deadline: the version history below proves it was passed through
     run = wait_until(lambda: (r := run_state(server, run_id))["status"] == "FAILED" and r, 60, "deadline FAILED")
     assert run["missing_artifacts"] == ["metrics.json"]
     history = server.sql(f"SELECT status FROM {server.settings.database}.runs WHERE run_id = '{run_id}' "
