@@ -34,6 +34,7 @@ with a note. Every server process started here is stopped by pid in a finally bl
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import math
@@ -245,7 +246,7 @@ class Server:
             return
         pids = [self.process.pid] + descendants(self.process.pid)
         for pid in pids:
-            with _suppress(ProcessLookupError):
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
         try:
             self.process.wait(grace)
@@ -261,7 +262,7 @@ class Server:
             while _alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.1)
             if _alive(pid):
-                with _suppress(ProcessLookupError):
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         self.process = None
 
@@ -287,17 +288,6 @@ class Server:
         if not json.loads(data).get("metrics"):
             return False, "get-history-bulk-interval returned no points"
         return True, "get-history-bulk-interval?max_results=1000"
-
-
-class _suppress:
-    def __init__(self, *exc: type[BaseException]) -> None:
-        self.exc = exc
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, et: Any, ev: Any, tb: Any) -> bool:
-        return et is not None and issubclass(et, self.exc)
 
 
 def _alive(pid: int) -> bool:
@@ -383,7 +373,7 @@ class TrackstreamServer(Server):
 
         admin = AdminClient({"bootstrap.servers": self.bootstrap})
         for future in admin.delete_topics([self.topic, f"{self.topic}.dlq"], operation_timeout=30).values():
-            with _suppress(Exception):
+            with contextlib.suppress(Exception):
                 future.result(30)
 
 
@@ -589,7 +579,7 @@ def history(server: Server, run_id: str, size: Size, res: Results) -> None:
                 f"{len(times)} rep(s)" + ("" if count == n else f", GOT {count} POINTS"))
     else:
         res.put(server.name, "history_native", f"  same, trackstream columnar /api/ts/runs/{{id}}/metrics/{{key}}",
-                "ms", False, None, reason)
+                "ms", False, None, reason if server.name == "trackstream" else "")
 
     available, note = server.downsampled(http, run_id, "loss")
     title = f"metric history {n:,} pts downsampled to {DOWNSAMPLE_BUCKETS} buckets"
@@ -665,7 +655,7 @@ def search(server: Server, size: Size, res: Results) -> None:
         if time.perf_counter() > deadline:
             break
     http.close()
-    search_note = (f"{len(latencies)} searches" if len(latencies) == size.searches
+    search_note = ("" if len(latencies) == size.searches
                    else f"only {len(latencies)} of {size.searches} searches within the {size.search_budget_s:.0f} s budget")
     log(f"{server.name}: search p50 {statistics.median(latencies):.1f} ms p99 {percentile(latencies, 99):.1f} ms")
     title = f"search_runs over {size.runs:,} runs, metric filter + order, top 100"
@@ -847,7 +837,7 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 server.stop()
                 if isinstance(server, TrackstreamServer):
-                    with _suppress(Exception):
+                    with contextlib.suppress(Exception):
                         server.delete_topics()
 
     total = time.perf_counter() - began
