@@ -34,6 +34,7 @@ from infra.processes import (
     pid_alive,
     read_cmdline,
     read_pid,
+    stop_recorded,
     terminate,
     write_atomically,
 )
@@ -357,13 +358,7 @@ class KafkaBroker:
     def stop(self, timeout: float = 30) -> bool:
         """Stop the broker named by our pidfile, if it really is ours. True if one was stopped."""
         with self._lock():
-            pid = self._owned_pid()
-            if pid is None:
-                self.pid_path.unlink(missing_ok=True)
-                return False
-            terminate(pid, timeout, "Kafka broker")
-            self.pid_path.unlink(missing_ok=True)
-            return True
+            return stop_recorded(self.pid_path, self._owned_pid(), timeout, "Kafka broker")
 
     def _status(self, pid: int | None, *, answering: bool) -> BrokerStatus:
         return BrokerStatus(

@@ -142,3 +142,11 @@ def terminate(pid: int, timeout: float, what: str) -> None:
             time.sleep(0.1)
     if pid_alive(pid):
         raise ServiceUnavailable(f"{what} pid {pid} survived SIGKILL")
+
+
+def stop_recorded(pid_path: Path, owned_pid: int | None, timeout: float, what: str) -> bool:
+    """Terminate ``owned_pid`` (already checked to be ours) and drop its pidfile; False if none ran."""
+    if owned_pid is not None:
+        terminate(owned_pid, timeout, what)
+    pid_path.unlink(missing_ok=True)
+    return owned_pid is not None

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from infra.processes import launch_detached, pid_alive, read_cmdline, read_pid, terminate, write_atomically
+from infra.processes import launch_detached, pid_alive, read_cmdline, read_pid, stop_recorded, write_atomically
 from trackstream.config import Settings
 from trackstream.errors import ServiceUnavailable
 from trackstream.reading import HttpReader
@@ -53,13 +53,7 @@ class ServerProcess:
                                  f"{timeout:.0f} s; see {self.log_path}")
 
     def stop(self, timeout: float = 30.0) -> bool:
-        pid = self.owned_pid()
-        if pid is None:
-            self.pid_path.unlink(missing_ok=True)
-            return False
-        terminate(pid, timeout, "trackstream server")
-        self.pid_path.unlink(missing_ok=True)
-        return True
+        return stop_recorded(self.pid_path, self.owned_pid(), timeout, "trackstream server")
 
 
 def _tail(path: Path, lines: int = 20) -> str:
