@@ -113,6 +113,10 @@ class SchemaManager:
         return self.known_version
 
 
+# metrics first (their own columnar path), runs last: a run's status is the visible "commit".
+WRITE_ORDER = ("experiments", "params", "tags", "artifacts", "rejects", "events", "runs")
+
+
 class ClickHouseSink:
     """Writes a batch's rows exactly once.
 
@@ -120,6 +124,9 @@ class ClickHouseSink:
     knows the highest offset already stored and drops rows at or below it, so a batch that is
     written again after a crash (inserted, offsets not yet committed) adds nothing twice. Each
     insert is one block of whole events, so a table holds all of an event's rows or none.
+
+    Tables are written in ``WRITE_ORDER``: the runs table last, so a reader that sees a run's
+    new status (say FINISHED) also sees every param, tag, metric and artifact logged before it.
     """
 
     def __init__(self, client: Client, database: str) -> None:
@@ -145,7 +152,7 @@ class ClickHouseSink:
         metrics = rows.metrics_table()
         if metrics is not None:
             written["metrics"] = self._write_metrics(metrics)
-        for table in ("experiments", "runs", "params", "tags", "artifacts", "rejects", "events"):
+        for table in WRITE_ORDER:
             table_rows = rows.rows.get(table)
             if table_rows:
                 written[table] = self._write_rows(table, table_rows)
