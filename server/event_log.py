@@ -43,18 +43,25 @@ class ReadYourWrites:
                 self.materialized[partition] = offset
         self._changed.set()
 
-    def pending(self) -> dict[int, int]:
-        return {p: o for p, o in self.acked.items() if self.materialized.get(p, -1) < o}
+    def pending(self, marks: Mapping[int, int] | None = None) -> dict[int, int]:
+        """The partitions (and offsets) of ``marks`` — by default every acknowledged write — not yet materialized."""
+        marks = self.acked if marks is None else marks
+        return {p: o for p, o in marks.items() if self.materialized.get(p, -1) < o}
 
     async def wait(self, timeout: float) -> None:
-        """Wait until every acknowledged write is materialized."""
+        """Wait until every write acknowledged before this call is materialized.
+
+        The marks are taken once, on entry: writes acknowledged while waiting happened after
+        the read began, so a busy ingest stream cannot keep a read waiting for ever.
+        """
+        marks = dict(self.acked)
         deadline = asyncio.get_running_loop().time() + timeout
-        while self.pending():
+        while self.pending(marks):
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
                 raise ServiceUnavailable(
                     f"the worker has not materialized acknowledged writes within {timeout:.0f} s "
-                    f"(pending partitions/offsets: {self.pending()}); retry shortly")
+                    f"(pending partitions/offsets: {self.pending(marks)}); retry shortly")
             self._changed.clear()
             try:
                 await asyncio.wait_for(self._changed.wait(), remaining)

@@ -5,16 +5,13 @@ blocking ClickHouse call on the server's read threads."""
 from __future__ import annotations
 
 import asyncio
-import json
-import math
 from typing import Any, Awaitable, Callable
 
-import numpy as np
-import orjson
 from aiohttp import web
 
 from consumers.ingest_stats import IngestStats
 from consumers.replay import BackgroundReplay
+from server import json_codec
 from server.reader import TrackingReader
 from server.errors import error_middleware
 from trackstream.errors import InvalidInput
@@ -24,39 +21,8 @@ QueryRunner = Callable[..., Awaitable[Any]]
 MAX_REQUEST_BYTES = 1_048_576
 
 
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "isoformat"):
-        return obj.isoformat()
-    if isinstance(obj, (bytes, bytearray)):
-        return obj.decode("utf-8", "replace")
-    if isinstance(obj, np.ndarray):  # float arrays with NaN / inf (the finite ones go through orjson natively)
-        return [v if math.isfinite(v) else _NON_FINITE(v) for v in obj.tolist()]
-    return str(obj)
-
-
-def _NON_FINITE(value: float) -> str:
-    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-
-
-def _finite(obj: Any) -> Any:
-    """NaN and infinities as MLflow spells them; numpy arrays are handled column-wise."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return _NON_FINITE(obj)
-    if isinstance(obj, np.ndarray):
-        if obj.dtype.kind == "f" and not np.isfinite(obj).all():
-            return _json_default(obj)
-        return obj
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
-
-
 def json_response(payload: Any, status: int = 200) -> web.Response:
-    body = orjson.dumps(_finite(payload), default=_json_default,
-                        option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
-    return web.Response(body=body, status=status, content_type="application/json")
+    return web.Response(body=json_codec.encode(payload), status=status, content_type="application/json")
 
 
 def _int_param(request: web.Request, name: str, default: int, maximum: int) -> int:
@@ -66,29 +32,18 @@ def _int_param(request: web.Request, name: str, default: int, maximum: int) -> i
     return int(raw)
 
 
-async def read_body_text(request: web.Request) -> str:
-    """The body as UTF-8 text. Over ``MAX_REQUEST_BYTES``: 413 with an MLflow error body (aiohttp's own
-    is plain text); undecodable: :class:`InvalidInput`."""
+async def read_body(request: web.Request) -> bytes:
+    """The raw body; over ``MAX_REQUEST_BYTES``: 413 with an MLflow error body (aiohttp's own is plain text)."""
     try:
-        raw = await request.read()
+        return await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise web.HTTPRequestEntityTooLarge(MAX_REQUEST_BYTES, content_type="application/json", text=json.dumps({
+        raise web.HTTPRequestEntityTooLarge(MAX_REQUEST_BYTES, content_type="application/json", body=json_codec.encode({
             "error_code": "INVALID_PARAMETER_VALUE",
             "message": f"Request body is larger than the {MAX_REQUEST_BYTES} byte limit"})) from None
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidInput(f"Malformed JSON request body: not UTF-8 ({exc})") from exc
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = json.loads(await read_body_text(request))
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(f"request body is not JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise InvalidInput("request body must be a JSON object")
-    return body
+    return json_codec.decode_object(await read_body(request))
 
 
 def _as_of(request: web.Request) -> int | None:

@@ -5,8 +5,6 @@ with MLflow's HTTP statuses. The operations themselves live in ``MlflowService``
 from __future__ import annotations
 
 import asyncio
-import json
-import math
 import mimetypes
 import os
 import tempfile
@@ -18,7 +16,8 @@ from aiohttp import web
 
 from producer.artifacts import (ArtifactUploadError, ArtifactUploader, LocalArtifactStore, artifact_key,
                                 validate_artifact_path)
-from server.http import read_body_text
+from server import json_codec
+from server.http import json_response, read_body
 from server.mlflow_service import MlflowService, _list_of_dicts, _run_id
 from server.reader import MlflowReader
 from trackstream.errors import InvalidInput, NotFound
@@ -32,30 +31,14 @@ MAX_ARTIFACT_KEY_BYTES = 2048
 
 
 
-def _mlflow_json(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return "NaN" if math.isnan(obj) else ("Infinity" if obj > 0 else "-Infinity")
-    if isinstance(obj, dict):
-        return {k: _mlflow_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_mlflow_json(v) for v in obj]
-    return obj
-
-
 def ok(payload: dict[str, Any] | None = None) -> web.Response:
-    return web.Response(text=json.dumps(_mlflow_json(payload or {})), content_type="application/json")
+    return json_response(payload or {})
 
 
 async def body_json(request: web.Request) -> dict[str, Any]:
     if request.content_type != "application/json":
         raise InvalidInput("Bad Request. Content-Type must be one of ['application/json'].")
-    try:
-        body = json.loads(await read_body_text(request) or "{}")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"Malformed JSON request body: {exc}") from exc
-    if not isinstance(body, dict):
-        raise InvalidInput("Request body must be a JSON object")
-    return body
+    return json_codec.decode_object(await read_body(request))
 
 
 def query_int(request: web.Request, name: str, default: int, maximum: int) -> int:
@@ -245,8 +228,7 @@ def mlflow_routes(service: MlflowService, reader: MlflowReader, artifacts: Artif
 
     @route("POST", "/mlflow/runs/create")
     async def create_run(request: web.Request) -> web.Response:
-        run_id = await service.create_run(await body_json(request))
-        return ok({"run": await service.get_run(run_id)})
+        return ok({"run": await service.create_run(await body_json(request))})
 
     @route("GET", "/mlflow/runs/get")
     async def get_run(request: web.Request) -> web.Response:

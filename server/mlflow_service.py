@@ -17,13 +17,13 @@ from typing import Any, Awaitable, Callable
 
 from producer import validation as v
 from server.event_log import EventAppender, ReadYourWrites
-from server.reader import TrackingReader
+from server.mlflow_fields import json_int64, metric_batch_from_json
+from server.reader import TrackingReader, mlflow_run_entity
 from trackstream.errors import InvalidInput, NotFound, ResourceAlreadyExists
 
 RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
 DEFAULT_EXPERIMENT = ("0", "Default")
 READ_YOUR_WRITES_TIMEOUT_S = 30.0
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _ADJECTIVES = ("bold", "calm", "eager", "gentle", "keen", "lucky", "merry", "quiet", "swift", "wise")
 _NOUNS = ("otter", "heron", "lynx", "panda", "falcon", "whale", "fox", "crane", "bison", "koala")
 
@@ -64,6 +64,7 @@ class MlflowService:
         self.consistency = consistency
         self.artifact_uri_prefix = artifact_uri_prefix
         self._runs: dict[str, CachedRun] = {}
+        self._experiment_stages: dict[str, str] = {}
 
     async def read(self, fn: Callable[..., Any], *args: Any) -> Any:
         await self.consistency.wait(READ_YOUR_WRITES_TIMEOUT_S)
@@ -94,6 +95,7 @@ class MlflowService:
         await self.appender.append("experiment_created", {
             "experiment_id": experiment_id, "name": name,
             "artifact_location": f"{self.artifact_uri_prefix}/{experiment_id}", "tags": tag_list})
+        self._experiment_stages[experiment_id] = "active"
         return experiment_id
 
     async def get_experiment(self, experiment_id: Any) -> dict[str, Any]:
@@ -101,6 +103,7 @@ class MlflowService:
         experiment = await self.read(self.reader.experiment, experiment_id)
         if experiment is None:
             raise NotFound(f"No Experiment with id={experiment_id} exists")
+        self._experiment_stages[experiment_id] = experiment["lifecycle_stage"]
         return experiment
 
     async def get_experiment_by_name(self, name: Any) -> dict[str, Any]:
@@ -113,10 +116,17 @@ class MlflowService:
 
     async def active_experiment(self, experiment_id: Any) -> dict[str, Any]:
         experiment = await self.get_experiment(experiment_id)
-        if experiment["lifecycle_stage"] != "active":
-            raise InvalidInput(f"The experiment {experiment['experiment_id']} must be in the 'active' state. "
-                               f"Current state is {experiment['lifecycle_stage']}.")
+        _require_active_experiment(experiment["experiment_id"], experiment["lifecycle_stage"])
         return experiment
+
+    async def active_experiment_id(self, experiment_id: Any) -> str:
+        """Like ``active_experiment`` but from the cache when it can (the run-create hot path)."""
+        experiment_id = _experiment_id(experiment_id)
+        stage = self._experiment_stages.get(experiment_id)
+        if stage is None:
+            stage = (await self.get_experiment(experiment_id))["lifecycle_stage"]
+        _require_active_experiment(experiment_id, stage)
+        return experiment_id
 
     async def rename_experiment(self, experiment_id: Any, new_name: Any) -> None:
         experiment = await self.active_experiment(experiment_id)
@@ -129,6 +139,7 @@ class MlflowService:
     async def delete_experiment(self, experiment_id: Any) -> None:
         experiment = await self.active_experiment(experiment_id)
         await self.appender.append("experiment_deleted", {"experiment_id": experiment["experiment_id"]})
+        self._experiment_stages[experiment["experiment_id"]] = "deleted"
         for run_id in await self.read(self.reader.run_ids_of_experiment, experiment["experiment_id"], "active"):
             await self._append_run_event("run_deleted", run_id, {})
 
@@ -137,6 +148,7 @@ class MlflowService:
         if experiment["lifecycle_stage"] != "deleted":
             return
         await self.appender.append("experiment_restored", {"experiment_id": experiment["experiment_id"]})
+        self._experiment_stages[experiment["experiment_id"]] = "active"
         for run_id in await self.read(self.reader.run_ids_of_experiment, experiment["experiment_id"], "deleted"):
             await self._append_run_event("run_restored", run_id, {})
 
@@ -148,8 +160,10 @@ class MlflowService:
                                                               key, _string(value, "value"))})
 
     # runs ------------------------------------------------------------------------------------
-    async def create_run(self, body: dict[str, Any]) -> str:
-        experiment = await self.active_experiment(body.get("experiment_id"))
+    async def create_run(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Append run_created; the answer (MLflow's Run) is built from the event itself, so a create
+        never waits for the worker."""
+        experiment_id = await self.active_experiment_id(body.get("experiment_id"))
         tags = {t["key"]: t["value"] for t in self._tags(body.get("tags"))}
         run_name = _string(body.get("run_name"), "run_name")
         if run_name and tags.get("mlflow.runName", run_name) != run_name:
@@ -158,14 +172,18 @@ class MlflowService:
         run_name = run_name or tags.get("mlflow.runName") or generated_run_name()
         tags["mlflow.runName"] = run_name
         run_id = uuid.uuid4().hex
-        start_time = _int64(body.get("start_time", now_ms()), "start_time")
-        await self.appender.append("run_created", {
-            "run_id": run_id, "experiment_id": experiment["experiment_id"], "run_name": run_name,
+        start_time = json_int64(body.get("start_time", now_ms()), "start_time")
+        record = await self.appender.append("run_created", {
+            "run_id": run_id, "experiment_id": experiment_id, "run_name": run_name,
             "user_id": _string(body.get("user_id"), "user_id") or tags.get("mlflow.user", ""),
             "source_name": tags.get("mlflow.source.name", ""), "parent_run_id": tags.get("mlflow.parentRunId"),
             "start_time_ms": start_time, "tags": [{"key": k, "value": val} for k, val in tags.items()]})
-        self._runs[run_id] = CachedRun(experiment["experiment_id"])
-        return run_id
+        self._runs[run_id] = CachedRun(experiment_id)
+        return mlflow_run_entity(
+            {"run_id": run_id, "run_name": run_name, "experiment_id": experiment_id,
+             "user_id": record["user_id"], "status": "RUNNING", "start_time": start_time, "end_time": None,
+             "lifecycle_stage": "active"},
+            {"metrics": [], "params": [], "tags": sorted(record["tags"], key=lambda t: t["key"])})
 
     async def get_run(self, run_id: Any) -> dict[str, Any]:
         run_id = _run_id(run_id)
@@ -184,7 +202,7 @@ class MlflowService:
             return
         if not isinstance(status, str) or status not in RUN_STATUSES:
             raise InvalidInput(f"Invalid value {status!r} for parameter 'status': use one of {', '.join(RUN_STATUSES)}")
-        end = _int64(end_time, "end_time") if end_time is not None else (now_ms() if status != "RUNNING" else None)
+        end = json_int64(end_time, "end_time") if end_time is not None else (now_ms() if status != "RUNNING" else None)
         if status == "FINISHED":
             await self._append_run_event("finalize_requested", run_id, {"end_time_ms": end, "manifest": []})
         else:
@@ -219,7 +237,7 @@ class MlflowService:
                 "params": [{"key": k, "value": val} for k, val in new_params.items()]})
             run.params.update(new_params)
         if metrics:
-            await self._append_run_event("metrics_logged", run_id, _metric_batch_fields(metrics))
+            await self._append_run_event("metrics_logged", run_id, metric_batch_from_json(metrics).to_record_fields())
         checked_tags = self._tags(tags)
         if checked_tags:
             await self._append_run_event("tags_set", run_id, {"tags": checked_tags})
@@ -316,6 +334,11 @@ class MlflowService:
         return [{"key": k, "value": val} for k, val in latest.items()]
 
 
+def _require_active_experiment(experiment_id: str, stage: str) -> None:
+    if stage != "active":
+        raise InvalidInput(f"The experiment {experiment_id} must be in the 'active' state. Current state is {stage}.")
+
+
 def _list_of_dicts(items: Any, name: str) -> list[dict[str, Any]]:
     if items is None:
         return []
@@ -347,50 +370,3 @@ def _experiment_id(experiment_id: Any) -> str:
     if not (text.isascii() and text.isdigit()):
         raise InvalidInput(f"Invalid experiment ID '{text}'. Experiment ID must be a valid integer.")
     return text
-
-
-def _int64(value: Any, name: str) -> int:
-    if isinstance(value, bool):
-        raise InvalidInput(f"Invalid value {value!r} for parameter '{name}': expected an int64")
-    try:
-        number = int(value)
-    except (TypeError, ValueError, OverflowError):
-        raise InvalidInput(f"Invalid value {value!r} for parameter '{name}': expected an int64") from None
-    if (isinstance(value, float) and value != number) or not INT64_MIN <= number <= INT64_MAX:
-        raise InvalidInput(f"Invalid value {value!r} for parameter '{name}': expected an int64")
-    return number
-
-
-def json_double(value: Any, key: Any) -> float:
-    """MLflow JSON doubles: numbers, or the strings NaN / Infinity / -Infinity (and numeric strings)."""
-    if isinstance(value, str):
-        try:
-            return float({"Infinity": "inf", "-Infinity": "-inf"}.get(value, value))
-        except ValueError:
-            raise InvalidInput(f"Invalid value {value!r} for metric {key!r}: expected a number") from None
-    if value is None:
-        raise InvalidInput("Missing value for required parameter 'value'.")
-    if isinstance(value, bool):
-        return float(value)  # MLflow's REST API stores true as 1.0 (observed)
-    return value
-
-
-def _metric_batch_fields(metrics: list[dict[str, Any]]) -> dict[str, Any]:
-    from schemas import MetricBatch
-    import numpy as np
-
-    keys: dict[str, int] = {}
-    index, steps, stamps, values = [], [], [], []
-    for m in metrics:
-        if m.get("timestamp") is None:
-            raise InvalidInput(f"Missing value for required parameter 'timestamp' (metric {m.get('key')!r}).")
-        value, step, stamp = v.validate_metric(m.get("key"), json_double(m.get("value"), m.get("key")),
-                                               _int64(m.get("step", 0) or 0, "step"), _int64(m["timestamp"], "timestamp"))
-        key = v.validate_key(m.get("key"), "metric")
-        index.append(keys.setdefault(key, len(keys)))
-        steps.append(step)
-        stamps.append(stamp)
-        values.append(value)
-    batch = MetricBatch(list(keys), np.array(index, np.uint32), np.array(steps, np.int64),
-                        np.array(stamps, np.int64), np.array(values, np.float64))
-    return batch.to_record_fields()

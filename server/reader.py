@@ -154,6 +154,16 @@ def mlflow_experiment(row: dict[str, Any]) -> dict[str, Any]:
     return experiment
 
 
+def mlflow_run_entity(info: dict[str, Any], data: dict[str, list]) -> dict[str, Any]:
+    """MLflow's Run JSON from a runs_latest row (run_id, run_name, experiment_id, user_id, status,
+    start_time, end_time, lifecycle_stage) and its metrics / params / tags lists."""
+    info = dict(info, run_uuid=info["run_id"], status=MLFLOW_STATUS.get(info["status"], info["status"]),
+                artifact_uri=f"mlflow-artifacts:/{info['experiment_id']}/{info['run_id']}/artifacts")
+    if info.get("end_time") is None:
+        info.pop("end_time", None)
+    return {"info": info, "data": data, "inputs": {}}
+
+
 class MlflowReader(TrackingReader):
     """Reads shaped as MLflow's REST entities."""
 
@@ -215,14 +225,7 @@ class MlflowReader(TrackingReader):
                     f"SELECT run_id, key, value FROM {self.db}.{table} WHERE run_id IN {{ids:Array(String)}} "
                     f"ORDER BY run_id, key", parameters=ids).result_rows:
                 data[run_id][target].append({"key": key, "value": value})
-        by_id = {}
-        for info in infos:
-            info["run_uuid"] = info["run_id"]
-            info["status"] = MLFLOW_STATUS.get(info["status"], info["status"])
-            info["artifact_uri"] = f"mlflow-artifacts:/{info['experiment_id']}/{info['run_id']}/artifacts"
-            if info["end_time"] is None:
-                del info["end_time"]
-            by_id[info["run_id"]] = {"info": info, "data": data[info["run_id"]], "inputs": {}}
+        by_id = {info["run_id"]: mlflow_run_entity(info, data[info["run_id"]]) for info in infos}
         return [by_id[r] for r in run_ids if r in by_id]
 
     def search_run_ids(self, sql: str, parameters: dict[str, Any]) -> list[str]:

@@ -130,3 +130,27 @@ def test_run_delete_restore_and_writes_to_deleted_runs(tracking_uri):
     assert client.get_run(run.info.run_id).info.status == "KILLED"
     with pytest.raises(MlflowException, match="not found"):
         client.get_run(uuid.uuid4().hex)
+
+
+def test_the_run_create_answers_is_the_run_a_later_get_reads(tracking_uri):
+    """runs/create answers from the event it appended (no wait for the worker); that answer must be
+    exactly what the materialized run reads back as."""
+    client = MlflowClient()
+    experiment_id = client.create_experiment(f"create-answer-{uuid.uuid4().hex[:6]}")
+    created = client.create_run(experiment_id, run_name="answered", tags={"team": "core", "mlflow.user": "ana"},
+                                start_time=1_700_000_000_123)
+    got = client.get_run(created.info.run_id)
+    assert created.info.to_proto() == got.info.to_proto()
+    assert created.data.tags == got.data.tags and created.data.tags["team"] == "core"
+    assert created.info.user_id == "ana" and created.info.start_time == 1_700_000_000_123
+
+
+def test_a_run_cannot_be_created_in_a_deleted_experiment(tracking_uri):
+    client = MlflowClient()
+    experiment_id = client.create_experiment(f"deleted-{uuid.uuid4().hex[:6]}")
+    client.create_run(experiment_id)
+    client.delete_experiment(experiment_id)
+    with pytest.raises(MlflowException, match="must be in the 'active' state"):
+        client.create_run(experiment_id)
+    client.restore_experiment(experiment_id)
+    assert client.create_run(experiment_id).info.lifecycle_stage == "active"

@@ -1,0 +1,94 @@
+"""MLflow's JSON field conventions on the way in: int64 fields that may arrive as strings, doubles
+that may be the strings "NaN" / "Infinity", and the ``metrics`` list of log-batch as a columnar
+:class:`MetricBatch`.
+
+``metric_batch_from_json`` is the gateway's ingest hot path. A batch whose fields all have the
+plain JSON types (number values, integer steps and timestamps) is converted column-wise by numpy
+and checked by the SDK's vectorised validation; anything else (strings, bools, missing fields)
+takes the point-by-point path, which accepts what MLflow accepts and names the point at fault.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from producer import validation as v
+from schemas import MetricBatch
+from trackstream.errors import InvalidInput
+
+_NUMBER_TYPES = {float, int}
+_INT_TYPES = {int}
+
+
+def json_int64(value: Any, name: str) -> int:
+    if isinstance(value, bool):
+        raise InvalidInput(f"Invalid value {value!r} for parameter '{name}': expected an int64")
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidInput(f"Invalid value {value!r} for parameter '{name}': expected an int64") from None
+    if (isinstance(value, float) and value != number) or not v.INT64_MIN <= number <= v.INT64_MAX:
+        raise InvalidInput(f"Invalid value {value!r} for parameter '{name}': expected an int64")
+    return number
+
+
+def json_double(value: Any, key: Any) -> float:
+    """MLflow JSON doubles: numbers, or the strings NaN / Infinity / -Infinity (and numeric strings)."""
+    if isinstance(value, str):
+        try:
+            return float({"Infinity": "inf", "-Infinity": "-inf"}.get(value, value))
+        except ValueError:
+            raise InvalidInput(f"Invalid value {value!r} for metric {key!r}: expected a number") from None
+    if value is None:
+        raise InvalidInput("Missing value for required parameter 'value'.")
+    if isinstance(value, bool):
+        return float(value)  # MLflow's REST API stores true as 1.0 (observed)
+    return value
+
+
+def metric_batch_from_json(metrics: list[dict[str, Any]]) -> MetricBatch:
+    """log-batch's ``metrics`` (a list of objects) as one validated :class:`MetricBatch`."""
+    keys = [m.get("key") for m in metrics]
+    values = [m.get("value") for m in metrics]
+    steps = [m.get("step") for m in metrics]
+    stamps = [m.get("timestamp") for m in metrics]
+    if (set(map(type, values)) <= _NUMBER_TYPES and set(map(type, steps)) <= _INT_TYPES
+            and set(map(type, stamps)) <= _INT_TYPES):
+        try:
+            arrays = np.array(values, np.float64), np.array(steps, np.int64), np.array(stamps, np.int64)
+        except OverflowError:  # an integer beyond 64 bits: let the point-by-point path name it
+            pass
+        else:
+            return _columnar_batch(keys, *arrays)
+    return _batch_point_by_point(metrics)
+
+
+def _columnar_batch(keys: list[Any], values: np.ndarray, steps: np.ndarray, stamps: np.ndarray) -> MetricBatch:
+    distinct = {v.validate_key(key, "metric"): None for key in dict.fromkeys(keys)}
+    if len(distinct) == 1:
+        index = np.zeros(len(keys), np.uint32)
+    else:
+        position = {key: i for i, key in enumerate(distinct)}
+        index = np.fromiter((position[key] for key in keys), np.uint32, len(keys))
+    _, values, steps, stamps = v.validate_metric_arrays(next(iter(distinct), "_"), values, steps, stamps)
+    return MetricBatch(list(distinct), index, steps, stamps, values)
+
+
+def _batch_point_by_point(metrics: list[dict[str, Any]]) -> MetricBatch:
+    keys: dict[str, int] = {}
+    index, steps, stamps, values = [], [], [], []
+    for m in metrics:
+        if m.get("timestamp") is None:
+            raise InvalidInput(f"Missing value for required parameter 'timestamp' (metric {m.get('key')!r}).")
+        value, step, stamp = v.validate_metric(m.get("key"), json_double(m.get("value"), m.get("key")),
+                                               json_int64(m.get("step", 0) or 0, "step"),
+                                               json_int64(m["timestamp"], "timestamp"))
+        key = v.validate_key(m.get("key"), "metric")
+        index.append(keys.setdefault(key, len(keys)))
+        steps.append(step)
+        stamps.append(stamp)
+        values.append(value)
+    return MetricBatch(list(keys), np.array(index, np.uint32), np.array(steps, np.int64),
+                       np.array(stamps, np.int64), np.array(values, np.float64))
