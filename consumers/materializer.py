@@ -68,6 +68,13 @@ class TableRows:
     metric_parts: list[tuple[str, int, int, MetricBatch]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
+    def touched_runs(self) -> set[str]:
+        """Every run this batch changes (a reader's cache of run data must forget them)."""
+        touched = {part[0] for part in self.metric_parts}
+        for table in ("runs", "params", "tags"):
+            touched.update(row[0] for row in self.rows.get(table, ()))
+        return touched
+
     def metrics_table(self) -> pa.Table | None:
         if not self.metric_parts:
             return None

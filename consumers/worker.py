@@ -57,7 +57,8 @@ class MaterializerService:
         self.settings = settings
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
         self.stats = IngestStats()
-        self.on_materialized: Callable[[dict[int, int]], None] | None = None
+        # Called on the event loop after each batch is stored: (last offset per partition, runs it changed).
+        self.on_materialized: Callable[[dict[int, int], set[str]], None] | None = None
         # Fault injection for the crash tests: SIGKILL ourselves after the Nth batch is inserted
         # and before its offsets can be committed.
         self._crash_after_insert = int(os.environ.get("TRACKSTREAM_FAULT_KILL_AFTER_BATCH", "0"))
@@ -84,17 +85,20 @@ class MaterializerService:
             os.kill(os.getpid(), signal.SIGKILL)
         return rows
 
-    async def write_batch(self, messages: list[SourceMessage]) -> list[tuple]:
+    async def write_batch(self, messages: list[SourceMessage]) -> tuple[list[tuple], set[str]]:
         """Materialize one batch, retrying for as long as ClickHouse refuses (the log keeps the
-        events; nothing is acked meanwhile). Each retry rebuilds state as of the batch start."""
+        events; nothing is acked meanwhile). Each retry rebuilds state as of the batch start.
+        Returns the batch's rejects and the runs it changed."""
         backoff = 0.5
         while True:
             try:
                 rejects: list[tuple] = []
+                touched: set[str] = set()
                 for chunk in split_by_size(messages):
                     rows = await self.on_clickhouse(self.handle_batch, chunk)
                     rejects.extend(rows.rows.get("rejects", ()))
-                return rejects
+                    touched |= rows.touched_runs()
+                return rejects, touched
             except StorageError as exc:
                 self.stats.storage_errors += 1
                 log.error("ClickHouse write failed, retrying in %.1f s: %s", backoff, exc)
@@ -133,12 +137,12 @@ def build_app(settings: Settings, service: MaterializerService,
         async for events in stream.take_events(BATCH_MAX_EVENTS, within=BATCH_WITHIN_SECONDS):
             messages = [SourceMessage(e.message.partition, e.message.offset, e.message.value, e.message.key,
                                       int(e.message.timestamp * 1000)) for e in events]
-            rejects = await service.write_batch(messages)
+            rejects, touched = await service.write_batch(messages)
             if service.on_materialized is not None:
                 last: dict[int, int] = {}
                 for m in messages:
                     last[m.partition] = max(m.offset, last.get(m.partition, -1))
-                service.on_materialized(last)
+                service.on_materialized(last, touched)
             for reject in rejects:
                 partition, offset, reason, detail = reject[:4]
                 if reason == RejectReason.SEQUENCE_GAP:  # recorded, but the event was applied

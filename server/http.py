@@ -19,6 +19,7 @@ from trackstream.moments import parse_moment
 
 QueryRunner = Callable[..., Awaitable[Any]]
 MAX_REQUEST_BYTES = 1_048_576
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
 
 
 def json_response(payload: Any, status: int = 200) -> web.Response:
@@ -81,11 +82,19 @@ def create_app(reader: TrackingReader, run_query: QueryRunner, stats: IngestStat
 
     @routes.get("/api/ts/runs/{run_id}/metrics/{key:.+}")
     async def metric_history(request: web.Request) -> web.Response:
-        """Full history, or with ``?buckets=N`` a downsample keeping min / max / last per bucket."""
+        """Full history as JSON columns, or as an Arrow IPC stream with ``?format=arrow`` (or ``Accept:
+        application/vnd.apache.arrow.stream``); with ``?buckets=N`` a downsample keeping min / max /
+        last per bucket."""
         run_id, key = request.match_info["run_id"], request.match_info["key"]
         if "buckets" in request.query:
             buckets = _int_param(request, "buckets", 1000, 100_000)
             return json_response({"history": await run_query(reader.metric_downsampled, run_id, key, buckets)})
+        wants = request.query.get("format", "json")
+        if wants not in ("json", "arrow"):
+            raise InvalidInput(f"query parameter 'format' must be json or arrow, got {wants!r}")
+        if wants == "arrow" or ARROW_STREAM in request.headers.get("Accept", ""):
+            body = await run_query(reader.metric_history_arrow, run_id, key, _as_of(request))
+            return web.Response(body=body, content_type=ARROW_STREAM)
         return json_response({"history": await run_query(reader.metric_history, run_id, key, None, _as_of(request))})
 
     @routes.get("/api/ts/compare")

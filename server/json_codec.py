@@ -69,3 +69,18 @@ def _spell_non_finite(obj: Any) -> Any:
 
 def encode(payload: Any) -> bytes:
     return orjson.dumps(_spell_non_finite(payload), default=_default, option=_ENCODE_OPTIONS)
+
+
+
+def encode_finite(payload: Any) -> bytes:
+    """``encode`` for a payload known to hold no NaN / infinite float (skips the walk looking for them)."""
+    return orjson.dumps(payload, default=_default, option=_ENCODE_OPTIONS)
+
+
+def metric_points(key: str, steps: np.ndarray, timestamps: np.ndarray, values: np.ndarray) -> list[dict[str, Any]]:
+    """MLflow's metric objects for one key's columns, NaN / infinities already spelled as strings."""
+    value_list = values.tolist()
+    for i in np.flatnonzero(~np.isfinite(values)).tolist():
+        value_list[i] = non_finite_name(value_list[i])
+    return [{"key": key, "value": value, "timestamp": ts, "step": step}
+            for value, ts, step in zip(value_list, timestamps.tolist(), steps.tolist())]

@@ -22,6 +22,7 @@ from server.mlflow_api import ArtifactProxy, mlflow_routes
 from server.mlflow_service import MlflowService
 from server.openapi import openapi_routes
 from server.reader import MlflowReader
+from server.run_cache import RunDataCache
 from trackstream.config import Settings
 
 READ_THREADS = 2
@@ -41,9 +42,16 @@ def serve(settings: Settings, loglevel: str = "warning") -> None:
     ensure_topics(settings)
     service = MaterializerService(settings)
     consistency = ReadYourWrites()
-    service.on_materialized = consistency.record_materialized
+    run_cache = RunDataCache()
+
+    def on_materialized(positions: dict[int, int], touched_runs: set[str]) -> None:
+        run_cache.invalidate(touched_runs)  # before the marks move: see server.run_cache
+        consistency.record_materialized(positions)
+
+    service.on_materialized = on_materialized
     read_executor = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="clickhouse-read")
-    reader = MlflowReader(read_executor.submit(connect, settings.clickhouse_dsn, "read").result(), settings.database)
+    reader = MlflowReader(read_executor.submit(connect, settings.clickhouse_dsn, "read").result(), settings.database,
+                          run_cache)
     state_file = server_state_file(settings)
 
     async def run_read(fn: Any, *args: Any) -> Any:

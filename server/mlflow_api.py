@@ -18,8 +18,9 @@ from producer.artifacts import (ArtifactUploadError, ArtifactUploader, LocalArti
                                 validate_artifact_path)
 from server import json_codec
 from server.http import json_response, read_body
+from server.mlflow_fields import decode_history_token, encode_history_token
 from server.mlflow_service import MlflowService, _list_of_dicts, _run_id
-from server.reader import MlflowReader
+from server.reader import HistoryPosition, MlflowReader
 from trackstream.errors import InvalidInput, NotFound
 
 PREFIXES = ("/api/2.0", "/ajax-api/2.0")
@@ -300,14 +301,11 @@ def mlflow_routes(service: MlflowService, reader: MlflowReader, artifacts: Artif
         key = request.query.get("metric_key")
         if not key:
             raise InvalidInput("Missing value for required parameter 'metric_key'.")
-        await service.get_run(run_id)
+        await service.known_run(run_id)
         limit = query_int(request, "max_results", GET_HISTORY_DEFAULT_MAX, 10_000_000)
-        offset = page_offset(request.query.get("page_token"))
-        points = await service.read(reader.metric_history_page, run_id, key, offset, limit + 1)
-        result: dict[str, Any] = {"metrics": points[:limit]}
-        if len(points) > limit:
-            result["next_page_token"] = str(offset + limit)
-        return ok(result)
+        after = decode_history_token(request.query.get("page_token"))
+        body = await service.read(_history_page_body, reader, run_id, key, after, limit)
+        return web.Response(body=body, content_type="application/json")
 
     @route("GET", "/mlflow/artifacts/list")
     async def list_run_artifacts(request: web.Request) -> web.Response:
@@ -333,6 +331,18 @@ def mlflow_routes(service: MlflowService, reader: MlflowReader, artifacts: Artif
                    web.get(prefix + "/mlflow-artifacts/artifacts/{path:.+}", artifacts.download),
                    web.get(prefix + "/mlflow-artifacts/artifacts", artifacts.list)]
     return routes
+
+
+def _history_page_body(reader: MlflowReader, run_id: str, key: str, after: HistoryPosition | None,
+                       limit: int) -> bytes:
+    """One get-history page as JSON bytes, built on the read thread (a 25k-point page is ~20 ms of
+    encoding that should not hold up the event loop)."""
+    page, position = reader.metric_history_page(run_id, key, after, limit)
+    result: dict[str, Any] = {"metrics": json_codec.metric_points(key, page["step"], page["timestamp_ms"],
+                                                                 page["value"])}
+    if position is not None:
+        result["next_page_token"] = encode_history_token(position)
+    return json_codec.encode_finite(result)
 
 
 def safe_artifact_path(path: Any) -> str:

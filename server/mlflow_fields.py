@@ -10,12 +10,14 @@ takes the point-by-point path, which accepts what MLflow accepts and names the p
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
 
 from producer import validation as v
 from schemas import MetricBatch
+from server.reader import HistoryPosition
 from trackstream.errors import InvalidInput
 
 _NUMBER_TYPES = {float, int}
@@ -92,3 +94,21 @@ def _batch_point_by_point(metrics: list[dict[str, Any]]) -> MetricBatch:
         values.append(value)
     return MetricBatch(list(keys), np.array(index, np.uint32), np.array(steps, np.int64),
                        np.array(stamps, np.int64), np.array(values, np.float64))
+
+
+_HISTORY_TOKEN = re.compile(r"h1:(-?\d{1,19}):(\d{1,19}):(\d{1,19})")
+
+
+def encode_history_token(position: HistoryPosition) -> str:
+    return f"h1:{position.step}:{position.timestamp_ms}:{position.seen_at_position}"
+
+
+def decode_history_token(token: Any) -> HistoryPosition | None:
+    """A get-history ``page_token`` (opaque to clients, as MLflow's are) back into a position."""
+    if token in (None, ""):
+        return None
+    match = _HISTORY_TOKEN.fullmatch(token) if isinstance(token, str) else None
+    numbers = [int(g) for g in match.groups()] if match else []
+    if not numbers or not all(v.INT64_MIN <= n <= v.INT64_MAX for n in numbers):
+        raise InvalidInput(f"Invalid page token {token!r}: pass the next_page_token of the previous page")
+    return HistoryPosition(*numbers)

@@ -210,12 +210,12 @@ class MlflowService:
         del run
 
     async def delete_run(self, run_id: Any) -> None:
-        run = await self._known_run(run_id)
+        run = await self.known_run(run_id)
         if run.lifecycle_stage != "deleted":
             await self._append_run_event("run_deleted", _run_id(run_id), {})
 
     async def restore_run(self, run_id: Any) -> None:
-        run = await self._known_run(run_id)
+        run = await self.known_run(run_id)
         if run.lifecycle_stage != "active":
             await self._append_run_event("run_restored", _run_id(run_id), {})
 
@@ -256,10 +256,10 @@ class MlflowService:
                                      {"path": path, "size": size, "sha256": sha256, "uri": uri})
 
     async def run_experiment(self, run_id: str) -> str:
-        return (await self._known_run(run_id)).experiment_id
+        return (await self.known_run(run_id)).experiment_id
 
     async def search_runs(self, body: dict[str, Any], database: str) -> dict[str, Any]:
-        from server.search import build_search_query, paginate
+        from server.search import build_search_query
 
         experiment_ids = body.get("experiment_ids") or []
         if not isinstance(experiment_ids, list) or not all(
@@ -283,15 +283,14 @@ class MlflowService:
         page_token = body.get("page_token")
         sql, params = build_search_query(database, [str(e) for e in experiment_ids], filter_string, order_by, view,
                                          max_results, page_token)
-        run_ids = await self.read(self.reader.search_run_ids, sql, params)
-        page, next_token = paginate(run_ids, max_results, page_token)
-        result: dict[str, Any] = {"runs": await self.run_query(self.reader.mlflow_runs, page)}
+        runs, next_token = await self.read(self.reader.search_mlflow_runs, sql, params, max_results, page_token)
+        result: dict[str, Any] = {"runs": runs}
         if next_token:
             result["next_page_token"] = next_token
         return result
 
     # helpers ---------------------------------------------------------------------------------
-    async def _known_run(self, run_id: Any) -> CachedRun:
+    async def known_run(self, run_id: Any) -> CachedRun:
         run_id = _run_id(run_id)
         cached = self._runs.get(run_id)
         if cached is None:
@@ -302,7 +301,7 @@ class MlflowService:
         return cached
 
     async def active_run(self, run_id: Any) -> CachedRun:
-        run = await self._known_run(run_id)
+        run = await self.known_run(run_id)
         if run.lifecycle_stage != "active":
             raise InvalidInput(f"The run {run_id} must be in the 'active' state. Current state is "
                                f"{run.lifecycle_stage}.")

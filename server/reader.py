@@ -5,16 +5,32 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from clickhouse_connect.driver.client import Client
 
 from consumers.store import check_database_name
+from server.run_cache import RunDataCache
+from server.search import RUN_INFO_COLUMNS, paginate
 from trackstream.errors import InvalidInput, NotFound
 
 READ_ONLY_SETTINGS = {"readonly": 1}
+ROLLUP_SHIFT = 6                      # metric_rollups blocks: 2**6 = 64 steps (migration 003)
+ROLLUP_STEPS = 1 << ROLLUP_SHIFT
+DOWNSAMPLED_COLUMNS = ("bucket", "step_min", "step_max", "min", "max", "last", "points")
 
 
 def _rows_as_dicts(result: Any) -> list[dict[str, Any]]:
     return [dict(zip(result.column_names, row)) for row in result.result_rows]
+
+
+@dataclass(frozen=True)
+class HistoryPosition:
+    """Where a metric-history page ended: its last (step, timestamp) and how many points at exactly
+    that (step, timestamp) have been sent so far."""
+
+    step: int
+    timestamp_ms: int
+    seen_at_position: int
 
 
 @dataclass(frozen=True)
@@ -89,24 +105,56 @@ class TrackingReader:
 
     def metric_history(self, run_id: str, key: str, limit: int | None = None,
                        as_of_ms: int | None = None) -> dict[str, Any]:
-        src = self.sources(as_of_ms)
-        sql = (f"SELECT step, timestamp_ms, value FROM {src.metrics} "
-               f"WHERE run_id = {{r:String}} AND key = {{k:String}} ORDER BY step, timestamp_ms")
-        if limit is not None:
-            sql += " LIMIT {limit:UInt64}"
-        table = self.client.query_arrow(sql, parameters={"r": run_id, "k": key, "limit": limit, **src.parameters})
+        sql, params = self._history_query(run_id, key, limit, as_of_ms)
+        table = self.client.query_arrow(sql, parameters=params)
         return {name: table.column(name).to_numpy() for name in ("step", "timestamp_ms", "value")}
 
-    def metric_downsampled(self, run_id: str, key: str, buckets: int) -> dict[str, list]:
-        """At most ``buckets`` equal step ranges, each with min / max / last value, so spikes survive."""
-        table = self.client.query_arrow(
-            f"WITH (SELECT (min(step), max(step)) FROM {self.db}.metrics WHERE run_id = {{r:String}} AND key = {{k:String}}) "
-            f"AS bounds, greatest(1, toInt64(ceil((bounds.2 - bounds.1 + 1) / {{b:UInt32}}))) AS width "
-            f"SELECT intDiv(step - bounds.1, width) AS bucket, min(step) AS step_min, max(step) AS step_max, "
-            f"min(value) AS min, max(value) AS max, argMax(value, (step, timestamp_ms)) AS last, count() AS points "
-            f"FROM {self.db}.metrics WHERE run_id = {{r:String}} AND key = {{k:String}} GROUP BY bucket ORDER BY bucket",
-            parameters={"r": run_id, "k": key, "b": buckets})
-        return {name: table.column(name).to_numpy() for name in table.column_names}
+    def metric_history_arrow(self, run_id: str, key: str, as_of_ms: int | None = None) -> bytes:
+        """The same history as an Arrow IPC stream, straight from the engine (no per-point Python)."""
+        sql, params = self._history_query(run_id, key, None, as_of_ms)
+        return self.client.raw_query(sql, parameters=params, fmt="ArrowStream")
+
+    def _history_query(self, run_id: str, key: str, limit: int | None,
+                       as_of_ms: int | None) -> tuple[str, dict[str, Any]]:
+        src = self.sources(as_of_ms)
+        sql = (f"SELECT step, timestamp_ms, value FROM {src.metrics} "
+               f"WHERE run_id = {{r:String}} AND key = {{k:String}} ORDER BY step, timestamp_ms, value")
+        if limit is not None:
+            sql += " LIMIT {limit:UInt64}"
+        return sql, {"r": run_id, "k": key, "limit": limit, **src.parameters}
+
+    def metric_downsampled(self, run_id: str, key: str, buckets: int) -> dict[str, Any]:
+        """At most ``buckets`` equal step ranges, each with min / max / last value and its point count,
+        so spikes survive.
+
+        The step range comes from ``metric_rollups`` (per 64-step block summaries). When a bucket
+        spans at least four blocks the buckets are built from those summaries — whole blocks, so
+        bucket widths are multiples of 64 steps and a 10M-point run reads 156k rows, not 10M; finer
+        buckets are computed from the points themselves.
+        """
+        params = {"r": run_id, "k": key}
+        (lo, hi, points), = self.client.query(
+            f"SELECT min(min_step), max(max_step), sum(points) FROM {self.db}.metric_rollups "
+            f"WHERE run_id = {{r:String}} AND key = {{k:String}}", parameters=params).result_rows
+        if not points:
+            return {name: np.empty(0) for name in DOWNSAMPLED_COLUMNS}
+        width = -(-(hi - lo + 1) // buckets)
+        if width >= 4 * ROLLUP_STEPS:
+            lo_block, hi_block = lo >> ROLLUP_SHIFT, hi >> ROLLUP_SHIFT
+            sql = (f"SELECT intDiv(block - {{lo:Int64}}, {{per:Int64}}) AS bucket, min(min_step) AS step_min, "
+                   f"max(max_step) AS step_max, min(min_value) AS min, max(max_value) AS max, "
+                   f"argMaxMerge(last) AS last, sum(points) AS points FROM {self.db}.metric_rollups "
+                   f"WHERE run_id = {{r:String}} AND key = {{k:String}} GROUP BY bucket ORDER BY bucket")
+            params.update(lo=lo_block, per=-(-(hi_block - lo_block + 1) // buckets))
+        else:
+            sql = (f"SELECT intDiv(step - {{lo:Int64}}, {{per:Int64}}) AS bucket, min(step) AS step_min, "
+                   f"max(step) AS step_max, min(value) AS min, max(value) AS max, "
+                   f"argMax(value, bitShiftLeft(toInt128(step), 64) + timestamp_ms) AS last, count() AS points "
+                   f"FROM {self.db}.metrics WHERE run_id = {{r:String}} AND key = {{k:String}} "
+                   f"GROUP BY bucket ORDER BY bucket")
+            params.update(lo=lo, per=max(1, width))
+        table = self.client.query_arrow(sql, parameters=params)
+        return {name: table.column(name).to_numpy() for name in DOWNSAMPLED_COLUMNS}
 
     def compare(self, run_ids: list[str], key: str) -> dict[str, Any]:
         """One metric of several runs aligned by step (the latest value per step; None where a run has none)."""
@@ -165,7 +213,12 @@ def mlflow_run_entity(info: dict[str, Any], data: dict[str, list]) -> dict[str, 
 
 
 class MlflowReader(TrackingReader):
-    """Reads shaped as MLflow's REST entities."""
+    """Reads shaped as MLflow's REST entities. ``run_cache`` keeps runs' metrics / params / tags
+    between reads; whoever stores batches must invalidate it (the server wires the worker to it)."""
+
+    def __init__(self, client: Client, database: str, run_cache: RunDataCache | None = None) -> None:
+        super().__init__(client, database)
+        self.run_cache = run_cache or RunDataCache(capacity=0)
 
     EXPERIMENT_COLUMNS = "experiment_id, name, artifact_location, lifecycle_stage, last_update_time, creation_time, tags"
 
@@ -208,37 +261,86 @@ class MlflowReader(TrackingReader):
         return rows[0][0], rows[0][1], params
 
     def mlflow_runs(self, run_ids: list[str]) -> list[dict[str, Any]]:
-        """Full MLflow Run objects, in the order of ``run_ids``."""
+        """Full MLflow Run objects, in the order of ``run_ids``.
+
+        Two queries whatever the number of runs: the infos, then metrics, params and tags as one
+        UNION ALL. Each picks the latest versions of just these runs straight from the tables (the
+        ``*_latest`` views would sort every run before the filter applies).
+        """
         if not run_ids:
             return []
-        ids = {"ids": run_ids}
         infos = _rows_as_dicts(self.client.query(
-            f"SELECT run_id, run_name, experiment_id, user_id, status, start_time, end_time, lifecycle_stage "
-            f"FROM {self.db}.runs_latest WHERE run_id IN {{ids:Array(String)}}", parameters=ids))
-        data: dict[str, dict[str, list]] = {r["run_id"]: {"metrics": [], "params": [], "tags": []} for r in infos}
-        for run_id, key, latest in self.client.query(
-                f"SELECT run_id, key, max(latest) FROM {self.db}.latest_metrics WHERE run_id IN {{ids:Array(String)}} "
-                f"GROUP BY run_id, key ORDER BY run_id, key", parameters=ids).result_rows:
-            data[run_id]["metrics"].append({"key": key, "value": latest[2], "timestamp": latest[1], "step": latest[0]})
-        for table, target in (("params", "params"), ("tags_latest", "tags")):
-            for run_id, key, value in self.client.query(
-                    f"SELECT run_id, key, value FROM {self.db}.{table} WHERE run_id IN {{ids:Array(String)}} "
-                    f"ORDER BY run_id, key", parameters=ids).result_rows:
-                data[run_id][target].append({"key": key, "value": value})
-        by_id = {info["run_id"]: mlflow_run_entity(info, data[info["run_id"]]) for info in infos}
-        return [by_id[r] for r in run_ids if r in by_id]
+            f"SELECT {', '.join(RUN_INFO_COLUMNS)} FROM {self.db}.runs WHERE run_id IN {{ids:Array(String)}} "
+            f"ORDER BY run_id, src_offset DESC LIMIT 1 BY run_id", parameters={"ids": run_ids}))
+        by_id = {info["run_id"]: info for info in infos}
+        return self._with_data([by_id[r] for r in run_ids if r in by_id])
 
-    def search_run_ids(self, sql: str, parameters: dict[str, Any]) -> list[str]:
-        return [row[0] for row in self.client.query(sql, parameters=parameters).result_rows]
+    def search_mlflow_runs(self, sql: str, parameters: dict[str, Any], max_results: int,
+                           page_token: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        """Run a query of ``build_search_query``: one page of full Run objects and the next page token."""
+        rows, next_token = paginate(_rows_as_dicts(self.client.query(sql, parameters=parameters)), max_results,
+                                    page_token)
+        return self._with_data([{c: row[c] for c in RUN_INFO_COLUMNS} for row in rows]), next_token
+
+    def _with_data(self, infos: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        run_ids = [info["run_id"] for info in infos]
+        fetched_at = self.run_cache.generation()
+        data = self.run_cache.get_many(run_ids)
+        missing = [r for r in run_ids if r not in data]
+        if missing:
+            fetched = self._run_data(missing)
+            self.run_cache.put_many(fetched, fetched_at)
+            data.update(fetched)
+        return [mlflow_run_entity(info, data[info["run_id"]]) for info in infos]
+
+    def _run_data(self, run_ids: list[str]) -> dict[str, dict[str, list]]:
+        db, ids = self.db, {"ids": run_ids}
+        data: dict[str, dict[str, list]] = {r: {"metrics": [], "params": [], "tags": []} for r in run_ids}
+        entries = self.client.query(
+            f"SELECT * FROM ("
+            f"SELECT 'metrics' AS kind, run_id, key, '' AS text, latest.1 AS step, latest.2 AS ts, latest.3 AS value "
+            f"FROM (SELECT run_id, key, max(latest) AS latest FROM {db}.latest_metrics "
+            f"WHERE run_id IN {{ids:Array(String)}} GROUP BY run_id, key) "
+            f"UNION ALL SELECT 'params', run_id, key, value, 0, 0, 0 FROM {db}.params WHERE run_id IN {{ids:Array(String)}} "
+            f"UNION ALL SELECT 'tags', run_id, key, value, 0, 0, 0 FROM (SELECT run_id, key, value, deleted FROM {db}.tags "
+            f"WHERE run_id IN {{ids:Array(String)}} ORDER BY run_id, key, src_offset DESC LIMIT 1 BY run_id, key) "
+            f"WHERE deleted = 0) ORDER BY kind, run_id, key", parameters=ids)
+        for kind, run_id, key, text, step, ts, value in entries.result_rows:
+            if run_id not in data:
+                continue
+            if kind == "metrics":
+                data[run_id]["metrics"].append({"key": key, "value": value, "timestamp": ts, "step": step})
+            else:
+                data[run_id][kind].append({"key": key, "value": text})
+        return data
 
     def mlflow_run(self, run_id: str) -> dict[str, Any] | None:
         runs = self.mlflow_runs([run_id])
         return runs[0] if runs else None
 
-    def metric_history_page(self, run_id: str, key: str, offset: int, limit: int) -> list[dict[str, Any]]:
+    def metric_history_page(self, run_id: str, key: str, after: HistoryPosition | None,
+                            limit: int) -> tuple[dict[str, np.ndarray], HistoryPosition | None]:
+        """Up to ``limit`` points in (step, timestamp, value) order, starting after ``after``; returns
+        the columns and the position to continue from (None on the last page).
+
+        Keyset paging: a page reads from its (step, timestamp) onward in primary-key order, so each
+        page costs the same however deep it is, and points logged meanwhile never shift a page.
+        Points sharing one (step, timestamp) are told apart by how many of them were already sent.
+        """
+        where = "run_id = {r:String} AND key = {k:String}"
+        params: dict[str, Any] = {"r": run_id, "k": key, "limit": limit + 1, "skip": 0}
+        if after is not None:
+            where += " AND step >= {s:Int64} AND (step > {s:Int64} OR timestamp_ms >= {t:Int64})"
+            params.update(s=after.step, t=after.timestamp_ms, skip=after.seen_at_position)
         table = self.client.query_arrow(
-            f"SELECT step, timestamp_ms, value FROM {self.db}.metrics WHERE run_id = {{r:String}} AND key = {{k:String}} "
-            f"ORDER BY step, timestamp_ms, value LIMIT {{limit:UInt64}} OFFSET {{offset:UInt64}}",
-            parameters={"r": run_id, "k": key, "limit": limit, "offset": offset})
-        steps, stamps, values = (table.column(c).to_pylist() for c in ("step", "timestamp_ms", "value"))
-        return [{"key": key, "value": val, "timestamp": ts, "step": st} for st, ts, val in zip(steps, stamps, values)]
+            f"SELECT step, timestamp_ms, value FROM {self.db}.metrics WHERE {where} "
+            f"ORDER BY step, timestamp_ms, value LIMIT {{limit:UInt64}} OFFSET {{skip:UInt64}}", parameters=params)
+        columns = {name: table.column(name).to_numpy() for name in ("step", "timestamp_ms", "value")}
+        if table.num_rows <= limit:
+            return columns, None
+        page = {name: col[:limit] for name, col in columns.items()}
+        last_step, last_ts = int(page["step"][-1]), int(page["timestamp_ms"][-1])
+        same = int(np.count_nonzero((page["step"] == last_step) & (page["timestamp_ms"] == last_ts)))
+        if after is not None and (last_step, last_ts) == (after.step, after.timestamp_ms):
+            same += after.seen_at_position
+        return page, HistoryPosition(last_step, last_ts, same)

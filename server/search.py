@@ -507,10 +507,15 @@ def _keyed_condition(c: Comparison, column: str, p: _Params) -> str:
     return f"{column} {_SQL_COMPARATORS[c.comparator]} {value}"
 
 
+RUN_INFO_COLUMNS = ("run_id", "run_name", "experiment_id", "user_id", "status", "start_time", "end_time",
+                    "lifecycle_stage")
+
+
 def build_search_query(database: str, experiment_ids: list[str], filter_string: str | None,
                        order_by: list[str] | None, run_view_type: str, max_results: int,
                        page_token: str | None) -> tuple[str, dict[str, Any]]:
-    """SQL + parameters selecting ``run_id`` and ``order_0..n`` (one per order_by item) of a page.
+    """SQL + parameters selecting a page of runs: the ``RUN_INFO_COLUMNS`` (``run_id`` first) and
+    ``order_0..n`` (one per order_by item).
 
     The query asks for ``max_results + 1`` rows: pass the result to :func:`paginate` to cut the
     page and get the next token. Each (kind, key) is joined once however many comparisons and
@@ -540,7 +545,7 @@ def build_search_query(database: str, experiment_ids: list[str], filter_string: 
         else:
             where.append(_keyed_condition(c, joins.column(c.kind, c.key), p))
 
-    columns, order = ["r.run_id AS run_id"], []
+    columns, order = [f"r.{c} AS {c}" for c in RUN_INFO_COLUMNS], []
     for i, term in enumerate(terms):
         source = f"r.{term.key}" if term.kind == "attribute" else joins.column(term.kind, term.key)
         columns.append(f"{source} AS order_{i}")
@@ -557,8 +562,8 @@ def build_search_query(database: str, experiment_ids: list[str], filter_string: 
     run_and = "\n        AND "
     sql = (f"SELECT {', '.join(columns)}\n"
            "FROM (SELECT * FROM\n"
-           "        (SELECT run_id, run_name, user_id, status, start_time, end_time, artifact_uri,\n"
-           "                lifecycle_stage\n"
+           "        (SELECT run_id, run_name, experiment_id, user_id, status, start_time, end_time,\n"
+           "                artifact_uri, lifecycle_stage\n"
            f"         FROM {db}.runs WHERE experiment_id IN {experiments}\n"
            "         ORDER BY run_id, src_offset DESC LIMIT 1 BY run_id)\n"
            f"      WHERE {run_and.join(run_where)}) AS r\n"

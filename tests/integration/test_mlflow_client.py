@@ -154,3 +154,21 @@ def test_a_run_cannot_be_created_in_a_deleted_experiment(tracking_uri):
         client.create_run(experiment_id)
     client.restore_experiment(experiment_id)
     assert client.create_run(experiment_id).info.lifecycle_stage == "active"
+
+
+def test_reads_after_writes_never_show_cached_run_data(tracking_uri):
+    """The gateway caches runs' metrics / params / tags between reads; every write must show."""
+    client = MlflowClient()
+    experiment_id = client.create_experiment(f"cache-{uuid.uuid4().hex[:6]}")
+    run_id = client.create_run(experiment_id).info.run_id
+    client.log_metric(run_id, "acc", 0.5, step=0)
+    assert client.get_run(run_id).data.metrics == {"acc": 0.5}
+    assert client.search_runs([experiment_id])[0].data.metrics == {"acc": 0.5}
+    for step in range(1, 4):
+        client.log_metric(run_id, "acc", 0.5 + step / 10, step=step)
+        client.set_tag(run_id, "round", str(step))
+        assert client.get_run(run_id).data.metrics == {"acc": pytest.approx(0.5 + step / 10)}
+        found = client.search_runs([experiment_id], filter_string=f"tags.round = '{step}'")
+        assert [r.info.run_id for r in found] == [run_id] and found[0].data.tags["round"] == str(step)
+    client.delete_tag(run_id, "round")
+    assert "round" not in client.get_run(run_id).data.tags

@@ -172,3 +172,17 @@ def test_metrics_table_is_columnar_with_dictionary_keys():
     assert table.column("run_id").to_pylist() == ["r1"] * 5 + ["r2"] * 3
     assert table.column("key").to_pylist() == ["loss"] * 5 + ["acc"] * 3
     assert table.column("src_offset").to_pylist() == [2] * 5 + [3] * 3
+
+
+def test_a_batch_reports_every_run_it_changed():
+    log = EventLog()
+    for run_id in ("r1", "r2", "r3", "r4", "untouched-later"):
+        log.run_created(run_id)
+    first = Materializer(EmptyStateReader()).process(log.messages)
+    assert first.touched_runs() == {"r1", "r2", "r3", "r4", "untouched-later"}
+    log.messages.clear()
+    log.add("params_set", run_id="r2", params=[{"key": "lr", "value": "0.1"}])
+    log.add("tags_set", run_id="r3", tags=[{"key": "stage", "value": "dev"}])
+    log.metrics("r4", 3)
+    states = {r: AggregateState(run=RunState(r, "0")) for r in ("r2", "r3", "r4")}
+    assert Materializer(EmptyStateReader(states)).process(log.messages).touched_runs() == {"r2", "r3", "r4"}

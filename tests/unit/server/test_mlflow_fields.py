@@ -79,3 +79,15 @@ def test_json_int64_refuses_what_is_not_an_int64(value):
 
 def test_json_int64_accepts_strings_and_whole_floats():
     assert json_int64("12", "x") == 12 and json_int64(12.0, "x") == 12 and json_int64(-(2**63), "x") == -(2**63)
+
+
+def test_history_tokens_round_trip_and_garbage_is_refused():
+    from server.mlflow_fields import decode_history_token, encode_history_token
+    from server.reader import HistoryPosition
+
+    position = HistoryPosition(-5, 1_700_000_000_000, 3)
+    assert decode_history_token(encode_history_token(position)) == position
+    assert decode_history_token(None) is None and decode_history_token("") is None
+    for bad in ("25000", "h1:1:2", "h1:x:1:1", "h1:1:-2:0", f"h1:{2**63}:0:0", 7):
+        with pytest.raises(InvalidInput, match="Invalid page token"):
+            decode_history_token(bad)

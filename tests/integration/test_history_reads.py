@@ -1,0 +1,100 @@
+"""Metric-history reads on the real engine: keyset pages and the rollup-backed downsample."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from server.reader import ROLLUP_STEPS, MlflowReader
+
+
+def insert_points(client, database, steps, values, timestamps=None, run_id="r1", key="loss", chunks=3):
+    steps = np.asarray(steps, np.int64)
+    timestamps = np.asarray(timestamps if timestamps is not None else steps + 1000, np.int64)
+    values = np.asarray(values, np.float64)
+    order = np.random.default_rng(0).permutation(len(steps))  # arrival order is not step order
+    for part in np.array_split(order, chunks):
+        n = len(part)
+        client.insert_arrow(f"{database}.metrics", pa.table({
+            "run_id": [run_id] * n, "key": [key] * n, "step": steps[part], "timestamp_ms": timestamps[part],
+            "value": values[part], "src_partition": np.zeros(n, np.uint32), "src_offset": part.astype(np.uint64)}))
+
+
+def all_pages(reader, page_size, run_id="r1", key="loss"):
+    steps, stamps, values, after, pages = [], [], [], None, 0
+    while True:
+        page, after = reader.metric_history_page(run_id, key, after, page_size)
+        steps += page["step"].tolist()
+        stamps += page["timestamp_ms"].tolist()
+        values += page["value"].tolist()
+        pages += 1
+        if after is None:
+            return steps, stamps, values, pages
+
+
+def test_keyset_pages_return_every_point_once_in_order_even_across_ties(db):
+    client, database = db
+    # 30 points share step 5 and timestamp 1005 (two values repeated), plus NaN and negative steps
+    steps = np.concatenate([np.arange(-20, 100), np.full(30, 5)])
+    values = np.concatenate([np.linspace(0, 1, 120), np.tile([0.25, 0.75], 15)])
+    values[7] = math.nan
+    insert_points(client, database, steps, values)
+    reader = MlflowReader(client, database)
+    order = np.lexsort((values, steps + 1000, steps))  # step, timestamp, value
+    for page_size in (1, 7, 16, 149, 150, 1000):
+        steps_got, stamps_got, values_got, pages = all_pages(reader, page_size)
+        assert steps_got == steps[order].tolist() and stamps_got == (steps[order] + 1000).tolist()
+        assert np.array_equal(np.array(values_got), values[order], equal_nan=True)
+        assert pages == math.ceil(150 / page_size)
+
+
+def test_points_logged_between_pages_do_not_shift_later_pages(db):
+    client, database = db
+    insert_points(client, database, np.arange(100), np.zeros(100))
+    reader = MlflowReader(client, database)
+    first, after = reader.metric_history_page("r1", "loss", None, 50)
+    insert_points(client, database, np.arange(-10, 0), np.ones(10), chunks=1)  # earlier steps arrive late
+    second, after = reader.metric_history_page("r1", "loss", after, 50)
+    assert first["step"].tolist() == list(range(50)) and second["step"].tolist() == list(range(50, 100))
+
+
+@pytest.mark.parametrize("n, buckets", [(5_000, 100), (200_000, 500), (300_000, 1000)],
+                         ids=["from-points", "from-rollups", "from-rollups-1000"])
+def test_downsample_keeps_spikes_totals_and_last_values_per_bucket(db, n, buckets):
+    client, database = db
+    rng = np.random.default_rng(1)
+    steps = np.arange(n) - 17
+    values = rng.random(n)
+    values[n // 3] = 50.0   # a spike
+    values[n // 2] = -50.0  # a dip
+    insert_points(client, database, steps, values)
+    reader = MlflowReader(client, database)
+    down = reader.metric_downsampled("r1", "loss", buckets)
+    assert 0 < len(down["bucket"]) <= buckets
+    assert int(down["points"].sum()) == n
+    assert down["max"].max() == 50.0 and down["min"].min() == -50.0
+    assert down["step_min"][0] == steps[0] and down["step_max"][-1] == steps[-1]
+    assert np.all(down["step_min"][1:] > down["step_max"][:-1])  # buckets do not overlap
+    widths = down["step_max"] - down["step_min"] + 1
+    assert len(set(widths[1:-1].tolist())) == 1  # contiguous steps: every inner bucket is equally wide
+    # every bucket's last is the value at its greatest step
+    by_step = dict(zip(steps.tolist(), values.tolist()))
+    assert [by_step[s] for s in down["step_max"].tolist()] == down["last"].tolist()
+    if n // buckets >= 4 * ROLLUP_STEPS:
+        assert all(w % ROLLUP_STEPS == 0 for w in widths[1:-1].tolist())
+
+
+def test_downsample_last_prefers_the_later_timestamp_at_the_same_step(db):
+    client, database = db
+    insert_points(client, database, [10, 10, 10], [1.0, 3.0, 2.0], timestamps=[5, 9, 7], chunks=1)
+    down = MlflowReader(client, database).metric_downsampled("r1", "loss", 10)
+    assert down["last"].tolist() == [3.0] and down["points"].tolist() == [3]
+
+
+def test_downsample_of_an_unknown_metric_is_empty(db):
+    client, database = db
+    down = MlflowReader(client, database).metric_downsampled("nope", "loss", 10)
+    assert all(len(col) == 0 for col in down.values())
