@@ -323,22 +323,29 @@ class MlflowReader(TrackingReader):
         """Up to ``limit`` points in (step, timestamp, value) order, starting after ``after``; returns
         the columns and the position to continue from (None on the last page).
 
-        Keyset paging: a page reads from its (step, timestamp) onward in primary-key order, so each
-        page costs the same however deep it is, and points logged meanwhile never shift a page.
-        Points sharing one (step, timestamp) are told apart by how many of them were already sent.
+        Keyset paging: a page reads from its (step, timestamp) onward in primary-key order and stops
+        after the rows it needs (``LIMIT ... WITH TIES`` keeps every point of the last
+        (step, timestamp), so ties are ordered by value here, the same way on every page). Each page
+        costs the same however deep it is, and points logged meanwhile never shift a page.
         """
         where = "run_id = {r:String} AND key = {k:String}"
-        params: dict[str, Any] = {"r": run_id, "k": key, "limit": limit + 1, "skip": 0}
+        skip = 0
+        params: dict[str, Any] = {"r": run_id, "k": key}
         if after is not None:
             where += " AND step >= {s:Int64} AND (step > {s:Int64} OR timestamp_ms >= {t:Int64})"
-            params.update(s=after.step, t=after.timestamp_ms, skip=after.seen_at_position)
+            params.update(s=after.step, t=after.timestamp_ms)
+            skip = after.seen_at_position
+        params["n"] = skip + limit + 1
         table = self.client.query_arrow(
             f"SELECT step, timestamp_ms, value FROM {self.db}.metrics WHERE {where} "
-            f"ORDER BY step, timestamp_ms, value LIMIT {{limit:UInt64}} OFFSET {{skip:UInt64}}", parameters=params)
-        columns = {name: table.column(name).to_numpy() for name in ("step", "timestamp_ms", "value")}
-        if table.num_rows <= limit:
-            return columns, None
-        page = {name: col[:limit] for name, col in columns.items()}
+            f"ORDER BY step, timestamp_ms LIMIT {{n:UInt64}} WITH TIES", parameters=params)
+        steps, stamps, values = (table.column(name).to_numpy() for name in ("step", "timestamp_ms", "value"))
+        order = np.lexsort((values, stamps, steps))[skip:]
+        more = len(order) > limit
+        order = order[:limit]
+        page = {"step": steps[order], "timestamp_ms": stamps[order], "value": values[order]}
+        if not more:
+            return page, None
         last_step, last_ts = int(page["step"][-1]), int(page["timestamp_ms"][-1])
         same = int(np.count_nonzero((page["step"] == last_step) & (page["timestamp_ms"] == last_ts)))
         if after is not None and (last_step, last_ts) == (after.step, after.timestamp_ms):
