@@ -17,7 +17,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from consumers.store import SchemaManager, connect  # noqa: E402
+from benchmarks.embedded import seeded_database  # noqa: E402
 from server import json_codec  # noqa: E402
 from server.reader import MlflowReader  # noqa: E402
 
@@ -71,13 +70,9 @@ def main() -> None:
     parser.add_argument("--parts", type=int, default=20)
     parser.add_argument("--reps", type=int, default=5)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-history-", ignore_cleanup_errors=True) as home:
-        client = connect(f"chdb://{home}/clickhouse")
-        SchemaManager(client, DATABASE).migrate()
-        start = time.perf_counter()
-        seed(client, args.points, args.parts)
-        print(f"seeded {args.points:,} points in {args.parts} inserts in {time.perf_counter() - start:.1f} s; "
-              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    with seeded_database(DATABASE, lambda c: seed(c, args.points, args.parts), "bench-history-") as client:
+        print(f"{args.points:,} points in {args.parts} inserts; load average {os.getloadavg()[0]:.1f} "
+              f"on {os.cpu_count()} CPUs")
         reader = MlflowReader(client, DATABASE)
         cases = {
             "full history, numpy columns": lambda: len(reader.metric_history(RUN, KEY)["step"]),

@@ -18,7 +18,9 @@ Workload, per server (sizes for --size full / ci):
     Arrow IPC stream and as JSON columns; every answer is decoded by the client), and a
     1000-bucket downsampled read (trackstream: /api/ts/runs/{id}/metrics/{key}?buckets=1000; MLflow: the
     UI's get-history-bulk-interval with max_results=1000; FastTrackML: none on the MLflow API).
-  * log_metric latency: sequential runs/log-metric calls (500 / 100), p50 and p99.
+  * log_metric latency: sequential runs/log-metric calls (500 / 100), p50 and p99; then
+    read-your-writes: runs/get right after each of (250 / 50) log-metric calls, p50 / p99, and a
+    note if any read did not show the write just acknowledged.
   * search_runs: R runs (10,000 / 1,000) created through runs/create + log-batch, then searches
     (200 / 100) with filter "metrics.acc > 0.5", order_by ["metrics.acc DESC"], max_results 100.
   * the unmodified mlflow Python client (MlflowClient.log_batch, 1000 Metric objects per call,
@@ -522,11 +524,29 @@ def log_metric_latency(server: Server, experiment_id: str, size: Size, res: Resu
         http.call("POST", f"{API}/runs/log-metric", body)
         if i >= 10:  # warm-up excluded
             latencies.append((time.perf_counter() - t0) * 1000)
-    http.close()
     log(f"{server.name}: log-metric p50 {statistics.median(latencies):.2f} ms p99 {percentile(latencies, 99):.2f} ms")
     title = f"log_metric latency, {size.latency_calls} sequential calls"
     res.put(server.name, "log_metric_p50", f"{title}, p50", "ms", False, statistics.median(latencies))
     res.put(server.name, "log_metric_p99", f"{title}, p99", "ms", False, percentile(latencies, 99))
+
+    # read-your-writes: a runs/get right after an acknowledged log-metric must already show it
+    reads, stale = [], 0
+    for i in range(size.latency_calls // 2):
+        step = size.latency_calls + 10 + i
+        http.call("POST", f"{API}/runs/log-metric", json.dumps({
+            "run_id": run_id, "key": "ryw", "value": float(step), "timestamp": BASE_TS + step, "step": step}).encode())
+        t0 = time.perf_counter()
+        run = http.get(f"{API}/runs/get", {"run_id": run_id})["run"]
+        reads.append((time.perf_counter() - t0) * 1000)
+        seen = {m["key"]: m for m in run["data"].get("metrics", [])}.get("ryw", {}).get("step")
+        stale += seen != step
+    http.close()
+    note = "" if not stale else f"{stale} of {len(reads)} reads did not show the write"
+    log(f"{server.name}: read after write p50 {statistics.median(reads):.2f} ms p99 {percentile(reads, 99):.2f} ms"
+        + (f" ({note})" if note else ""))
+    title = f"runs/get right after an acknowledged log-metric (read-your-writes), {len(reads)} calls"
+    res.put(server.name, "ryw_p50", f"{title}, p50", "ms", False, statistics.median(reads), note)
+    res.put(server.name, "ryw_p99", f"{title}, p99", "ms", False, percentile(reads, 99), note)
 
 
 def timed_reps(reps: int, budget_s: float, fn: Callable[[], Any]) -> tuple[list[float], Any]:

@@ -15,7 +15,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from consumers.store import SchemaManager, connect  # noqa: E402
+from benchmarks.embedded import seeded_database  # noqa: E402
 from server.search import build_search_query, encode_page_token  # noqa: E402
 
 DATABASE = "bench_search"
@@ -108,13 +107,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="points per metric per run")
     parser.add_argument("--searches", type=int, default=200)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-search-") as home:
-        client = connect(f"chdb://{home}/clickhouse")
-        SchemaManager(client, DATABASE).migrate()
-        start = time.perf_counter()
-        seed(client, args.runs, args.steps)
-        print(f"seeded {args.runs} runs, {client.command(f'SELECT count() FROM {DATABASE}.metrics')} metric points "
-              f"in {time.perf_counter() - start:.1f} s")
+    with seeded_database(DATABASE, lambda c: seed(c, args.runs, args.steps), "bench-search-") as client:
+        print(f"{args.runs} runs, {client.command(f'SELECT count() FROM {DATABASE}.metrics')} metric points")
         print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         for name, spec in CASES.items():
             time_case(client, 5, spec)

@@ -83,8 +83,12 @@ class BrokerStatus:
 
 
 def new_cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes, base64url without padding (22 characters)."""
-    return base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode("ascii")
+    """A KRaft cluster id: 16 random bytes, base64url without padding (22 characters). Like Kafka's
+    own ``Uuid.randomUuid``, never one starting with "-", which command lines read as an option."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode("ascii")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 _CLUSTER_ID_RE = re.compile(r"^[A-Za-z0-9_-]{22}$")
@@ -418,7 +422,7 @@ class KafkaBroker:
         command = [
             self.java, *self.java_opts, f"-Dlog4j2.configurationFile={LOG4J2_CONFIG_PATH}",
             "-cp", classpath, STORAGE_TOOL_CLASS,
-            "format", "-t", cluster_id, "-c", str(self.properties_path),
+            "format", f"--cluster-id={cluster_id}", "-c", str(self.properties_path),
         ]
         try:
             result = subprocess.run(

@@ -38,9 +38,9 @@ async def read_body(request: web.Request) -> bytes:
     try:
         return await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise web.HTTPRequestEntityTooLarge(MAX_REQUEST_BYTES, content_type="application/json", body=json_codec.encode({
+        raise web.HTTPRequestEntityTooLarge(MAX_REQUEST_BYTES, content_type="application/json", text=json_codec.encode({
             "error_code": "INVALID_PARAMETER_VALUE",
-            "message": f"Request body is larger than the {MAX_REQUEST_BYTES} byte limit"})) from None
+            "message": f"Request body is larger than the {MAX_REQUEST_BYTES} byte limit"}).decode()) from None
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:

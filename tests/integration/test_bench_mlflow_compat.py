@@ -16,8 +16,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "bench_mlflow_compat.py"
 TRACKSTREAM_ROWS = ("ingest", "ingest_acked", "history_mlflow", "history_native", "history_native_arrow",
-                    "history_downsampled", "log_metric_p50", "log_metric_p99", "search_setup", "search_p50",
-                    "search_p99", "client_ingest")
+                    "history_downsampled", "log_metric_p50", "log_metric_p99", "ryw_p50", "ryw_p99",
+                    "search_setup", "search_p50", "search_p99", "client_ingest")
 
 
 def test_ci_size_benchmark_reports_trackstream_numbers(kafka_bootstrap, tmp_path):
@@ -46,6 +46,7 @@ def test_ci_size_benchmark_reports_trackstream_numbers(kafka_bootstrap, tmp_path
     for key in TRACKSTREAM_ROWS:
         value = rows[key]["values"].get("trackstream")
         assert isinstance(value, (int, float)) and value > 0, f"{key}: {value!r} ({rows[key]['notes']})"
+    assert not rows["ryw_p50"]["notes"].get("trackstream"), "a read right after a write missed it"
     for name in servers[1:]:
         assert report["servers"][name]["status"].startswith("ok"), report["servers"][name]
         assert rows["ingest"]["values"][name] > 0 and rows["ingest"]["ratios"][f"ts/{name}"] > 0

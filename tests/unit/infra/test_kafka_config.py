@@ -309,3 +309,10 @@ def test_a_broker_that_never_answers_is_stopped_after_the_timeout(tmp_path: Path
         broker.start(timeout=1)
     assert not broker.pid_path.exists()
     assert not Path(f"/proc/{launched_pid_path.read_text().strip()}").exists()
+
+
+def test_cluster_ids_never_start_with_a_dash(monkeypatch):
+    """One random id in 64 would start with "-": kafka-storage then read it as an option (seen in CI)."""
+    draws = iter([b"\xfb" + bytes(15), b"\x00" * 16])  # base64url of 0xfb... starts with "-"
+    monkeypatch.setattr("infra.kafka_broker.os.urandom", lambda n: next(draws))
+    assert new_cluster_id() == "AAAAAAAAAAAAAAAAAAAAAA"
