@@ -28,7 +28,6 @@ from trackstream.errors import StorageError
 log = logging.getLogger("trackstream.worker")
 
 BATCH_MAX_EVENTS = 2000
-BATCH_WITHIN_SECONDS = 0.2
 CHUNK_MAX_BYTES = 16 * 1024 * 1024  # one materialize+insert step; bounds memory per step
 SESSION_TIMEOUT_S = 10.0  # a SIGKILLed worker's partitions move after this long
 
@@ -134,7 +133,7 @@ def build_app(settings: Settings, service: MaterializerService,
 
     @app.agent(topic)
     async def materialize(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(BATCH_MAX_EVENTS, within=BATCH_WITHIN_SECONDS):
+        async for events in stream.take_events(BATCH_MAX_EVENTS, within=settings.batch_window_s):
             messages = [SourceMessage(e.message.partition, e.message.offset, e.message.value, e.message.key,
                                       int(e.message.timestamp * 1000)) for e in events]
             rejects, touched = await service.write_batch(messages)

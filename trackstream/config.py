@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
+
+from trackstream.errors import InvalidInput
 
 DEFAULT_KAFKA_PORT = 19092
 DEFAULT_SERVER_PORT = 5055
@@ -28,6 +31,9 @@ class Settings:
     consumer_group: str = "trackstream-materializer"
     finalize_timeout_s: float = 3600.0
     auth_file: Path | None = None
+    # The worker's batch window: how long a quiet stream's first event waits for company. Shorter
+    # means fresher reads (read-your-writes), longer means fewer, bigger inserts (see README).
+    batch_window_s: float = 0.1
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -46,6 +52,7 @@ class Settings:
             consumer_group=env.get("TRACKSTREAM_CONSUMER_GROUP", "trackstream-materializer"),
             finalize_timeout_s=float(env.get("TRACKSTREAM_FINALIZE_TIMEOUT_S", "3600")),
             auth_file=Path(env["TRACKSTREAM_AUTH_FILE"]).expanduser() if env.get("TRACKSTREAM_AUTH_FILE") else None,
+            batch_window_s=_positive_ms(env, "TRACKSTREAM_BATCH_WINDOW_MS", 100) / 1000,
         )
 
     @property
@@ -55,3 +62,10 @@ class Settings:
     @property
     def artifact_root(self) -> Path:
         return self.home / "artifacts"
+
+
+def _positive_ms(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, str(default))
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 60_000:
+        raise InvalidInput(f"{name} must be a whole number of milliseconds between 1 and 60000, got {raw!r}")
+    return int(raw)
