@@ -85,8 +85,9 @@ def test_processes_attached_to_one_run_each_deliver_every_point_once(server, cli
                 for r in range(RANKS)]
     expected.append(["shared", RANKS * POINTS_PER_KEY, RANKS * POINTS_PER_KEY, RANKS * point_sum])
     assert rows == expected
-    writers = server.sql(f"SELECT uniqExact(writer_id) FROM {db}.events WHERE aggregate_id = '{run_id}'")
-    assert writers == [[RANKS + 1]]
+    # the events table is written after metrics within a batch: wait for it, then insist on the count
+    wait_until(lambda: server.sql(f"SELECT uniqExact(writer_id) FROM {db}.events "
+                                  f"WHERE aggregate_id = '{run_id}'") == [[RANKS + 1]], 60, f"{RANKS + 1} writers")
     run = wait_status(server, run_id, "FINISHED")
     assert run["missing_artifacts"] == []
     assert server.sql(f"SELECT count() FROM {db}.artifacts WHERE run_id = '{run_id}'") == [[RANKS]]
