@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from trackstream.config import Settings
 from trackstream.reading import HttpReader
@@ -111,3 +113,14 @@ def make_server(kafka_bootstrap: str, home: Path, name: str, partitions: int = 4
         partitions=partitions, server_port=free_port(), consumer_group=f"materializer-{name}",
     )
     return ServerHandle(settings, home / "server-test.log")
+
+
+@contextlib.contextmanager
+def running_server(bootstrap: str, home: Path, prefix: str) -> Iterator[ServerHandle]:
+    """A started server with its own topic / database named ``prefix`` + a random suffix; stopped after."""
+    handle = make_server(bootstrap, home, f"{prefix}{uuid.uuid4().hex[:6]}")
+    handle.start()
+    try:
+        yield handle
+    finally:
+        handle.stop()

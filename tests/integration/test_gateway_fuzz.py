@@ -8,7 +8,6 @@ import http.client
 import json
 import os
 import time
-import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,7 +20,7 @@ from schemathesis.checks import not_a_server_error  # noqa: E402
 
 from server.http import MAX_REQUEST_BYTES  # noqa: E402
 from server.openapi import OPENAPI_ROUTE, openapi_document  # noqa: E402
-from tests.integration.harness import ServerHandle, make_server  # noqa: E402
+from tests.integration.harness import ServerHandle, running_server  # noqa: E402
 
 API = "/api/2.0/mlflow"
 FUZZ_BUDGET_S = float(os.environ.get("TRACKSTREAM_FUZZ_BUDGET_S", "40"))
@@ -30,10 +29,8 @@ EXAMPLES_PER_OPERATION = int(os.environ.get("TRACKSTREAM_FUZZ_EXAMPLES", "12"))
 
 @pytest.fixture(scope="module")
 def server(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    handle = make_server(kafka_bootstrap, tmp_path_factory.mktemp("fuzz"), f"fz{uuid.uuid4().hex[:6]}")
-    handle.start()
-    yield handle
-    handle.stop()
+    with running_server(kafka_bootstrap, tmp_path_factory.mktemp("fuzz"), "fz") as handle:
+        yield handle
 
 
 @pytest.fixture(scope="module")

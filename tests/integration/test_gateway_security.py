@@ -23,7 +23,7 @@ import requests
 
 from server.auth import hash_secret
 from server.mlflow_service import candidate_experiment_ids
-from tests.integration.harness import ServerHandle, make_server
+from tests.integration.harness import ServerHandle, make_server, running_server
 
 API = "/api/2.0/mlflow"
 ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
@@ -126,10 +126,8 @@ def secured(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> A
 
 @pytest.fixture(scope="module")
 def open_server(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    server = make_server(kafka_bootstrap, tmp_path_factory.mktemp("open"), f"opn{uuid.uuid4().hex[:6]}")
-    server.start()
-    yield server
-    server.stop()
+    with running_server(kafka_bootstrap, tmp_path_factory.mktemp("open"), "opn") as server:
+        yield server
 
 
 # authentication ---------------------------------------------------------------------------
