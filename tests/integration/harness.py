@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -20,10 +21,41 @@ from trackstream.reading import HttpReader
 REPO = Path(__file__).resolve().parents[2]
 
 
+RESERVED_TEST_PORTS = frozenset({29092, 29093})  # the session broker in tests/conftest.py
+_ports_handed_out: set[int] = set()
+
+
+def ephemeral_port_floor() -> int:
+    """The lowest port the kernel hands to outgoing connections (Linux default 32768)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nothing is bound to, chosen below the kernel's ephemeral range.
+
+    A port from ``bind(0)`` lies inside that range, so any client connection made before a
+    listener binds it (a broker restart, say) can take it as its local port; CI lost a run to
+    exactly that on a fixed 39092. Ports below the range are never taken that way.
+    """
+    floor = ephemeral_port_floor()
+    candidates = list(range(10000, floor)) if floor > 11000 else []
+    random.shuffle(candidates)
+    for port in candidates[:500]:
+        if port in RESERVED_TEST_PORTS or port in _ports_handed_out:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _ports_handed_out.add(port)
+        return port
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:

@@ -1,5 +1,5 @@
-"""The plain-Java broker against a real JVM, on its own home and ports (39092/39093) so the
-session broker used by other integration tests is left alone."""
+"""The plain-Java broker against a real JVM, on its own home and ports (chosen free, below the
+ephemeral range) so the session broker used by other integration tests is left alone."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from infra.kafka_broker import InfraError, KafkaBroker, is_broker_cmdline
 from infra.processes import parse_proc_cmdline
+from tests.integration.harness import free_port
 
-PRIVATE_PORT = 39092
-PRIVATE_CONTROLLER_PORT = 39093
+PRIVATE_PORT = free_port()
+PRIVATE_CONTROLLER_PORT = free_port()
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +44,6 @@ def broker_pids(properties_path: Path) -> list[int]:
         if is_broker_cmdline(cmdline, properties_path):
             pids.append(int(proc_dir.name))
     return pids
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int = 4) -> None:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import textwrap
@@ -21,6 +20,7 @@ from producer.kafka_writer import EventWriter
 from producer.spool import DiskSpool
 from producer.sync import sync_spools
 from schemas import default_codec
+from tests.integration.harness import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 BROKER_START_S = 90
@@ -28,18 +28,9 @@ BROKER_START_S = 90
 Event = tuple[str, str, int]  # (key, writer_id, seq)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
-    port = free_port()
-    controller_port = free_port()
-    while controller_port == port:
-        controller_port = free_port()
+    port, controller_port = free_port(), free_port()
     broker = KafkaBroker(tmp_path_factory.mktemp("offline-broker"), port=port, controller_port=controller_port)
     broker.install()
     try:
