@@ -18,7 +18,7 @@ from producer.artifacts import (ArtifactUploadError, ArtifactUploader, LocalArti
                                 validate_artifact_path)
 from server import json_codec
 from server.http import json_response, read_body
-from server.mlflow_fields import decode_history_token, encode_history_token
+from server.mlflow_fields import decode_history_token, decode_log_batch, encode_history_token
 from server.mlflow_service import MlflowService, _list_of_dicts, _run_id
 from server.reader import HistoryPosition, MlflowReader
 from trackstream.errors import InvalidInput, NotFound
@@ -36,10 +36,14 @@ def ok(payload: dict[str, Any] | None = None) -> web.Response:
     return json_response(payload or {})
 
 
-async def body_json(request: web.Request) -> dict[str, Any]:
+async def body_bytes(request: web.Request) -> bytes:
     if request.content_type != "application/json":
         raise InvalidInput("Bad Request. Content-Type must be one of ['application/json'].")
-    return json_codec.decode_object(await read_body(request))
+    return await read_body(request)
+
+
+async def body_json(request: web.Request) -> dict[str, Any]:
+    return json_codec.decode_object(await body_bytes(request))
 
 
 def query_int(request: web.Request, name: str, default: int, maximum: int) -> int:
@@ -279,7 +283,7 @@ def mlflow_routes(service: MlflowService, reader: MlflowReader, artifacts: Artif
 
     @route("POST", "/mlflow/runs/log-batch")
     async def log_batch(request: web.Request) -> web.Response:
-        body = await body_json(request)
+        body = decode_log_batch(await body_bytes(request))
         await service.log_batch(body.get("run_id"), body.get("metrics"), body.get("params"), body.get("tags"))
         return ok()
 

@@ -17,7 +17,7 @@ from typing import Any, Awaitable, Callable
 
 from producer import validation as v
 from server.event_log import EventAppender, ReadYourWrites
-from server.mlflow_fields import json_int64, metric_batch_from_json
+from server.mlflow_fields import MetricColumns, json_int64, metric_batch_from_json
 from server.reader import TrackingReader, mlflow_run_entity
 from trackstream.errors import InvalidInput, NotFound, ResourceAlreadyExists
 
@@ -220,8 +220,9 @@ class MlflowService:
             await self._append_run_event("run_restored", _run_id(run_id), {})
 
     async def log_batch(self, run_id: Any, metrics: Any, params: Any, tags: Any) -> None:
-        metrics, params, tags = (_list_of_dicts(metrics, "metrics"), _list_of_dicts(params, "params"),
-                                 _list_of_dicts(tags, "tags"))
+        if not isinstance(metrics, MetricColumns):
+            metrics = _list_of_dicts(metrics, "metrics")
+        params, tags = _list_of_dicts(params, "params"), _list_of_dicts(tags, "tags")
         v.validate_batch_sizes(len(metrics), len(params), len(tags))
         run_id = v.validate_run_id(run_id)
         run = await self.active_run(run_id)

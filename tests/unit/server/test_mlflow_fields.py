@@ -1,13 +1,15 @@
-"""log-batch metrics decoding: the columnar fast path agrees with the point-by-point path."""
+"""log-batch decoding: the typed and columnar fast paths agree with the point-by-point path."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pytest
 
-from server.mlflow_fields import _batch_point_by_point, json_int64, metric_batch_from_json
+from server.mlflow_fields import (MetricColumns, _batch_point_by_point, decode_log_batch, json_int64,
+                                  metric_batch_from_json)
 from trackstream.errors import InvalidInput
 
 
@@ -31,6 +33,52 @@ def assert_same_batch(a, b):
 ], ids=["one-key", "interleaved-keys", "int-value", "non-finite-floats"])
 def test_columnar_path_decodes_exactly_like_the_point_by_point_path(metrics):
     assert_same_batch(metric_batch_from_json(metrics), _batch_point_by_point(metrics))
+
+
+def log_batch_body(metrics, **extra) -> bytes:
+    return json.dumps({"run_id": "r" * 32, "metrics": metrics, **extra}).encode()
+
+
+@pytest.mark.parametrize("metrics", [
+    points(1000),
+    points(10, key="a") + points(10, key="b") + points(5, key="a"),
+    [{"key": "m", "value": 3, "timestamp": 5}],                                    # int value, step omitted
+    [{"key": "m", "value": 1.5, "timestamp": 5, "step": -7, "extra": "ignored"}],  # unknown field
+], ids=["one-key", "interleaved-keys", "int-value-no-step", "unknown-field"])
+def test_plain_log_batch_bodies_are_split_into_columns_that_decode_like_the_generic_path(metrics):
+    params, tags = [{"key": "p", "value": "1"}], [{"key": "t", "value": "x"}]
+    body = decode_log_batch(log_batch_body(metrics, params=params, tags=tags))
+
+    assert isinstance(body["metrics"], MetricColumns) and len(body["metrics"]) == len(metrics)
+    assert body["run_id"] == "r" * 32 and body["params"] == params and body["tags"] == tags
+    assert_same_batch(metric_batch_from_json(body["metrics"]), _batch_point_by_point(metrics))
+
+
+@pytest.mark.parametrize("odd", [
+    {"value": True}, {"value": "NaN"}, {"value": None}, {"step": 1.0}, {"step": "3"},
+    {"timestamp": 2**64 - 1}, {"key": 7},
+], ids=["bool-value", "string-value", "null-value", "float-step", "string-step", "uint64-timestamp", "int-key"])
+def test_log_batch_bodies_the_typed_decoder_refuses_keep_their_points_as_sent(odd):
+    metrics = points(3)
+    metrics[1] = {**metrics[1], **odd}
+    body = decode_log_batch(log_batch_body(metrics))
+    assert body["metrics"] == metrics
+
+
+def test_log_batch_body_with_nan_literal_or_bad_shape_falls_back_to_the_generic_decoder():
+    body = decode_log_batch(b'{"run_id": "r", "metrics": [{"key": "m", "value": NaN, "timestamp": 5}]}')
+    assert math.isnan(body["metrics"][0]["value"])
+    assert decode_log_batch(b'{"run_id": "r", "metrics": null}')["metrics"] is None
+    with pytest.raises(InvalidInput, match="must be a JSON object"):
+        decode_log_batch(b"[]")
+    with pytest.raises(InvalidInput):
+        decode_log_batch(b'{"run_id": ')
+
+
+def test_a_bad_key_in_plain_columns_is_refused_when_the_batch_is_built_not_when_decoded():
+    body = decode_log_batch(log_batch_body(points(2, key="bad key?")))
+    with pytest.raises(InvalidInput, match="metric key"):
+        metric_batch_from_json(body["metrics"])
 
 
 def test_interleaved_keys_keep_first_seen_order_and_index_each_point():
