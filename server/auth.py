@@ -1,9 +1,12 @@
 """Authentication (bearer tokens, HTTP basic) and per-experiment authorization for the HTTP API.
 
-The auth file (``TRACKSTREAM_AUTH_FILE``) holds only SHA-256 hashes of secrets::
+The auth file (``TRACKSTREAM_AUTH_FILE``) holds only hashes of secrets: salted scrypt for
+passwords (``server/passwords.py``), SHA-256 for tokens::
 
-    {"users": {"alice": {"password_sha256": "<hex>", "tokens_sha256": ["<hex>"],
+    {"users": {"alice": {"password_hash": "scrypt$16384$8$1$<salt>$<key>", "tokens_sha256": ["<hex>"],
                          "experiments": {"*": "read", "12345": "write"}, "admin": false}}}
+
+``password_sha256`` (an unsalted hex SHA-256) is still read, for files written before scrypt.
 
 ``experiments`` maps experiment ids to ``none`` / ``read`` / ``write``; ``*`` is the level for
 every experiment not listed, and creating an experiment needs ``"*": "write"``. Admins may do
@@ -17,6 +20,7 @@ reads the request, resolves run ids and experiment names to experiment ids and c
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import enum
@@ -25,6 +29,8 @@ import hmac
 import ipaddress
 import json
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable, Mapping, Protocol
@@ -35,6 +41,7 @@ from multidict import MultiMapping
 from server.errors import error_response
 from server.mlflow_api import _trim_dir, body_json, ok, run_id_param, safe_artifact_path
 from server.mlflow_service import _experiment_id
+from server.passwords import SCRYPT_N, SCRYPT_P, SCRYPT_R, PasswordHash, PasswordHashError
 from trackstream.errors import InvalidInput, PermissionDenied, Unauthenticated
 
 __all__ = [
@@ -47,12 +54,14 @@ REALM = "trackstream"
 OPEN_PATHS = frozenset({"/health"})
 MLFLOW_PREFIXES = ("/api/2.0", "/ajax-api/2.0")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_USER_KEYS = {"password_sha256", "tokens_sha256", "experiments", "admin"}
-_DUMMY_HASH = "0" * 64
+_USER_KEYS = {"password_hash", "password_sha256", "tokens_sha256", "experiments", "admin"}
+# Checked for unknown user names, so they take as long to refuse as a wrong password.
+_DUMMY_PASSWORD = PasswordHash("scrypt", bytes(32), b"trackstream-none", SCRYPT_N, SCRYPT_R, SCRYPT_P)
+VERIFIED_CACHE_SIZE = 4096
 
 
 def hash_secret(secret: str) -> str:
-    """The hex SHA-256 of a password or token, as the auth file stores it."""
+    """The hex SHA-256 of a token, as the auth file stores it (passwords: ``hash_password``)."""
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
@@ -69,7 +78,7 @@ class Access(enum.IntEnum):
 @dataclass(frozen=True)
 class User:
     name: str
-    password_sha256: str | None = None
+    password: PasswordHash | None = None
     tokens_sha256: tuple[str, ...] = ()
     experiments: Mapping[str, Access] = field(default_factory=dict)
     admin: bool = False
@@ -94,6 +103,9 @@ class User:
 @dataclass(frozen=True)
 class AuthConfig:
     users: Mapping[str, User]
+    # Basic credentials already checked against a slow hash: SHA-256 of the header value -> user name.
+    _verified: "OrderedDict[bytes, str]" = field(default_factory=OrderedDict, compare=False, repr=False)
+    _verified_lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "auth file") -> "AuthConfig":
@@ -116,6 +128,12 @@ class AuthConfig:
         except ValueError as exc:
             raise AuthConfigError(f"the auth file {path} is not valid JSON: {exc}") from exc
         return cls.from_dict(data, str(path))
+
+    def is_quick(self, authorization: str | None) -> bool:
+        """Whether :meth:`authenticate` answers without deriving a password hash (~60 ms of CPU):
+        anything but basic credentials not seen before."""
+        scheme, _, credentials = (authorization or "").strip().partition(" ")
+        return scheme.lower() != "basic" or _credentials_digest(credentials.strip()) in self._verified
 
     def authenticate(self, authorization: str | None) -> User:
         """The user an ``Authorization`` header (``Bearer <token>`` or ``Basic <b64 user:pass>``) proves."""
@@ -146,16 +164,34 @@ class AuthConfig:
         return found
 
     def _by_password(self, credentials: str) -> User | None:
+        digest = _credentials_digest(credentials)
+        with self._verified_lock:
+            name = self._verified.get(digest)
+            if name is not None:
+                self._verified.move_to_end(digest)
+                return self.users[name]
+        user = self._check_password(credentials)
+        if user is not None:
+            with self._verified_lock:
+                self._verified[digest] = user.name
+                while len(self._verified) > VERIFIED_CACHE_SIZE:
+                    self._verified.popitem(last=False)
+        return user
+
+    def _check_password(self, credentials: str) -> User | None:
         try:
             decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError):
             raise Unauthenticated("Malformed basic credentials: expected base64 of 'user:password'") from None
         name, sep, password = decoded.partition(":")
         user = self.users.get(name) if sep else None
-        known = user is not None and user.password_sha256 is not None
-        expected = user.password_sha256 if known else _DUMMY_HASH
-        matches = hmac.compare_digest(expected, hash_secret(password))
-        return user if matches and known else None
+        stored = user.password if user is not None and user.password is not None else None
+        matches = (stored or _DUMMY_PASSWORD).matches(password)
+        return user if matches and stored is not None else None
+
+
+def _credentials_digest(credentials: str) -> bytes:
+    return hashlib.sha256(credentials.encode("utf-8", "surrogatepass")).digest()
 
 
 def _parse_user(name: Any, spec: Any, source: str) -> User:
@@ -167,16 +203,14 @@ def _parse_user(name: Any, spec: Any, source: str) -> User:
     unknown = set(spec) - _USER_KEYS
     if unknown:
         plain = unknown & {"password", "token", "tokens"}
-        hint = " (store hashes only: password_sha256 / tokens_sha256)" if plain else ""
+        hint = " (store hashes only: password_hash / tokens_sha256)" if plain else ""
         raise AuthConfigError(f"{where}: unknown keys {sorted(unknown)}{hint}")
-    password = spec.get("password_sha256")
-    if password is not None and not (isinstance(password, str) and _HEX64.fullmatch(password)):
-        raise AuthConfigError(f"{where}: password_sha256 must be 64 lowercase hex digits (see hash_secret)")
+    password = _parse_password(spec, where)
     tokens = spec.get("tokens_sha256", [])
     if not isinstance(tokens, list) or not all(isinstance(t, str) and _HEX64.fullmatch(t) for t in tokens):
         raise AuthConfigError(f"{where}: tokens_sha256 must be a list of 64-lowercase-hex-digit hashes")
     if password is None and not tokens:
-        raise AuthConfigError(f"{where}: has neither password_sha256 nor tokens_sha256, so cannot sign in")
+        raise AuthConfigError(f"{where}: has neither password_hash nor tokens_sha256, so cannot sign in")
     admin = spec.get("admin", False)
     if not isinstance(admin, bool):
         raise AuthConfigError(f"{where}: admin must be true or false")
@@ -192,6 +226,26 @@ def _parse_user(name: Any, spec: Any, source: str) -> User:
                                   f"got {level!r}")
         levels[experiment_id] = Access[level.upper()]
     return User(name, password, tuple(tokens), levels, admin)
+
+
+def _parse_password(spec: dict[str, Any], where: str) -> PasswordHash | None:
+    if "password_hash" in spec and "password_sha256" in spec:
+        raise AuthConfigError(f"{where}: give password_hash or the older password_sha256, not both")
+    if "password_sha256" in spec:
+        legacy = spec["password_sha256"]
+        if not (isinstance(legacy, str) and _HEX64.fullmatch(legacy)):
+            raise AuthConfigError(f"{where}: password_sha256 must be 64 lowercase hex digits "
+                                  "(better: a salted password_hash from `trackstream auth hash-password`)")
+        return PasswordHash.parse(legacy)
+    stored = spec.get("password_hash")
+    if stored is None:
+        return None
+    if not isinstance(stored, str):
+        raise AuthConfigError(f"{where}: password_hash must be a string from `trackstream auth hash-password`")
+    try:
+        return PasswordHash.parse(stored)
+    except PasswordHashError as exc:
+        raise AuthConfigError(f"{where}: password_hash: {exc}") from None
 
 
 # bind address ----------------------------------------------------------------------------
@@ -425,8 +479,10 @@ def auth_middleware(config: AuthConfig, resolver: Resolver) -> Middleware:
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in OPEN_PATHS and request.method in ("GET", "HEAD"):
             return await handler(request)
+        header = request.headers.get("Authorization")
         try:
-            user = config.authenticate(request.headers.get("Authorization"))
+            user = (config.authenticate(header) if config.is_quick(header)
+                    else await asyncio.to_thread(config.authenticate, header))
         except Unauthenticated as exc:
             return unauthenticated_response(exc)
         if request.match_info.http_exception is not None:

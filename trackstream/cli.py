@@ -250,6 +250,31 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_ERROR if report.errors else 0
 
 
+def cmd_auth(args: argparse.Namespace, settings: Settings) -> int:
+    """Secrets for the auth file: print only hashes into it, never the secrets themselves."""
+    import getpass
+    import secrets
+
+    from server.auth import hash_secret
+    from server.passwords import hash_password
+
+    if args.action == "new-token":
+        token = secrets.token_urlsafe(32)
+        print(f"token (give it to the client, e.g. MLFLOW_TRACKING_TOKEN): {token}")
+        print(f"tokens_sha256 entry for the auth file:                  {hash_secret(token)}")
+        return 0
+    if sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+        if password != getpass.getpass("again: "):
+            raise InvalidInput("the two passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if len(password) < 8:
+        raise InvalidInput("use a password of at least 8 characters")
+    print(hash_password(password))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trackstream", description="Event-sourced ML experiment tracking.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -294,6 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--replace", action="store_true", help="drop and rebuild the target if it exists")
     p = add("sync", cmd_sync, "deliver events that SDK processes left in their disk spools while offline")
     p.add_argument("--timeout", type=float, default=120.0)
+    p = add("auth", cmd_auth, "make auth-file entries: a password hash (read from the terminal or stdin) "
+                              "or a new random token and its hash")
+    p.add_argument("action", choices=["hash-password", "new-token"])
     p = add("demo", cmd_demo, "log an example training run and show it")
     p.add_argument("--steps", type=int, default=500)
     p.add_argument("--timeout", type=float, default=60.0)

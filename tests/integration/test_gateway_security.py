@@ -22,6 +22,7 @@ import pytest
 import requests
 
 from server.auth import hash_secret
+from server.passwords import hash_password
 from server.mlflow_service import candidate_experiment_ids
 from tests.integration.harness import ServerHandle, make_server, running_server
 
@@ -107,9 +108,9 @@ def secured(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> A
     auth_file.write_text(json.dumps({"users": {
         "alice": {"tokens_sha256": [hash_secret(secret["alice"])],
                   "experiments": {"*": "none", ids["alpha"]: "write", ids["beta"]: "read"}},
-        "bob": {"password_sha256": hash_secret(secret["bob"]), "experiments": {"*": "read", ids["gamma"]: "none"}},
+        "bob": {"password_hash": hash_password(secret["bob"]), "experiments": {"*": "read", ids["gamma"]: "none"}},
         "carol": {"tokens_sha256": [hash_secret(secret["carol"])], "experiments": {"*": "write"}},
-        "root": {"password_sha256": hash_secret(secret["root"]), "admin": True},
+        "root": {"password_hash": hash_password(secret["root"]), "admin": True},
     }}))
     server = make_server(kafka_bootstrap, home, f"sec{uuid.uuid4().hex[:6]}")
     server.env_overrides = {"TRACKSTREAM_AUTH_FILE": str(auth_file), "TRACKSTREAM_SERVER_HOST": "0.0.0.0"}

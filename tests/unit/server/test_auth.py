@@ -34,9 +34,11 @@ from server.auth import (
     requirement,
 )
 from server.errors import error_middleware
+from server.passwords import PasswordHash, PasswordHashError, hash_password
 from trackstream.errors import InvalidInput, NotFound, PermissionDenied, Unauthenticated
 
 RUN = "0123456789abcdef0123456789abcdef"
+ALICE_PASSWORD_HASH = hash_password("alice-pw", n=2**10)  # the cheapest cost the parser takes, for speed
 
 
 def basic(user: str, password: str) -> str:
@@ -46,11 +48,11 @@ def basic(user: str, password: str) -> str:
 @pytest.fixture
 def config() -> AuthConfig:
     return AuthConfig.from_dict({"users": {
-        "alice": {"password_sha256": hash_secret("alice-pw"), "tokens_sha256": [hash_secret("alice-token")],
+        "alice": {"password_hash": ALICE_PASSWORD_HASH, "tokens_sha256": [hash_secret("alice-token")],
                   "experiments": {"*": "read", "12345": "write"}},
         "bob": {"tokens_sha256": [hash_secret("bob-token"), hash_secret("bob-token-2")],
                 "experiments": {"*": "write", "7": "none"}},
-        "root": {"password_sha256": hash_secret("root-pw"), "admin": True},
+        "root": {"password_sha256": hash_secret("root-pw"), "admin": True},  # the older, unsalted form
         "nobody": {"tokens_sha256": [hash_secret("nobody-token")]},
     }})
 
@@ -80,8 +82,47 @@ def test_wrong_or_missing_credentials_are_unauthenticated(config: AuthConfig, he
         config.authenticate(header)
 
 
+def test_password_hashes_are_salted_scrypt_that_verify_only_their_password() -> None:
+    first, second = hash_password("s3cret-pw", n=2**10), hash_password("s3cret-pw", n=2**10)
+    assert first.startswith("scrypt$1024$8$1$") and first != second
+    assert PasswordHash.parse(first).matches("s3cret-pw") and PasswordHash.parse(second).matches("s3cret-pw")
+    assert not PasswordHash.parse(first).matches("s3cret-pw ")
+    assert hash_password("x").startswith("scrypt$16384$8$1$")  # the default cost
+
+
+@pytest.mark.parametrize("text, message", [
+    ("hunter2", "expected 'scrypt"),
+    ("bcrypt$1$2$3$4$5", "expected 'scrypt"),
+    ("scrypt$x$8$1$AAAA$AAAA", "integers"),
+    ("scrypt$1024$8$1$not base64!$AAAA", "base64"),
+    ("scrypt$1000$8$1$" + "A" * 24 + "$" + "A" * 44, "power of two"),
+    ("scrypt$2097152$8$1$" + "A" * 24 + "$" + "A" * 44, "out of range"),
+    ("scrypt$1048576$32$1$" + "A" * 24 + "$" + "A" * 44, "MB per check"),
+    ("scrypt$1024$8$1$AAAA$" + "A" * 44, "salt must be"),
+])
+def test_unusable_password_hashes_are_named(text: str, message: str) -> None:
+    with pytest.raises(PasswordHashError, match=message):
+        PasswordHash.parse(text)
+
+
+def test_basic_credentials_are_derived_once_then_remembered(config: AuthConfig) -> None:
+    header = basic("alice", "alice-pw")
+    assert not config.is_quick(header)
+    assert config.authenticate(header).name == "alice"
+    assert config.is_quick(header)
+    assert config.authenticate(header).name == "alice"
+    wrong = basic("alice", "alice-pw!")
+    with pytest.raises(Unauthenticated):
+        config.authenticate(wrong)
+    assert not config.is_quick(wrong)  # failures are not remembered: each costs a full derivation
+    assert config.is_quick("Bearer alice-token") and config.is_quick(None)
+
+
 @pytest.mark.parametrize("data, message", [
     ({}, "expected"),
+    ({"users": {"a": {"password_hash": "hunter2"}}}, "password_hash: expected 'scrypt"),
+    ({"users": {"a": {"password_hash": 7}}}, "password_hash must be a string"),
+    ({"users": {"a": {"password_hash": ALICE_PASSWORD_HASH, "password_sha256": hash_secret("x")}}}, "not both"),
     ({"users": {}}, "no users"),
     ({"users": {"a": {"password": "hunter2"}}}, "store hashes only"),
     ({"users": {"a": {"password_sha256": "hunter2"}}}, "64 lowercase hex"),
