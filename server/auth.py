@@ -35,11 +35,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable, Mapping, Protocol
 
+import msgspec
 from aiohttp import web
 from multidict import MultiMapping
 
 from server.errors import error_response
-from server.mlflow_api import _trim_dir, body_json, ok, run_id_param, safe_artifact_path
+from server import json_codec
+from server.mlflow_api import _trim_dir, body_bytes, ok, run_id_param, safe_artifact_path
 from server.mlflow_service import _experiment_id
 from server.passwords import SCRYPT_N, SCRYPT_P, SCRYPT_R, PasswordHash, PasswordHashError
 from trackstream.errors import InvalidInput, PermissionDenied, Unauthenticated
@@ -47,7 +49,7 @@ from trackstream.errors import InvalidInput, PermissionDenied, Unauthenticated
 __all__ = [
     "Access", "AllExperiments", "AuthConfig", "AuthConfigError", "Experiments", "ExperimentName", "Requirement",
     "Runs", "Scope", "User", "VisibleExperiments", "auth_middleware", "authorize", "check_exposure",
-    "experiments_visible_to", "hash_secret", "is_loopback", "load_auth", "requirement",
+    "experiments_visible_to", "hash_secret", "is_loopback", "load_auth", "requirement", "routing_fields",
 ]
 
 REALM = "trackstream"
@@ -461,6 +463,27 @@ class Resolver(Protocol):
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+class _RoutingFields(msgspec.Struct):
+    run_id: Any = None
+    run_uuid: Any = None
+    experiment_id: Any = None
+    experiment_ids: Any = None
+
+
+_ROUTING_DECODER = msgspec.json.Decoder(_RoutingFields)
+
+
+def routing_fields(raw: bytes) -> dict[str, Any]:
+    """The body fields :func:`requirement` reads. The rest of the body is only scanned, not built
+    into objects: a 1000-metric log-batch is decoded in full once, by its handler, not twice."""
+    try:
+        fields = _ROUTING_DECODER.decode(raw)
+    except msgspec.DecodeError:
+        return json_codec.decode_object(raw)  # names what is wrong, or reads what msgspec refuses (NaN)
+    return {name: value for name in _RoutingFields.__struct_fields__
+            if (value := getattr(fields, name)) is not None}
+
+
 def unauthenticated_response(exc: Unauthenticated) -> web.Response:
     response = error_response(exc)
     response.headers.add("WWW-Authenticate", f'Bearer realm="{REALM}"')
@@ -489,7 +512,7 @@ def auth_middleware(config: AuthConfig, resolver: Resolver) -> Middleware:
             return await handler(request)
         route = request.match_info.route.resource.canonical if request.match_info.route.resource else request.path
         wants_body = request.method == "POST" and route.startswith(MLFLOW_PREFIXES)
-        body = await body_json(request) if wants_body else None
+        body = routing_fields(await body_bytes(request)) if wants_body else None
         need = requirement(request.method, route, request.query, body, request.match_info)
         if isinstance(need, Runs):
             need = Experiments(need.access, tuple([await resolver.run_experiment(r) for r in need.run_ids]))

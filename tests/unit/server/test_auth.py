@@ -32,6 +32,7 @@ from server.auth import (
     is_loopback,
     load_auth,
     requirement,
+    routing_fields,
 )
 from server.errors import error_middleware
 from server.passwords import PasswordHash, PasswordHashError, hash_password
@@ -153,6 +154,18 @@ def test_auth_file_loading(tmp_path: Any) -> None:
     good = tmp_path / "auth.json"
     good.write_text(json.dumps({"users": {"a": {"tokens_sha256": [hash_secret("t")], "experiments": {"*": "READ"}}}}))
     assert AuthConfig.load(good).users["a"].access("1") is Access.READ
+
+
+def test_routing_fields_are_what_requirement_reads_and_bad_bodies_are_named() -> None:
+    body = json.dumps({"run_id": RUN, "metrics": [{"key": "m", "value": 1, "timestamp": 1}] * 3,
+                       "experiment_ids": ["1", 2], "name": "x"}).encode()
+    assert routing_fields(body) == {"run_id": RUN, "experiment_ids": ["1", 2]}
+    assert routing_fields(b'{"run_uuid": 7, "experiment_id": "5"}') == {"run_uuid": 7, "experiment_id": "5"}
+    assert routing_fields(b'{"run_id": "r", "value": NaN}')["run_id"] == "r"  # msgspec refuses NaN literals
+    with pytest.raises(InvalidInput, match="JSON object"):
+        routing_fields(b'["run_id"]')
+    with pytest.raises(InvalidInput):
+        routing_fields(b'{"run_id": ')
 
 
 # bind address ---------------------------------------------------------------------------------
