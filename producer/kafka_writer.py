@@ -43,8 +43,9 @@ from typing import Any, Callable, Mapping
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from producer.spool import DEFAULT_MAX_BYTES, HEADER_SIZE, DiskSpool, SpoolCorrupt, SpoolFull
-from schemas import EventCodec, aggregate_id, default_codec
+from schemas import EventCodec, default_codec
 from schemas.codec import KAFKA_PARTITIONER
+from schemas.envelope import WriterIdentity
 from trackstream.config import default_home
 from trackstream.errors import DeliveryError
 
@@ -370,11 +371,11 @@ class EventWriter:
         self.bootstrap = bootstrap
         self.topic = topic
         self.codec = codec or default_codec()
-        self.writer_id = writer_id or uuid.uuid4().hex
+        self.identity = WriterIdentity(writer_id)
+        self.writer_id = self.identity.writer_id
         self._producer_config = dict(producer_config or {})
         self._max_message_bytes = int(producer_settings(bootstrap, producer_config)["message.max.bytes"])
         self.spool_dir = Path(spool_dir) if spool_dir is not None else default_spool_root() / _dir_name(self.writer_id)
-        self._seqs: dict[str, int] = {}
         self._lock = threading.Lock()
         self._progress = threading.Condition()
         self._wake = threading.Event()
@@ -414,10 +415,7 @@ class EventWriter:
         with self._lock:
             if self._closed:
                 raise DeliveryError(f"this EventWriter is closed; the {event_type} event was not recorded")
-            agg = aggregate_id(event_type, fields)
-            seq = self._seqs.get(agg, 0) + 1
-            record = {"event_id": uuid.uuid4().hex, "writer_id": self.writer_id, "seq": seq,
-                      "timestamp_ms": int(time.time() * 1000), **fields}
+            agg, record = self.identity.next_record(event_type, fields)
             payload = self.codec.encode(event_type, record)
             key = agg.encode()
             if len(payload) + len(key) > self._max_message_bytes:
@@ -427,7 +425,7 @@ class EventWriter:
                 self._spool.append(key, payload)
             except SpoolFull as full:
                 self._wait_for_space(key, payload, full)
-            self._seqs[agg] = seq
+            self.identity.advance(agg, record["seq"])
         if not self._wake.is_set():
             self._wake.set()
         return record
@@ -587,8 +585,7 @@ class EventWriter:
                 except Exception:
                     continue
                 if record.get("writer_id") == self.writer_id:
-                    agg = key.decode()
-                    self._seqs[agg] = max(self._seqs.get(agg, 0), int(record["seq"]))
+                    self.identity.advance(key.decode(), int(record["seq"]))
             position = batch[-1][0] + 1
 
 

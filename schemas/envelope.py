@@ -11,18 +11,33 @@ from schemas.codec import aggregate_id
 
 
 class WriterIdentity:
-    """One writer: a stable id and a sequence per aggregate (run or experiment), starting at 1."""
+    """One writer: a stable id and a sequence per aggregate (run or experiment), starting at 1.
+
+    ``stamp`` takes the next sequence number at once. A writer that may fail to store the event
+    (the SDK's spool) calls ``next_record`` and then ``advance`` once it is stored, so a failed
+    append does not leave a gap the consumer would report.
+    """
 
     def __init__(self, writer_id: str | None = None) -> None:
         self.writer_id = writer_id or uuid.uuid4().hex
         self._seqs: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def stamp(self, event_type: str, fields: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-        """(aggregate id, full record) for an event's own fields."""
+    def next_record(self, event_type: str, fields: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        """(aggregate id, full record) for an event's own fields, with the next sequence, not yet taken."""
         agg = aggregate_id(event_type, fields)
-        with self._lock:
-            seq = self._seqs.get(agg, 0) + 1
-            self._seqs[agg] = seq
-        return agg, {"event_id": uuid.uuid4().hex, "writer_id": self.writer_id, "seq": seq,
+        return agg, {"event_id": uuid.uuid4().hex, "writer_id": self.writer_id, "seq": self._seqs.get(agg, 0) + 1,
                      "timestamp_ms": time.time_ns() // 1_000_000, **fields}
+
+    def advance(self, agg: str, seq: int) -> None:
+        """Mark ``seq`` of ``agg`` as used (also to continue the sequences of events stored earlier)."""
+        with self._lock:
+            if seq > self._seqs.get(agg, 0):
+                self._seqs[agg] = seq
+
+    def stamp(self, event_type: str, fields: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        """``next_record`` and ``advance`` in one step, safe to call from several threads."""
+        with self._lock:
+            agg, record = self.next_record(event_type, fields)
+            self._seqs[agg] = record["seq"]
+        return agg, record
