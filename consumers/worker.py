@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import faust
 
+from consumers.batching import FlushRequests, take_batches
 from consumers.ingest_stats import IngestStats
 from consumers.finalizer import FinalizeDeadline, finalize_timeout_event, overdue_runs
 from consumers.materializer import Materializer, RejectReason, SourceMessage, TableRows
@@ -58,6 +59,8 @@ class MaterializerService:
         self.stats = IngestStats()
         # Called on the event loop after each batch is stored: (last offset per partition, runs it changed).
         self.on_materialized: Callable[[dict[int, int], set[str]], None] | None = None
+        # Set by the gateway so that a read waiting for its writes ends the batch window early.
+        self.flush_requests: FlushRequests | None = None
         # Fault injection for the crash tests: SIGKILL ourselves after the Nth batch is inserted
         # and before its offsets can be committed.
         self._crash_after_insert = int(os.environ.get("TRACKSTREAM_FAULT_KILL_AFTER_BATCH", "0"))
@@ -133,7 +136,7 @@ def build_app(settings: Settings, service: MaterializerService,
 
     @app.agent(topic)
     async def materialize(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(BATCH_MAX_EVENTS, within=settings.batch_window_s):
+        async for events in take_batches(stream, BATCH_MAX_EVENTS, settings.batch_window_s, service.flush_requests):
             messages = [SourceMessage(e.message.partition, e.message.offset, e.message.value, e.message.key,
                                       int(e.message.timestamp * 1000)) for e in events]
             rejects, touched = await service.write_batch(messages)

@@ -3,17 +3,20 @@
 ``EventAppender.append`` resolves once the broker acknowledged the event (acks=all), with its
 partition and offset. ``ReadYourWrites`` keeps the highest acknowledged offset per partition;
 a read first waits until the worker's materialized position has passed those marks, so a client
-always sees its own acknowledged writes.
+always sees its own acknowledged writes. While a read waits, the worker's batch window ends as
+soon as the batch holds an event (``consumers/batching.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from typing import Any, Mapping
 
 from confluent_kafka import KafkaError, Producer
 
+from consumers.batching import FlushRequests
 from schemas import EventCodec, default_codec
 from schemas.codec import KAFKA_PARTITIONER
 from schemas.envelope import WriterIdentity
@@ -32,9 +35,10 @@ GATEWAY_PRODUCER_CONFIG: dict[str, Any] = {
 class ReadYourWrites:
     """Acknowledged-write marks vs. materialized positions, per partition."""
 
-    def __init__(self) -> None:
+    def __init__(self, flush_requests: FlushRequests | None = None) -> None:
         self.acked: dict[int, int] = {}
         self.materialized: dict[int, int] = {}
+        self.flush_requests = flush_requests
         self._changed = asyncio.Event()
 
     def record_ack(self, partition: int, offset: int) -> None:
@@ -59,6 +63,12 @@ class ReadYourWrites:
         the read began, so a busy ingest stream cannot keep a read waiting for ever.
         """
         marks = dict(self.acked)
+        if not self.pending(marks):
+            return
+        with self.flush_requests.reader_waiting() if self.flush_requests else contextlib.nullcontext():
+            await self._wait_for(marks, timeout)
+
+    async def _wait_for(self, marks: Mapping[int, int], timeout: float) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
         while self.pending(marks):
             remaining = deadline - asyncio.get_running_loop().time()

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from consumers.replay import BackgroundReplay
 from consumers.store import connect
+from consumers.batching import FlushRequests
 from consumers.worker import MaterializerService, build_app
 from infra.topics import ensure_topics
 from server.auth import auth_middleware, load_auth
@@ -41,7 +42,8 @@ def serve(settings: Settings, loglevel: str = "warning") -> None:
     settings.home.mkdir(parents=True, exist_ok=True)
     ensure_topics(settings)
     service = MaterializerService(settings)
-    consistency = ReadYourWrites()
+    service.flush_requests = FlushRequests()
+    consistency = ReadYourWrites(service.flush_requests)
     run_cache = RunDataCache()
 
     def on_materialized(positions: dict[int, int], touched_runs: set[str]) -> None:

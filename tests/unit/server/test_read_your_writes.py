@@ -57,3 +57,26 @@ def test_a_worker_that_falls_behind_makes_the_read_fail_with_the_pending_offsets
 
 def test_nothing_acknowledged_means_no_wait():
     run(asyncio.wait_for(ReadYourWrites().wait(5), 0.5))
+
+
+def test_a_waiting_read_asks_the_worker_to_flush_and_stops_asking_once_served():
+    from consumers.batching import FlushRequests
+
+    async def scenario():
+        flush = FlushRequests()
+        rw = ReadYourWrites(flush)
+        rw.record_ack(0, 5)
+        flush.event_arrived()
+        waiter = asyncio.create_task(rw.wait(5))
+        await asyncio.sleep(0.01)
+        assert flush.urgent.is_set()
+        flush.batch_taken()
+        rw.record_materialized({0: 5})
+        await asyncio.wait_for(waiter, 1)
+        flush.event_arrived()
+        assert not flush.urgent.is_set()
+
+        await rw.wait(5)  # nothing pending: no flush asked for
+        assert not flush.urgent.is_set()
+
+    run(scenario())
