@@ -133,7 +133,7 @@ class ReplayJob:
         remaining = {p: hw for p, hw in watermarks.items() if hw > 0}
         consumer.assign([TopicPartition(self.settings.topic, p, OFFSET_BEGINNING) for p in remaining])
         materializer = Materializer(ClickHouseStateReader(self.client, self.target),
-                                    artifact_root=self.settings.artifact_root.as_uri())
+                                    artifact_root=self.settings.artifact_uri_root)
         sink = ClickHouseSink(self.client, self.target)
         while remaining:
             batch: list[SourceMessage] = []

@@ -68,7 +68,7 @@ class MaterializerService:
         self.executor.submit(SchemaManager(self.client, settings.database).migrate).result()
         self.sink = self.executor.submit(ClickHouseSink, self.client, settings.database).result()
         self.materializer = Materializer(ClickHouseStateReader(self.client, settings.database),
-                                         artifact_root=settings.artifact_root.as_uri())
+                                         artifact_root=settings.artifact_uri_root)
 
     async def on_clickhouse(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)

@@ -49,6 +49,7 @@ __all__ = [
     "write_temp_json",
     "write_temp_text",
     "figure_to_png",
+    "open_artifact_store",
 ]
 
 log = logging.getLogger(__name__)
@@ -291,8 +292,9 @@ class S3ArtifactStore:
 
     Staging objects are ``<prefix>/.staging/<key>``, uploaded with multipart upload; ``promote``
     is a server-side copy (atomic per object for readers) followed by deleting the staged object.
-    boto3 is imported only when no ``client`` is given. Untested against a real S3 here: boto3 is
-    not installed in this environment, so only key building is unit-tested.
+    boto3 is imported only when no ``client`` is given; it then reads its endpoint and credentials
+    from the environment (``AWS_ENDPOINT_URL`` for MinIO, Ceph and the like). Tested against an S3
+    server on loopback in ``tests/integration/test_s3_artifacts.py``.
     """
 
     MIN_PART_SIZE = 5 * 1024 * 1024
@@ -388,6 +390,17 @@ class S3ArtifactStore:
                 if not key.startswith(f"{STAGING_DIR}/"):
                     keys.append(key)
         return sorted(keys)
+
+
+def open_artifact_store(location: str, local_root: str | os.PathLike[str]) -> "ArtifactStore":
+    """The store a ``TRACKSTREAM_ARTIFACT_STORE`` location names: ``s3://bucket[/prefix]``, or the
+    local store at ``local_root`` when ``location`` is empty."""
+    if not location:
+        return LocalArtifactStore(local_root)
+    if not location.startswith("s3://"):
+        raise InvalidInput(f"Invalid artifact store {location!r}: expected s3://bucket[/prefix] or empty for local")
+    bucket, _, prefix = location.removeprefix("s3://").partition("/")
+    return S3ArtifactStore(bucket, prefix)
 
 
 # uploader ---------------------------------------------------------------------------------

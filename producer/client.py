@@ -28,8 +28,8 @@ from producer.artifacts import (
     ArtifactRecord,
     ArtifactStore,
     ArtifactUploader,
-    LocalArtifactStore,
     figure_to_png,
+    open_artifact_store,
     validate_artifact_path,
     write_temp_json,
     write_temp_text,
@@ -64,8 +64,8 @@ class TrackingClient:
                  linger_s: float = 0.2, max_points_per_batch: int = 50_000,
                  secret_policy: "v.SecretPolicy" = v.SecretPolicy.WARN,
                  artifact_store: ArtifactStore | None = None) -> None:
-        """``artifact_store`` defaults to a ``LocalArtifactStore`` at ``settings.artifact_root``,
-        created on the first artifact upload."""
+        """``artifact_store`` defaults to the store ``settings.artifact_store`` names (the local one at
+        ``settings.artifact_root`` unless it is an S3 location), opened on the first artifact upload."""
         self.settings = settings or Settings.from_env()
         self._owns_writer = writer is None
         self.writer = writer or EventWriter(self.settings.kafka_bootstrap, self.settings.topic)
@@ -232,7 +232,8 @@ class TrackingClient:
         """The uploader behind the artifact methods (created on first use: the local store makes its root)."""
         with self._uploader_lock:
             if self._uploader is None:
-                store = self._artifact_store or LocalArtifactStore(self.settings.artifact_root)
+                store = self._artifact_store or open_artifact_store(self.settings.artifact_store,
+                                                                    self.settings.artifact_root)
                 self._uploader = ArtifactUploader(store, self._commit_artifact)
             return self._uploader
 

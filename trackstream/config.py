@@ -34,6 +34,9 @@ class Settings:
     # The worker's batch window: how long a quiet stream's first event waits for company. Shorter
     # means fresher reads (read-your-writes), longer means fewer, bigger inserts (see README).
     batch_window_s: float = 0.1
+    # Where the SDK stores artifacts: "" is the local store at ``artifact_root``; ``s3://bucket/prefix``
+    # an S3-compatible bucket (endpoint and credentials as boto3 reads them: AWS_ENDPOINT_URL, ...).
+    artifact_store: str = ""
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -53,6 +56,7 @@ class Settings:
             finalize_timeout_s=float(env.get("TRACKSTREAM_FINALIZE_TIMEOUT_S", "3600")),
             auth_file=Path(env["TRACKSTREAM_AUTH_FILE"]).expanduser() if env.get("TRACKSTREAM_AUTH_FILE") else None,
             batch_window_s=_positive_ms(env, "TRACKSTREAM_BATCH_WINDOW_MS", 100) / 1000,
+            artifact_store=artifact_store_location(env.get("TRACKSTREAM_ARTIFACT_STORE", "")),
         )
 
     @property
@@ -61,7 +65,26 @@ class Settings:
 
     @property
     def artifact_root(self) -> Path:
+        """The local artifact store (also where the MLflow artifact proxy keeps uploads)."""
         return self.home / "artifacts"
+
+    @property
+    def artifact_uri_root(self) -> str:
+        """The URI runs' ``artifact_uri`` starts with: the S3 location, else the local root's file URI."""
+        return self.artifact_store or self.artifact_root.as_uri()
+
+
+def artifact_store_location(raw: str) -> str:
+    """``""`` (local store) or a normalised ``s3://bucket[/prefix]``; anything else is refused by name."""
+    raw = raw.strip()
+    if not raw:
+        return ""
+    bucket, _, prefix = raw.removeprefix("s3://").partition("/")
+    if not raw.startswith("s3://") or not bucket:
+        raise InvalidInput(f"TRACKSTREAM_ARTIFACT_STORE must be s3://bucket[/prefix], or unset for the local store "
+                           f"under $TRACKSTREAM_HOME/artifacts; got {raw!r}")
+    prefix = prefix.strip("/")
+    return f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
 
 
 def _positive_ms(env: Mapping[str, str], name: str, default: int) -> int:

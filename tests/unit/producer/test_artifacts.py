@@ -17,6 +17,7 @@ from producer.artifacts import (
     S3ArtifactStore,
     artifact_key,
     figure_to_png,
+    open_artifact_store,
     validate_artifact_path,
     write_temp_json,
     write_temp_text,
@@ -523,10 +524,20 @@ def test_s3_key_building():
         S3ArtifactStore("bucket", client=object(), chunk_size=1024)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("boto3") is not None, reason="boto3 is installed")
-def test_s3_store_without_boto3_says_so():
+def test_s3_store_without_boto3_says_so(monkeypatch):
+    monkeypatch.setitem(sys.modules, "boto3", None)  # what an environment without boto3 sees
     with pytest.raises(ImportError, match="pip install boto3"):
         S3ArtifactStore("bucket")
+
+
+def test_an_empty_store_location_opens_the_local_store_and_s3_one_a_bucket(monkeypatch, root):
+    local = open_artifact_store("", root)
+    assert isinstance(local, LocalArtifactStore) and local.root == root
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    s3 = open_artifact_store("s3://bucket/team/runs", root)
+    assert isinstance(s3, S3ArtifactStore) and (s3.bucket, s3.prefix) == ("bucket", "team/runs")
+    with pytest.raises(InvalidInput, match="expected s3://bucket"):
+        open_artifact_store("/mnt/shared", root)
 
 
 # SDK helpers -----------------------------------------------------------------------------

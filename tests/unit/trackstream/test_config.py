@@ -20,3 +20,30 @@ def test_a_batch_window_that_is_not_1_to_60000_ms_is_refused_by_name(monkeypatch
     monkeypatch.setenv("TRACKSTREAM_BATCH_WINDOW_MS", raw)
     with pytest.raises(InvalidInput, match="TRACKSTREAM_BATCH_WINDOW_MS"):
         Settings.from_env()
+
+
+def test_artifacts_default_to_the_local_store_under_home(monkeypatch, tmp_path):
+    monkeypatch.delenv("TRACKSTREAM_ARTIFACT_STORE", raising=False)
+    monkeypatch.setenv("TRACKSTREAM_HOME", str(tmp_path))
+    settings = Settings.from_env()
+    assert settings.artifact_store == ""
+    assert settings.artifact_uri_root == (tmp_path / "artifacts").as_uri()
+
+
+@pytest.mark.parametrize(("raw", "location"), [
+    ("s3://bucket", "s3://bucket"),
+    ("s3://bucket/", "s3://bucket"),
+    (" s3://bucket/team/runs/ ", "s3://bucket/team/runs"),
+])
+def test_an_s3_artifact_store_is_normalised_and_becomes_the_runs_artifact_uri(monkeypatch, raw, location):
+    monkeypatch.setenv("TRACKSTREAM_ARTIFACT_STORE", raw)
+    settings = Settings.from_env()
+    assert settings.artifact_store == location
+    assert settings.artifact_uri_root == location
+
+
+@pytest.mark.parametrize("raw", ["s3://", "s3:///prefix", "gs://bucket", "/mnt/shared", "bucket/prefix"])
+def test_an_artifact_store_that_is_not_an_s3_location_is_refused_by_name(monkeypatch, raw):
+    monkeypatch.setenv("TRACKSTREAM_ARTIFACT_STORE", raw)
+    with pytest.raises(InvalidInput, match="TRACKSTREAM_ARTIFACT_STORE must be s3://bucket"):
+        Settings.from_env()
