@@ -72,6 +72,7 @@ class TrackingClient:
         self.secret_policy = secret_policy
         self._metrics = MetricBuffer(max_points_per_batch)
         self._add_point = self._metrics.add
+        self._send_lock = threading.Lock()
         self._artifact_store = artifact_store
         self._uploader: ArtifactUploader | None = None
         self._uploader_lock = threading.Lock()
@@ -306,8 +307,11 @@ class TrackingClient:
         return {"key": key, "value": value}
 
     def _send_metrics(self, run_id: str | None) -> None:
-        for rid, batch in self._metrics.drain(run_id):
-            self.writer.append("metrics_logged", {"run_id": rid, **batch.to_record_fields()})
+        """Drain and append under one lock, so points the flusher drained cannot be appended after
+        an event that ``set_terminated`` appends once its own drain returned."""
+        with self._send_lock:
+            for rid, batch in self._metrics.drain(run_id):
+                self.writer.append("metrics_logged", {"run_id": rid, **batch.to_record_fields()})
 
     def _flush_periodically(self, linger_s: float) -> None:
         while not self._closed.wait(linger_s):

@@ -2,7 +2,9 @@
 
 ``add`` is the hot path of ``log_metric``: one tuple appended to a per-run deque, no lock,
 no encoding, no I/O (``deque.append`` and ``popleft`` are atomic under the GIL, so a drain
-racing an add neither loses nor duplicates a point). Conversion to numpy arrays happens once
+racing an add neither loses nor duplicates a point). Drains take a lock among themselves: the
+background flusher and a caller's ``flush`` may drain at once, and two drainers each popping
+the length they saw would run the deque dry mid-way. Conversion to numpy arrays happens once
 per batch in ``drain``, with C-level loops.
 """
 
@@ -27,6 +29,7 @@ class MetricBuffer:
         self._points: dict[str, deque[tuple[str, int, int, float]]] = {}
         self._arrays: dict[str, deque[tuple[str, np.ndarray, np.ndarray, np.ndarray]]] = {}
         self._lock = threading.Lock()
+        self._drain_lock = threading.Lock()
 
     @property
     def pending(self) -> int:
@@ -54,10 +57,12 @@ class MetricBuffer:
         run_ids = [run_id] if run_id is not None else list(set(self._points) | set(self._arrays))
         batches = []
         for rid in run_ids:
-            points = _take_all(self._points.get(rid))
+            with self._drain_lock:
+                points = _take_all(self._points.get(rid))
+                parts = _take_all(self._arrays.get(rid))
             if points:
                 batches.extend((rid, b) for b in self._split(self._from_points(points)))
-            for key, values, steps, stamps in _take_all(self._arrays.get(rid)):
+            for key, values, steps, stamps in parts:
                 batch = MetricBatch([key], np.zeros(len(values), np.uint32), steps, stamps, values)
                 batches.extend((rid, b) for b in self._split(batch))
         return batches

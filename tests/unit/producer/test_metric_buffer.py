@@ -1,3 +1,4 @@
+import sys
 import threading
 
 import numpy as np
@@ -22,7 +23,8 @@ def test_full_buffer_is_reported_and_split_into_max_sized_batches():
     assert [len(b) for _, b in buf.drain("r")] == [3, 1]
 
 
-def test_draining_while_threads_add_loses_and_duplicates_nothing():
+def test_draining_from_two_threads_while_threads_add_loses_and_duplicates_nothing():
+    """Two drainers: the background flusher and a caller's flush() can drain at the same time."""
     buf = MetricBuffer(max_points=10**9)
     per_thread, threads = 20_000, 4
     drained = []
@@ -35,13 +37,18 @@ def test_draining_while_threads_add_loses_and_duplicates_nothing():
         for i in range(per_thread):
             buf.add("r", f"k{t}", float(i), i, 0)
 
-    d = threading.Thread(target=drainer)
-    d.start()
+    drainers = [threading.Thread(target=drainer) for _ in range(2)]
     workers = [threading.Thread(target=writer, args=(t,)) for t in range(threads)]
-    [w.start() for w in workers]
-    [w.join() for w in workers]
-    stop.set()
-    d.join()
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often, so the drainers interleave mid-drain
+    try:
+        [d.start() for d in drainers]
+        [w.start() for w in workers]
+        [w.join() for w in workers]
+        stop.set()
+        [d.join() for d in drainers]
+    finally:
+        sys.setswitchinterval(interval)
     drained.extend(buf.drain())
     seen = [(b.keys[k], int(s)) for _, b in drained for k, s in zip(b.key_index, b.steps)]
     assert len(seen) == per_thread * threads
