@@ -43,6 +43,12 @@ def connect(dsn: str, purpose: str = "write") -> Client:
             try:
                 client = clickhouse_connect.get_client(dsn=dsn)
             except Exception as exc:
+                if "Cannot lock file" in str(exc):
+                    raise StorageError(
+                        f"the embedded ClickHouse at {dsn} is in use by another process, which owns it: "
+                        "if a trackstream server runs on this TRACKSTREAM_HOME, read through it "
+                        "(the CLI does so when it finds <home>/server.json) or stop it with `trackstream down`"
+                    ) from exc
                 raise StorageError(f"cannot open ClickHouse at {dsn}: {exc}") from exc
             _clients[(dsn, purpose)] = client
         return client

@@ -71,10 +71,12 @@ def serve(settings: Settings, loglevel: str = "warning") -> None:
             http_app.middlewares.append(auth_middleware(auth, mlflow))
         runner = web.AppRunner(http_app, access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, settings.server_host, settings.server_port).start()
-        await mlflow.ensure_default_experiment()
+        # Recorded before the port answers: whoever sees /health answer also finds this file, and
+        # so reads through HTTP instead of opening the embedded engine this process owns.
         state_file.write_text(json.dumps({"pid": os.getpid(), "url": settings.server_url,
                                           "clickhouse": settings.clickhouse_dsn, "database": settings.database}))
+        await web.TCPSite(runner, settings.server_host, settings.server_port).start()
+        await mlflow.ensure_default_experiment()
         print(f"trackstream server: HTTP on {settings.server_url} (MLflow API at {settings.server_url}/api/2.0/mlflow), "
               f"Kafka {settings.kafka_bootstrap}, ClickHouse {settings.clickhouse_dsn} "
               f"(database {settings.database}), "

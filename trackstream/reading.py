@@ -10,6 +10,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
+from infra.processes import pid_alive, read_cmdline
 from trackstream.config import Settings
 from trackstream.errors import InvalidInput, NotFound, ServiceUnavailable, TrackstreamError
 
@@ -84,12 +85,23 @@ def _as_of(as_of_ms: int | None) -> dict[str, int]:
 
 
 def running_server_url(settings: Settings) -> str | None:
+    """The URL of this home's server while it runs: its recorded process is alive (a busy server
+    that is slow to answer still owns the embedded engine), or it answers ``/health``."""
     state = settings.home / "server.json"
     try:
-        url = json.loads(state.read_text())["url"]
-    except (OSError, ValueError, KeyError):
+        recorded = json.loads(state.read_text())
+        url, pid = recorded["url"], int(recorded["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    return url if HttpReader(url, timeout=3).healthy() else None
+    return url if _is_trackstream_server(pid) or HttpReader(url, timeout=3).healthy() else None
+
+
+def _is_trackstream_server(pid: int) -> bool:
+    """``python -m trackstream.cli server`` or the ``trackstream server`` console script."""
+    if not pid_alive(pid):
+        return False
+    args = read_cmdline(pid) or []
+    return "server" in args and any(a == "trackstream.cli" or os.path.basename(a) == "trackstream" for a in args)
 
 
 def open_reader(settings: Settings) -> Any:
