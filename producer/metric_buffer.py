@@ -1,84 +1,77 @@
-"""MetricBuffer: collects points per run cheaply and hands them out as columnar MetricBatches.
+"""MetricBuffer: collects points per run and key cheaply and hands them out as columnar MetricBatches.
 
-``add`` is the hot path of ``log_metric``: one tuple appended to a per-run deque, no lock,
-no encoding, no I/O (``deque.append`` and ``popleft`` are atomic under the GIL, so a drain
-racing an add neither loses nor duplicates a point). Drains take a lock among themselves: the
-background flusher and a caller's ``flush`` may drain at once, and two drainers each popping
-the length they saw would run the deque dry mid-way. Conversion to numpy arrays happens once
-per batch in ``drain``, with C-level loops.
+``add`` is the hot path of ``log_metric``: three list appends to the run and key's columns (value,
+step, then timestamp), no lock, no encoding, no I/O. A drain takes the first ``n`` entries of
+each column, ``n`` being the length of the timestamp column: it is appended last, so those
+``n`` rows are complete in all three even while another thread appends, and slicing then
+deleting a list prefix are each one atomic operation under the GIL. Drains take a lock among
+themselves (the background flusher and a caller's ``flush`` may drain at once). Columns become
+numpy arrays once per batch with ``np.array`` over the lists — C loops, no per-point Python.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import deque
-from itertools import repeat
-from operator import itemgetter
 
 import numpy as np
 
 from schemas import MetricBatch
 
 MAX_POINTS_PER_BATCH = 50_000
-_KEY, _STEP, _TIMESTAMP, _VALUE = (itemgetter(i) for i in range(4))
 
 
 class MetricBuffer:
     def __init__(self, max_points: int = MAX_POINTS_PER_BATCH) -> None:
         self.max_points = max_points
-        self._points: dict[str, deque[tuple[str, int, int, float]]] = {}
-        self._arrays: dict[str, deque[tuple[str, np.ndarray, np.ndarray, np.ndarray]]] = {}
+        # run id -> key -> (values, steps, timestamps)
+        self._columns: dict[str, dict[str, tuple[list[float], list[int], list[int]]]] = {}
+        self._arrays: dict[str, list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]] = {}
         self._lock = threading.Lock()
         self._drain_lock = threading.Lock()
 
     @property
     def pending(self) -> int:
-        return sum(map(len, list(self._points.values()))) + sum(
-            len(part[1]) for parts in list(self._arrays.values()) for part in list(parts))
+        points = sum(len(cols[2]) for keys in list(self._columns.values()) for cols in list(keys.values()))
+        return points + sum(len(part[1]) for parts in list(self._arrays.values()) for part in list(parts))
 
-    def _run_deque(self, run_id: str) -> deque:
+    def _key_columns(self, run_id: str, key: str) -> tuple[list[float], list[int], list[int]]:
         with self._lock:
-            return self._points.setdefault(run_id, deque())
+            return self._columns.setdefault(run_id, {}).setdefault(key, ([], [], []))
 
     def add(self, run_id: str, key: str, value: float, step: int, timestamp_ms: int) -> bool:
-        """Buffer one point; returns True when the run's buffer is full and should be drained."""
-        points = self._points.get(run_id) or self._run_deque(run_id)
-        points.append((key, step, timestamp_ms, value))
-        return len(points) >= self.max_points
+        """Buffer one point; returns True when the run and key's buffer is full and should be drained."""
+        keys = self._columns.get(run_id)
+        cols = keys.get(key) if keys is not None else None
+        if cols is None:
+            cols = self._key_columns(run_id, key)
+        values, steps, stamps = cols
+        values.append(value)
+        steps.append(step)
+        stamps.append(timestamp_ms)
+        return len(stamps) >= self.max_points
 
     def add_arrays(self, run_id: str, key: str, values: np.ndarray, steps: np.ndarray,
                    timestamps: np.ndarray) -> None:
         with self._lock:
-            parts = self._arrays.setdefault(run_id, deque())
-        parts.append((key, values, steps, timestamps))
+            self._arrays.setdefault(run_id, []).append((key, values, steps, timestamps))
 
     def drain(self, run_id: str | None = None) -> list[tuple[str, MetricBatch]]:
         """Take buffered points (of one run, or all) as batches of at most max_points each."""
-        run_ids = [run_id] if run_id is not None else list(set(self._points) | set(self._arrays))
+        with self._lock:
+            run_ids = [run_id] if run_id is not None else list(set(self._columns) | set(self._arrays))
         batches = []
         for rid in run_ids:
             with self._drain_lock:
-                points = _take_all(self._points.get(rid))
-                parts = _take_all(self._arrays.get(rid))
-            if points:
-                batches.extend((rid, b) for b in self._split(self._from_points(points)))
+                segments = [(key, *_take_rows(cols)) for key, cols in list(self._columns.get(rid, {}).items())]
+                with self._lock:
+                    parts = self._arrays.pop(rid, [])
+            segments = [segment for segment in segments if len(segment[1])]
+            if segments:
+                batches.extend((rid, b) for b in self._split(_from_segments(segments)))
             for key, values, steps, stamps in parts:
                 batch = MetricBatch([key], np.zeros(len(values), np.uint32), steps, stamps, values)
                 batches.extend((rid, b) for b in self._split(batch))
         return batches
-
-    @staticmethod
-    def _from_points(points: list[tuple[str, int, int, float]]) -> MetricBatch:
-        n = len(points)
-        keys = list(map(_KEY, points))
-        index = {key: i for i, key in enumerate(dict.fromkeys(keys))}
-        return MetricBatch(
-            list(index),
-            np.fromiter(map(index.__getitem__, keys), np.uint32, n),
-            np.fromiter(map(_STEP, points), np.int64, n),
-            np.fromiter(map(_TIMESTAMP, points), np.int64, n),
-            np.fromiter(map(_VALUE, points), np.float64, n),
-        )
 
     def _split(self, batch: MetricBatch) -> list[MetricBatch]:
         if len(batch) <= self.max_points:
@@ -88,9 +81,23 @@ class MetricBuffer:
                 for i in range(0, len(batch), self.max_points)]
 
 
-def _take_all(queue: deque | None) -> list:
-    """Pop what is in the deque now; items appended meanwhile stay for the next drain."""
-    if not queue:
-        return []
-    pop = queue.popleft
-    return [pop() for _ in repeat(None, len(queue))]
+def _take_rows(cols: tuple[list[float], list[int], list[int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The complete rows in the columns now, as arrays; rows appended meanwhile stay for the next drain."""
+    values, steps, stamps = cols
+    n = len(stamps)
+    taken = []
+    for column, dtype in ((values, np.float64), (steps, np.int64), (stamps, np.int64)):
+        taken.append(np.array(column[:n], dtype))
+        del column[:n]
+    return taken[0], taken[1], taken[2]
+
+
+def _from_segments(segments: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]) -> MetricBatch:
+    lengths = [len(values) for _, values, _, _ in segments]
+    return MetricBatch(
+        [key for key, _, _, _ in segments],
+        np.repeat(np.arange(len(segments), dtype=np.uint32), lengths),
+        np.concatenate([steps for _, _, steps, _ in segments]),
+        np.concatenate([stamps for _, _, _, stamps in segments]),
+        np.concatenate([values for _, values, _, _ in segments]),
+    )

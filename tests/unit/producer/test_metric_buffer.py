@@ -11,10 +11,13 @@ def test_points_come_out_columnar_with_a_key_dictionary():
     buf.add("r1", "loss", 0.5, 1, 100)
     buf.add("r1", "acc", float("nan"), 1, 100)
     buf.add("r1", "loss", 0.25, 2, 101)
+    assert buf.pending == 3
     [(run_id, batch)] = buf.drain()
     assert run_id == "r1" and batch.keys == ["loss", "acc"]
-    assert batch.key_index.tolist() == [0, 1, 0] and batch.steps.tolist() == [1, 1, 2]
-    assert np.isnan(batch.values[1]) and buf.pending == 0
+    assert batch.key_index.tolist() == [0, 0, 1] and batch.steps.tolist() == [1, 2, 1]  # grouped by key
+    assert batch.values[:2].tolist() == [0.5, 0.25] and np.isnan(batch.values[2])
+    assert batch.timestamps.tolist() == [100, 101, 100] and buf.pending == 0
+    assert buf.drain() == []
 
 
 def test_full_buffer_is_reported_and_split_into_max_sized_batches():
