@@ -29,6 +29,8 @@ Workload, per server (sizes for --size full / ci):
 MLflow and FastTrackML are found through --mlflow-bin / --fml-bin (or BENCH_MLFLOW_BIN /
 BENCH_FML_BIN); a column whose executable is missing, or whose server does not start, is skipped
 with a note. Every server process started here is stopped by pid in a finally block.
+trackstream's server gets TRACKSTREAM_BATCH_WINDOW_MS from this script's environment, so the
+batch window's effect can be measured (TRACKSTREAM_BATCH_WINDOW_MS=30 python ...).
 
     python benchmarks/bench_mlflow_compat.py --size full \
         --mlflow-bin /tmp/mlflow-venv/bin/mlflow --fml-bin /tmp/fml-venv/bin/fml [--json out.json]
@@ -82,6 +84,9 @@ class Size:
     downsample_reps: int = 20
     search_budget_s: float = 120.0   # stop timing searches after this long (a slow server's p99 then has fewer samples)
 
+
+PASSED_SETTINGS = ("TRACKSTREAM_BATCH_WINDOW_MS",)
+"""Server settings taken from the benchmark's own environment (all other TRACKSTREAM_* are its own)."""
 
 SIZES = {
     "full": Size(points=1_000_000, runs=10_000, latency_calls=500, searches=200, client_points=100_000),
@@ -327,7 +332,8 @@ class TrackstreamServer(Server):
         return [sys.executable, "-m", "trackstream.cli", "server"]
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKSTREAM_")}
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("TRACKSTREAM_") or k in PASSED_SETTINGS}
         env.update(TRACKSTREAM_HOME=str(self.home), TRACKSTREAM_KAFKA=self.bootstrap, TRACKSTREAM_TOPIC=self.topic,
                    TRACKSTREAM_DLQ_TOPIC=f"{self.topic}.dlq", TRACKSTREAM_DATABASE=self.database,
                    TRACKSTREAM_CONSUMER_GROUP=self.consumer_group, TRACKSTREAM_SERVER_PORT=str(self.port),

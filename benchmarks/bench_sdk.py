@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -98,17 +98,16 @@ def bench_call_cost(calls: int, fluent_api: bool, chunk: int = 10_000) -> tuple[
     return per_chunk, mean
 
 
-def bench_bulk(settings: Settings, total: int, batch: int) -> tuple[float, float]:
-    """(seconds until every point is acknowledged, seconds spent in log_metric_arrays)."""
+def timed_until_acknowledged(settings: Settings, run_name: str,
+                             log: Callable[[TrackingClient, str], None]) -> tuple[float, float]:
+    """Run ``log(client, run_id)`` on a fresh run; (seconds until every event is acknowledged,
+    seconds spent in ``log``)."""
     client = TrackingClient(settings)
     try:
-        run_id = client.create_run(run_name="bench-bulk", provenance=False)
-        values = np.random.default_rng(0).standard_normal(batch)
-        stamps = np.full(batch, time.time_ns() // 1_000_000, dtype=np.int64)
+        run_id = client.create_run(run_name=run_name, provenance=False)
         assert client.flush(30) == 0
         start = time.perf_counter()
-        for first in range(0, total, batch):
-            client.log_metric_arrays(run_id, "train/loss", values, np.arange(first, first + batch), stamps)
+        log(client, run_id)
         appended = time.perf_counter() - start
         pending = client.flush(120)
         elapsed = time.perf_counter() - start
@@ -117,25 +116,26 @@ def bench_bulk(settings: Settings, total: int, batch: int) -> tuple[float, float
         return elapsed, appended
     finally:
         client.close()
+
+
+def bench_bulk(settings: Settings, total: int, batch: int) -> tuple[float, float]:
+    values = np.random.default_rng(0).standard_normal(batch)
+    stamps = np.full(batch, time.time_ns() // 1_000_000, dtype=np.int64)
+
+    def log(client: TrackingClient, run_id: str) -> None:
+        for first in range(0, total, batch):
+            client.log_metric_arrays(run_id, "train/loss", values, np.arange(first, first + batch), stamps)
+
+    return timed_until_acknowledged(settings, "bench-bulk", log)
 
 
 def bench_calls(settings: Settings, calls: int) -> tuple[float, float]:
-    client = TrackingClient(settings)
-    try:
-        run_id = client.create_run(run_name="bench-calls", provenance=False)
-        assert client.flush(30) == 0
+    def log(client: TrackingClient, run_id: str) -> None:
         log_metric = client.log_metric
-        start = time.perf_counter()
         for step in range(calls):
             log_metric(run_id, "train/loss", 0.5, step)
-        appended = time.perf_counter() - start
-        pending = client.flush(120)
-        elapsed = time.perf_counter() - start
-        if pending:
-            raise SystemExit(f"{pending} events still unacknowledged after 120 s")
-        return elapsed, appended
-    finally:
-        client.close()
+
+    return timed_until_acknowledged(settings, "bench-calls", log)
 
 
 def main() -> None:
