@@ -10,9 +10,12 @@ instead of collapsing into one insert per event (which once stalled the worker b
 concurrent clients).
 
 :func:`take_batches` is faust's ``Stream.take_events`` (which keeps its ack discipline: events
-are acked only after the loop body that wrote them returns) with two additions made through the
-stream's public hooks: a processor that notes each arriving event, and a wrapper around the
-stream's ``wait_for_stopped`` that also returns when a reader asks for a flush.
+are acked only after the loop body that wrote them returns) with two additions: a stream
+processor that notes each arriving event, and a wrapper around the stream's
+``wait_for_stopped`` — the call ``take_events`` makes to wait out its window — that also
+returns when a reader asks for a flush. The wrapper relies on that detail of faust-streaming
+(pinned below 0.16 in pyproject.toml); the server's integration tests and the CI benchmark
+run through it.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 partition and offset. ``ReadYourWrites`` keeps the highest acknowledged offset per partition;
 a read first waits until the worker's materialized position has passed those marks, so a client
 always sees its own acknowledged writes. While a read waits, the worker's batch window ends as
-soon as the batch holds an event (``consumers/batching.py``).
+soon as the batch holds an event and the stream has gone quiet (``consumers/batching.py``).
 """
 
 from __future__ import annotations
