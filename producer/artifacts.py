@@ -14,7 +14,6 @@ from __future__ import annotations
 import builtins
 import contextlib
 import hashlib
-import importlib.util
 import json
 import logging
 import os
@@ -587,7 +586,9 @@ def write_temp_text(text: str) -> Path:
 
 def figure_to_png(fig: Any, path: str | os.PathLike[str]) -> Path:
     """Save a matplotlib figure as PNG at ``path``; needs matplotlib."""
-    if importlib.util.find_spec("matplotlib") is None:
-        raise ImportError("figure_to_png needs matplotlib, which is not installed: pip install matplotlib")
+    try:
+        import matplotlib  # noqa: F401  (the figure's own savefig needs it; say so plainly if it is missing)
+    except ImportError:
+        raise ImportError("figure_to_png needs matplotlib, which is not installed: pip install matplotlib") from None
     fig.savefig(path, format="png")
     return Path(path)

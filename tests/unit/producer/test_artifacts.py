@@ -1,5 +1,4 @@
 import hashlib
-import importlib.util
 import json
 import os
 import sys
@@ -566,8 +565,8 @@ def test_write_temp_helpers_reject_bad_input():
         write_temp_text(b"bytes")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is not None, reason="matplotlib is installed")
-def test_figure_to_png_without_matplotlib_says_so(tmp_path):
+def test_figure_to_png_without_matplotlib_says_so(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # what an environment without matplotlib sees
     with pytest.raises(ImportError, match="pip install matplotlib"):
         figure_to_png(object(), tmp_path / "fig.png")
 

@@ -234,6 +234,20 @@ def test_invalid_manifest_and_paths_are_refused(client):
         client.log_figure(run_id, object(), "plot.svg")
 
 
+def test_log_figure_stores_a_real_matplotlib_figure_as_png_and_commits_it(client, writer):
+    from matplotlib.figure import Figure  # the object-oriented API: no display, no pyplot state
+
+    figure = Figure(figsize=(2, 2))
+    figure.add_subplot().plot([0, 1, 2], [2, 1, 3])
+    run_id = client.create_run("7", provenance=False)
+    record = client.log_figure(run_id, figure, "plots/loss.png")
+    stored = client.uploader.store.open(f"7/{run_id}/artifacts/plots/loss.png").read()
+    assert stored.startswith(b"\x89PNG\r\n\x1a\n") and record.size == len(stored)
+    assert record.sha256 == hashlib.sha256(stored).hexdigest()
+    [committed] = writer.of("artifact_committed")
+    assert (committed["path"], committed["size"], committed["sha256"]) == ("plots/loss.png", len(stored), record.sha256)
+
+
 def test_close_flushes_but_leaves_an_injected_writer_open(client, writer):
     run_id = client.create_run(provenance=False)
     client.log_metric(run_id, "loss", 1.0)
