@@ -31,6 +31,7 @@ from typing import Any, BinaryIO, Callable, Protocol
 from tqdm import tqdm
 
 from producer.validation import validate_run_id
+from trackstream.config import split_s3_location
 from trackstream.errors import DeliveryError, InvalidInput
 
 __all__ = [
@@ -396,10 +397,7 @@ def open_artifact_store(location: str, local_root: str | os.PathLike[str]) -> "A
     local store at ``local_root`` when ``location`` is empty."""
     if not location:
         return LocalArtifactStore(local_root)
-    if not location.startswith("s3://"):
-        raise InvalidInput(f"Invalid artifact store {location!r}: expected s3://bucket[/prefix] or empty for local")
-    bucket, _, prefix = location.removeprefix("s3://").partition("/")
-    return S3ArtifactStore(bucket, prefix)
+    return S3ArtifactStore(*split_s3_location(location))
 
 
 # uploader ---------------------------------------------------------------------------------

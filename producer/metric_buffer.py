@@ -83,13 +83,13 @@ class MetricBuffer:
 
 def _take_rows(cols: tuple[list[float], list[int], list[int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The complete rows in the columns now, as arrays; rows appended meanwhile stay for the next drain."""
-    values, steps, stamps = cols
-    n = len(stamps)
+    n = len(cols[2])
     taken = []
-    for column, dtype in ((values, np.float64), (steps, np.int64), (stamps, np.int64)):
+    for column, dtype in zip(cols, (np.float64, np.int64, np.int64)):
         taken.append(np.array(column[:n], dtype))
         del column[:n]
-    return taken[0], taken[1], taken[2]
+    values, steps, stamps = taken
+    return values, steps, stamps
 
 
 def _from_segments(segments: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]) -> MetricBatch:

@@ -74,16 +74,21 @@ class Settings:
         return self.artifact_store or self.artifact_root.as_uri()
 
 
-def artifact_store_location(raw: str) -> str:
-    """``""`` (local store) or a normalised ``s3://bucket[/prefix]``; anything else is refused by name."""
-    raw = raw.strip()
-    if not raw:
-        return ""
-    bucket, _, prefix = raw.removeprefix("s3://").partition("/")
-    if not raw.startswith("s3://") or not bucket:
+def split_s3_location(location: str) -> tuple[str, str]:
+    """``s3://bucket[/prefix]`` -> (bucket, prefix without surrounding slashes); anything else is refused."""
+    location = location.strip()
+    bucket, _, prefix = location.removeprefix("s3://").partition("/")
+    if not location.startswith("s3://") or not bucket:
         raise InvalidInput(f"TRACKSTREAM_ARTIFACT_STORE must be s3://bucket[/prefix], or unset for the local store "
-                           f"under $TRACKSTREAM_HOME/artifacts; got {raw!r}")
-    prefix = prefix.strip("/")
+                           f"under $TRACKSTREAM_HOME/artifacts; got {location!r}")
+    return bucket, prefix.strip("/")
+
+
+def artifact_store_location(raw: str) -> str:
+    """``""`` (local store) or a normalised ``s3://bucket[/prefix]``."""
+    if not raw.strip():
+        return ""
+    bucket, prefix = split_s3_location(raw)
     return f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
 
 

@@ -93,11 +93,12 @@ def running_server_url(settings: Settings) -> str | None:
         url, pid = recorded["url"], int(recorded["pid"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return url if _is_trackstream_server(pid) or HttpReader(url, timeout=3).healthy() else None
+    return url if is_trackstream_server(pid) or HttpReader(url, timeout=3).healthy() else None
 
 
-def _is_trackstream_server(pid: int) -> bool:
-    """``python -m trackstream.cli server`` or the ``trackstream server`` console script."""
+def is_trackstream_server(pid: int) -> bool:
+    """Whether ``pid`` is alive and runs ``python -m trackstream.cli server`` or the ``trackstream
+    server`` console script (a recorded pid the kernel gave to another program is not)."""
     if not pid_alive(pid):
         return False
     args = read_cmdline(pid) or []

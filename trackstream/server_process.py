@@ -11,10 +11,10 @@ import sys
 import time
 from pathlib import Path
 
-from infra.processes import launch_detached, pid_alive, read_cmdline, read_pid, stop_recorded, write_atomically
+from infra.processes import launch_detached, pid_alive, read_pid, stop_recorded, write_atomically
 from trackstream.config import Settings
 from trackstream.errors import ServiceUnavailable
-from trackstream.reading import HttpReader
+from trackstream.reading import HttpReader, is_trackstream_server
 
 SERVER_MARKER = "trackstream.cli"
 
@@ -27,10 +27,7 @@ class ServerProcess:
 
     def owned_pid(self) -> int | None:
         pid = read_pid(self.pid_path)
-        if pid is None or not pid_alive(pid):
-            return None
-        cmdline = read_cmdline(pid) or []
-        return pid if SERVER_MARKER in cmdline and "server" in cmdline else None
+        return pid if pid is not None and is_trackstream_server(pid) else None
 
     def start(self, timeout: float = 90.0) -> tuple[int, bool]:
         """Start detached unless ours is running; returns (pid, started_now)."""

@@ -535,7 +535,7 @@ def test_an_empty_store_location_opens_the_local_store_and_s3_one_a_bucket(monke
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     s3 = open_artifact_store("s3://bucket/team/runs", root)
     assert isinstance(s3, S3ArtifactStore) and (s3.bucket, s3.prefix) == ("bucket", "team/runs")
-    with pytest.raises(InvalidInput, match="expected s3://bucket"):
+    with pytest.raises(InvalidInput, match="must be s3://bucket"):
         open_artifact_store("/mnt/shared", root)
 
 
