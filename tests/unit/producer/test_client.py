@@ -1,6 +1,7 @@
 import hashlib
 import json
 import math
+import threading
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -246,6 +247,42 @@ def test_log_figure_stores_a_real_matplotlib_figure_as_png_and_commits_it(client
     assert record.sha256 == hashlib.sha256(stored).hexdigest()
     [committed] = writer.of("artifact_committed")
     assert (committed["path"], committed["size"], committed["sha256"]) == ("plots/loss.png", len(stored), record.sha256)
+
+
+class SlowMetricsWriter(FakeWriter):
+    """Holds the first metrics_logged append until released: a flusher caught mid-send."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sending, self.release = threading.Event(), threading.Event()
+
+    def append(self, event_type: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+        if event_type == "metrics_logged" and not self.sending.is_set():
+            self.sending.set()
+            assert self.release.wait(10)
+        return super().append(event_type, fields)
+
+
+def test_points_a_flusher_is_sending_are_appended_before_the_run_ends(tmp_path):
+    writer = SlowMetricsWriter()
+    client = TrackingClient(Settings(home=tmp_path, kafka_bootstrap="unused"), writer=writer, linger_s=3600)
+    try:
+        run_id = client.create_run(provenance=False)
+        client.log_metric(run_id, "loss", 0.5, step=1)
+        flusher = threading.Thread(target=client._send_metrics, args=(None,))  # what the linger thread runs
+        flusher.start()
+        assert writer.sending.wait(10)  # it drained the point and is inside append
+        ender = threading.Thread(target=client.set_terminated, args=(run_id, "FINISHED"))
+        ender.start()
+        ender.join(0.2)  # set_terminated must wait for the flusher, not overtake it
+        writer.release.set()
+        flusher.join(10)
+        ender.join(10)
+        assert writer.types() == ["run_created", "metrics_logged", "finalize_requested"]
+        assert writer.points() == [(run_id, "loss", 1, 0.5)]
+    finally:
+        writer.release.set()
+        client.close()
 
 
 def test_close_flushes_but_leaves_an_injected_writer_open(client, writer):
