@@ -6,6 +6,7 @@ embedded engine (``chdb:///path``) and a server (``http://host:8123``).
 
 from __future__ import annotations
 
+import fcntl
 import re
 import threading
 from collections import defaultdict
@@ -43,7 +44,7 @@ def connect(dsn: str, purpose: str = "write") -> Client:
             try:
                 client = clickhouse_connect.get_client(dsn=dsn)
             except Exception as exc:
-                if "Cannot lock file" in str(exc):
+                if _held_by_another_process(dsn):
                     raise StorageError(
                         f"the embedded ClickHouse at {dsn} is in use by another process, which owns it: "
                         "if a trackstream server runs on this TRACKSTREAM_HOME, read through it "
@@ -52,6 +53,27 @@ def connect(dsn: str, purpose: str = "write") -> Client:
                 raise StorageError(f"cannot open ClickHouse at {dsn}: {exc}") from exc
             _clients[(dsn, purpose)] = client
         return client
+
+
+def _held_by_another_process(dsn: str) -> bool:
+    """Whether an embedded engine's data directory is locked by another process.
+
+    The engine holds an exclusive ``flock`` on ``<path>/status`` while it runs; chdb prints that
+    to stderr and raises only a generic initialisation error, so the lock is probed directly.
+    """
+    if not dsn.startswith("chdb://"):
+        return False
+    status = Path(dsn.removeprefix("chdb://").split("?", 1)[0]) / "status"
+    try:
+        with open(status, "rb") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    except OSError:
+        return False
+    return False
 
 
 def check_database_name(database: str) -> str:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import pytest
 
 from consumers.materializer import Materializer
 from consumers.store import ClickHouseSink, ClickHouseStateReader, SchemaManager
+from tests.integration.harness import REPO
 from tests.unit.consumers.events import EventLog
 from trackstream.errors import StorageError
 
@@ -74,3 +79,34 @@ def test_latest_metric_follows_mlflow_order(db):
     materialize(client, database, log.messages)
     (latest,), = client.query(f"SELECT max(latest) FROM {database}.latest_metrics WHERE run_id = 'r1'").result_rows
     assert latest == (4, 1004, 2.0)
+
+
+OPEN_ENGINE = textwrap.dedent("""
+    import sys, time
+    from consumers.store import connect
+    from trackstream.errors import StorageError
+    try:
+        connect(sys.argv[1]).query("SELECT 1")
+    except StorageError as exc:
+        print(exc, flush=True)
+        sys.exit(3)
+    print("opened", flush=True)
+    if sys.argv[2:] == ["hold"]:
+        time.sleep(60)
+""")
+
+
+def test_an_embedded_engine_in_use_by_another_process_is_refused_with_who_owns_it(tmp_path):
+    dsn = f"chdb://{tmp_path / 'clickhouse'}"
+    owner = subprocess.Popen([sys.executable, "-c", OPEN_ENGINE, dsn, "hold"], cwd=REPO,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert owner.stdout.readline().strip() == "opened"
+        second = subprocess.run([sys.executable, "-c", OPEN_ENGINE, dsn], cwd=REPO,
+                                capture_output=True, text=True, timeout=60)
+        assert second.returncode == 3, second.stdout + second.stderr
+        assert f"the embedded ClickHouse at {dsn} is in use by another process" in second.stdout
+        assert "trackstream down" in second.stdout
+    finally:
+        owner.kill()
+        owner.wait()
