@@ -26,8 +26,8 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.embedded import seeded_database  # noqa: E402
-from server import json_codec  # noqa: E402
-from server.reader import MlflowReader  # noqa: E402
+from trackstream.server import json_codec  # noqa: E402
+from trackstream.server.reader import MlflowReader  # noqa: E402
 
 DATABASE = "bench_history"
 RUN, KEY = "r" * 32, "loss"

@@ -26,8 +26,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from producer.kafka_writer import EventWriter  # noqa: E402
-from schemas import MetricBatch  # noqa: E402
+from trackstream.producer.kafka_writer import EventWriter  # noqa: E402
+from trackstream.schemas import MetricBatch  # noqa: E402
 from trackstream.config import Settings  # noqa: E402
 from trackstream.reading import HttpReader  # noqa: E402
 from trackstream.server_process import ServerProcess  # noqa: E402
@@ -113,7 +113,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="trackstream-bench-") as home:
         settings = configure(args.bootstrap, Path(home))
-        from infra.topics import ensure_topics
+        from trackstream.infra.topics import ensure_topics
 
         ensure_topics(settings)
         server_process = ServerProcess(settings)

@@ -29,8 +29,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import producer as ts  # noqa: E402
-from producer.client import TrackingClient  # noqa: E402
+import trackstream as ts  # noqa: E402
+from trackstream.producer.client import TrackingClient  # noqa: E402
 from trackstream.config import Settings  # noqa: E402
 
 TOPIC = "bench.sdk"

@@ -24,7 +24,7 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.embedded import seeded_database  # noqa: E402
-from server.search import build_search_query, encode_page_token  # noqa: E402
+from trackstream.server.search import build_search_query, encode_page_token  # noqa: E402
 
 DATABASE = "bench_search"
 EXPERIMENTS = 4

@@ -11,7 +11,7 @@ import timeit
 
 import numpy as np
 
-from producer.validation import validate_metric, validate_metric_arrays
+from trackstream.producer.validation import validate_metric, validate_metric_arrays
 
 TS = 1_700_000_000_000
 

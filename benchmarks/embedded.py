@@ -7,7 +7,7 @@ import tempfile
 import time
 from typing import Any, Callable, Iterator
 
-from consumers.store import SchemaManager, connect
+from trackstream.consumers.store import SchemaManager, connect
 
 
 @contextlib.contextmanager

@@ -11,9 +11,9 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from consumers.run_state import FAILED, FINALIZING
-from consumers.store import check_database_name
-from schemas import default_codec
+from trackstream.consumers.run_state import FAILED, FINALIZING
+from trackstream.consumers.store import check_database_name
+from trackstream.schemas import default_codec
 
 FINALIZER_WRITER_PREFIX = "trackstream-finalizer"
 

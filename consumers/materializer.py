@@ -17,8 +17,8 @@ from typing import Any, Iterable, Protocol
 import numpy as np
 import pyarrow as pa
 
-from consumers.run_state import RunState
-from schemas import EXPERIMENT_EVENT_TYPES, DecodedEvent, EventCodec, MetricBatch, default_codec
+from trackstream.consumers.run_state import RunState
+from trackstream.schemas import EXPERIMENT_EVENT_TYPES, DecodedEvent, EventCodec, MetricBatch, default_codec
 from trackstream.errors import DecodeError
 
 MAX_REJECT_RAW_BYTES = 65536

@@ -17,8 +17,8 @@ from typing import Callable
 from clickhouse_connect.driver.client import Client
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from consumers.materializer import TABLE_COLUMNS, Materializer, SourceMessage
-from consumers.store import ClickHouseSink, ClickHouseStateReader, SchemaManager, check_database_name
+from trackstream.consumers.materializer import TABLE_COLUMNS, Materializer, SourceMessage
+from trackstream.consumers.store import ClickHouseSink, ClickHouseStateReader, SchemaManager, check_database_name
 from trackstream.config import Settings
 from trackstream.errors import InvalidInput, ServiceUnavailable
 

@@ -19,8 +19,8 @@ import numpy as np
 import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 
-from consumers.materializer import TABLE_COLUMNS, AggregateState, TableRows
-from consumers.run_state import RunState
+from trackstream.consumers.materializer import TABLE_COLUMNS, AggregateState, TableRows
+from trackstream.consumers.run_state import RunState
 from trackstream.errors import StorageError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"

@@ -18,11 +18,11 @@ from typing import Any, Callable
 
 import faust
 
-from consumers.batching import FlushRequests, take_batches
-from consumers.ingest_stats import IngestStats
-from consumers.finalizer import FinalizeDeadline, finalize_timeout_event, overdue_runs
-from consumers.materializer import Materializer, RejectReason, SourceMessage, TableRows
-from consumers.store import ClickHouseSink, ClickHouseStateReader, SchemaManager, connect
+from trackstream.consumers.batching import FlushRequests, take_batches
+from trackstream.consumers.ingest_stats import IngestStats
+from trackstream.consumers.finalizer import FinalizeDeadline, finalize_timeout_event, overdue_runs
+from trackstream.consumers.materializer import Materializer, RejectReason, SourceMessage, TableRows
+from trackstream.consumers.store import ClickHouseSink, ClickHouseStateReader, SchemaManager, connect
 from trackstream.config import Settings
 from trackstream.errors import StorageError
 

@@ -29,7 +29,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.processes import (
+from trackstream.infra.processes import (
     launch_detached,
     pid_alive,
     read_cmdline,
@@ -64,7 +64,7 @@ ERROR_TAIL_LINES = 30
 LOG_TAIL_READ_BYTES = 256 * 1024
 LAUNCH_MARKER = "==== trackstream: launching Kafka broker"
 
-_quiet_librdkafka_logger = logging.getLogger("infra.kafka_broker.librdkafka")
+_quiet_librdkafka_logger = logging.getLogger("trackstream.infra.kafka_broker.librdkafka")
 _quiet_librdkafka_logger.addHandler(logging.NullHandler())
 _quiet_librdkafka_logger.propagate = False
 

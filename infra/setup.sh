@@ -10,7 +10,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 echo "==> installing trackstream into .venv"
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e '.[test]'
+.venv/bin/python -m pip install --quiet -e '.[server,test]'
 echo "==> resolving the Kafka broker from Maven Central"
-.venv/bin/python -c "from infra.kafka_broker import KafkaBroker; from trackstream.config import default_home; KafkaBroker(default_home()).install()"
+.venv/bin/python -c "from trackstream.infra.kafka_broker import KafkaBroker; from trackstream.config import default_home; KafkaBroker(default_home()).install()"
 echo "==> setup done"

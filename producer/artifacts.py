@@ -30,7 +30,7 @@ from typing import Any, BinaryIO, Callable, Protocol
 
 from tqdm import tqdm
 
-from producer.validation import validate_run_id
+from trackstream.producer.validation import validate_run_id
 from trackstream.config import split_s3_location
 from trackstream.errors import DeliveryError, InvalidInput
 

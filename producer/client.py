@@ -23,8 +23,8 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from producer import validation as v
-from producer.artifacts import (
+from trackstream.producer import validation as v
+from trackstream.producer.artifacts import (
     ArtifactRecord,
     ArtifactStore,
     ArtifactUploader,
@@ -34,9 +34,9 @@ from producer.artifacts import (
     write_temp_json,
     write_temp_text,
 )
-from producer.kafka_writer import EventWriter
-from producer.metric_buffer import MetricBuffer
-from producer.provenance import collect_provenance
+from trackstream.producer.kafka_writer import EventWriter
+from trackstream.producer.metric_buffer import MetricBuffer
+from trackstream.producer.provenance import collect_provenance
 from trackstream.config import Settings
 from trackstream.errors import InvalidInput
 

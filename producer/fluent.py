@@ -2,7 +2,7 @@
 
 ::
 
-    import producer as ts
+    import trackstream as ts
 
     ts.set_experiment("resnet")
     with ts.start_run(run_name="baseline"):
@@ -28,8 +28,8 @@ import threading
 from types import TracebackType
 from typing import Any, Mapping
 
-from producer.artifacts import ArtifactRecord
-from producer.client import DEFAULT_EXPERIMENT_ID, DEFAULT_EXPERIMENT_NAME, TrackingClient, experiment_id_for
+from trackstream.producer.artifacts import ArtifactRecord
+from trackstream.producer.client import DEFAULT_EXPERIMENT_ID, DEFAULT_EXPERIMENT_NAME, TrackingClient, experiment_id_for
 from trackstream.errors import InvalidInput
 
 __all__ = [

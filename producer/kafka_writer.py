@@ -42,10 +42,10 @@ from typing import Any, Callable, Mapping
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from producer.spool import DEFAULT_MAX_BYTES, HEADER_SIZE, DiskSpool, SpoolCorrupt, SpoolFull
-from schemas import EventCodec, default_codec
-from schemas.codec import KAFKA_PARTITIONER
-from schemas.envelope import WriterIdentity
+from trackstream.producer.spool import DEFAULT_MAX_BYTES, HEADER_SIZE, DiskSpool, SpoolCorrupt, SpoolFull
+from trackstream.schemas import EventCodec, default_codec
+from trackstream.schemas.codec import KAFKA_PARTITIONER
+from trackstream.schemas.envelope import WriterIdentity
 from trackstream.config import default_home
 from trackstream.errors import DeliveryError
 
@@ -549,7 +549,7 @@ class EventWriter:
 
     def _deliver_leftovers(self) -> None:
         """Deliver spools earlier writers left under the same root (retrying while the broker is away)."""
-        from producer.sync import sync_spools
+        from trackstream.producer.sync import sync_spools
 
         delays = iter(_backoff(*LEFTOVER_RETRY_S))
         while not self._stop.is_set():

@@ -15,7 +15,7 @@ import threading
 
 import numpy as np
 
-from schemas import MetricBatch
+from trackstream.schemas import MetricBatch
 
 MAX_POINTS_PER_BATCH = 50_000
 

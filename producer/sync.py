@@ -16,8 +16,8 @@ from typing import Any, Iterable, Mapping
 
 from tqdm import tqdm
 
-from producer.kafka_writer import SpoolShipper
-from producer.spool import DiskSpool, SpoolError, SpoolLocked
+from trackstream.producer.kafka_writer import SpoolShipper
+from trackstream.producer.spool import DiskSpool, SpoolError, SpoolLocked
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The event contract: Avro schemas (``avro/<event_type>/v<N>.avsc``) and the codec."""
 
-from schemas.codec import (
+from trackstream.schemas.codec import (
     EXPERIMENT_EVENT_TYPES,
     RUN_EVENT_TYPES,
     DecodedEvent,
@@ -9,7 +9,7 @@ from schemas.codec import (
     aggregate_id,
     default_codec,
 )
-from schemas.metric_batch import MetricBatch
+from trackstream.schemas.metric_batch import MetricBatch
 
 __all__ = [
     "EXPERIMENT_EVENT_TYPES", "RUN_EVENT_TYPES", "DecodedEvent", "EventCodec", "MetricBatch",

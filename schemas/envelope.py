@@ -7,7 +7,7 @@ import time
 import uuid
 from typing import Any, Mapping
 
-from schemas.codec import aggregate_id
+from trackstream.schemas.codec import aggregate_id
 
 
 class WriterIdentity:

@@ -39,11 +39,11 @@ import msgspec
 from aiohttp import web
 from multidict import MultiMapping
 
-from server.errors import error_response
-from server import json_codec
-from server.mlflow_api import _trim_dir, body_bytes, ok, run_id_param, safe_artifact_path
-from server.mlflow_service import _experiment_id
-from server.passwords import SCRYPT_N, SCRYPT_P, SCRYPT_R, PasswordHash, PasswordHashError
+from trackstream.server.errors import error_response
+from trackstream.server import json_codec
+from trackstream.server.mlflow_api import _trim_dir, body_bytes, ok, run_id_param, safe_artifact_path
+from trackstream.server.mlflow_service import _experiment_id
+from trackstream.server.passwords import SCRYPT_N, SCRYPT_P, SCRYPT_R, PasswordHash, PasswordHashError
 from trackstream.errors import InvalidInput, PermissionDenied, Unauthenticated
 
 __all__ = [

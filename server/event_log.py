@@ -16,10 +16,10 @@ from typing import Any, Mapping
 
 from confluent_kafka import KafkaError, Producer
 
-from consumers.batching import FlushRequests
-from schemas import EventCodec, default_codec
-from schemas.codec import KAFKA_PARTITIONER
-from schemas.envelope import WriterIdentity
+from trackstream.consumers.batching import FlushRequests
+from trackstream.schemas import EventCodec, default_codec
+from trackstream.schemas.codec import KAFKA_PARTITIONER
+from trackstream.schemas.envelope import WriterIdentity
 from trackstream.errors import DeliveryError, ServiceUnavailable
 
 # No compression on the gateway's events: metric values barely compress (a 1000-point log-batch

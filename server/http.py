@@ -9,11 +9,11 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from consumers.ingest_stats import IngestStats
-from consumers.replay import BackgroundReplay
-from server import json_codec
-from server.reader import TrackingReader
-from server.errors import error_middleware
+from trackstream.consumers.ingest_stats import IngestStats
+from trackstream.consumers.replay import BackgroundReplay
+from trackstream.server import json_codec
+from trackstream.server.reader import TrackingReader
+from trackstream.server.errors import error_middleware
 from trackstream.errors import InvalidInput
 from trackstream.moments import parse_moment
 

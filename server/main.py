@@ -11,19 +11,19 @@ from typing import Any
 
 from aiohttp import web
 
-from consumers.replay import BackgroundReplay
-from consumers.store import connect
-from consumers.batching import FlushRequests
-from consumers.worker import MaterializerService, build_app
-from infra.topics import ensure_topics
-from server.auth import auth_middleware, load_auth
-from server.event_log import EventAppender, ReadYourWrites
-from server.http import create_app
-from server.mlflow_api import ArtifactProxy, mlflow_routes
-from server.mlflow_service import MlflowService
-from server.openapi import openapi_routes
-from server.reader import MlflowReader
-from server.run_cache import RunDataCache
+from trackstream.consumers.replay import BackgroundReplay
+from trackstream.consumers.store import connect
+from trackstream.consumers.batching import FlushRequests
+from trackstream.consumers.worker import MaterializerService, build_app
+from trackstream.infra.topics import ensure_topics
+from trackstream.server.auth import auth_middleware, load_auth
+from trackstream.server.event_log import EventAppender, ReadYourWrites
+from trackstream.server.http import create_app
+from trackstream.server.mlflow_api import ArtifactProxy, mlflow_routes
+from trackstream.server.mlflow_service import MlflowService
+from trackstream.server.openapi import openapi_routes
+from trackstream.server.reader import MlflowReader
+from trackstream.server.run_cache import RunDataCache
 from trackstream.config import Settings
 
 READ_THREADS = 2

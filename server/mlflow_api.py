@@ -14,13 +14,13 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from producer.artifacts import (ArtifactUploadError, ArtifactUploader, LocalArtifactStore, artifact_key,
+from trackstream.producer.artifacts import (ArtifactUploadError, ArtifactUploader, LocalArtifactStore, artifact_key,
                                 validate_artifact_path)
-from server import json_codec
-from server.http import json_response, read_body
-from server.mlflow_fields import decode_history_token, decode_log_batch, encode_history_token
-from server.mlflow_service import MlflowService, _list_of_dicts, _run_id
-from server.reader import HistoryPosition, MlflowReader
+from trackstream.server import json_codec
+from trackstream.server.http import json_response, read_body
+from trackstream.server.mlflow_fields import decode_history_token, decode_log_batch, encode_history_token
+from trackstream.server.mlflow_service import MlflowService, _list_of_dicts, _run_id
+from trackstream.server.reader import HistoryPosition, MlflowReader
 from trackstream.errors import InvalidInput, NotFound
 
 PREFIXES = ("/api/2.0", "/ajax-api/2.0")

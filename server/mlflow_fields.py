@@ -21,10 +21,10 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from producer import validation as v
-from schemas import MetricBatch
-from server import json_codec
-from server.reader import HistoryPosition
+from trackstream.producer import validation as v
+from trackstream.schemas import MetricBatch
+from trackstream.server import json_codec
+from trackstream.server.reader import HistoryPosition
 from trackstream.errors import InvalidInput
 
 _NUMBER_TYPES = {float, int}

@@ -15,10 +15,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
-from producer import validation as v
-from server.event_log import EventAppender, ReadYourWrites
-from server.mlflow_fields import MetricColumns, json_int64, metric_batch_from_json
-from server.reader import TrackingReader, mlflow_run_entity
+from trackstream.producer import validation as v
+from trackstream.server.event_log import EventAppender, ReadYourWrites
+from trackstream.server.mlflow_fields import MetricColumns, json_int64, metric_batch_from_json
+from trackstream.server.reader import TrackingReader, mlflow_run_entity
 from trackstream.errors import InvalidInput, NotFound, ResourceAlreadyExists
 
 RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
@@ -260,7 +260,7 @@ class MlflowService:
         return (await self.known_run(run_id)).experiment_id
 
     async def search_runs(self, body: dict[str, Any], database: str) -> dict[str, Any]:
-        from server.search import build_search_query
+        from trackstream.server.search import build_search_query
 
         experiment_ids = body.get("experiment_ids") or []
         if not isinstance(experiment_ids, list) or not all(

@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 from clickhouse_connect.driver.client import Client
 
-from consumers.store import check_database_name
-from server.run_cache import RunDataCache
-from server.search import RUN_INFO_COLUMNS, paginate
+from trackstream.consumers.store import check_database_name
+from trackstream.server.run_cache import RunDataCache
+from trackstream.server.search import RUN_INFO_COLUMNS, paginate
 from trackstream.errors import InvalidInput, NotFound
 
 READ_ONLY_SETTINGS = {"readonly": 1}

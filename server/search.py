@@ -45,7 +45,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from consumers.store import check_database_name
+from trackstream.consumers.store import check_database_name
 from trackstream.errors import InvalidInput
 
 Kind = Literal["metric", "param", "tag", "attribute"]

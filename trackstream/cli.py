@@ -14,19 +14,22 @@ from trackstream.errors import InvalidInput, NotFound, TrackstreamError
 from trackstream.moments import parse_moment
 from trackstream.output import FORMATS, format_ms, render, render_table
 
+# Installed by `trackstream[server]` only; a command that needs one of them says so.
+SERVER_ONLY_PACKAGES = frozenset({"chdb", "clickhouse_connect", "faust", "aiokafka", "aiohttp", "pyarrow", "msgspec", "orjson"})
+
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 
 
 def _broker(settings: Settings) -> Any:
-    from infra.kafka_broker import KafkaBroker
+    from trackstream.infra.kafka_broker import KafkaBroker
 
     host, _, port = settings.kafka_bootstrap.rpartition(":")
     return KafkaBroker(settings.home, host=host or "127.0.0.1", port=int(port), controller_port=int(port) + 1)
 
 
 def cmd_infra(args: argparse.Namespace, settings: Settings) -> int:
-    from infra.topics import ensure_topics
+    from trackstream.infra.topics import ensure_topics
 
     broker = _broker(settings)
     if args.action == "up":
@@ -46,7 +49,7 @@ def cmd_infra(args: argparse.Namespace, settings: Settings) -> int:
             answering = "answering" if status.answering else "NOT answering"
             print(f"Kafka running, {answering}: {status.bootstrap} pid={status.pid}\n  log: {status.log_path}")
             return 0 if status.answering else 3
-        from infra.kafka_broker import metadata_answers
+        from trackstream.infra.kafka_broker import metadata_answers
 
         if metadata_answers(settings.kafka_bootstrap):
             print(f"Kafka answering at {settings.kafka_bootstrap} (not started by `trackstream infra up`)")
@@ -74,7 +77,7 @@ def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_server(args: argparse.Namespace, settings: Settings) -> int:
-    from server.main import serve
+    from trackstream.server.main import serve
 
     serve(settings, loglevel=args.loglevel)
     return 0
@@ -208,8 +211,8 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
             raise TrackstreamError(f"replay failed: {state['error']}")
         report = state["report"]
     else:
-        from consumers.replay import ReplayJob, default_replay_database, report_as_dict
-        from consumers.store import connect
+        from trackstream.consumers.replay import ReplayJob, default_replay_database, report_as_dict
+        from trackstream.consumers.store import connect
 
         job = ReplayJob(settings, connect(settings.clickhouse_dsn, "replay"),
                         args.database or default_replay_database(settings.database), until_ms, args.replace)
@@ -233,8 +236,8 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
-    from producer.kafka_writer import default_spool_root
-    from producer.sync import sync_spools
+    from trackstream.producer.kafka_writer import default_spool_root
+    from trackstream.producer.sync import sync_spools
 
     root = default_spool_root()
     report = sync_spools(root, settings.kafka_bootstrap, settings.topic, timeout=args.timeout, progress=True)
@@ -255,8 +258,8 @@ def cmd_auth(args: argparse.Namespace, settings: Settings) -> int:
     import getpass
     import secrets
 
-    from server.auth import hash_secret
-    from server.passwords import hash_password
+    from trackstream.server.auth import hash_secret
+    from trackstream.server.passwords import hash_password
 
     if args.action == "new-token":
         token = secrets.token_urlsafe(32)
@@ -339,6 +342,12 @@ def main(argv: list[str] | None = None) -> int:
     except (TrackstreamError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in SERVER_ONLY_PACKAGES:
+            print(f"error: '{args.command}' needs the server side, which this install lacks ({exc.name} is "
+                  "missing): pip install 'trackstream[server]'", file=sys.stderr)
+            return EXIT_ERROR
+        raise
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # output piped into `head` and the like

@@ -6,7 +6,7 @@ import math
 import random
 import time
 
-from producer.client import TrackingClient
+from trackstream.producer.client import TrackingClient
 from trackstream.config import Settings
 from trackstream.errors import NotFound, ServiceUnavailable
 

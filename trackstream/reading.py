@@ -10,7 +10,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from infra.processes import pid_alive, read_cmdline
+from trackstream.infra.processes import pid_alive, read_cmdline
 from trackstream.config import Settings
 from trackstream.errors import InvalidInput, NotFound, ServiceUnavailable, TrackstreamError
 
@@ -110,8 +110,8 @@ def open_reader(settings: Settings) -> Any:
     url = running_server_url(settings)
     if url:
         return HttpReader(url)
-    from consumers.store import SchemaManager, connect
-    from server.reader import TrackingReader
+    from trackstream.consumers.store import SchemaManager, connect
+    from trackstream.server.reader import TrackingReader
 
     client = connect(settings.clickhouse_dsn, "read")
     if SchemaManager(client, settings.database).current_version() == 0:

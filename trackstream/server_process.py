@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from infra.processes import launch_detached, pid_alive, read_pid, stop_recorded, write_atomically
+from trackstream.infra.processes import launch_detached, pid_alive, read_pid, stop_recorded, write_atomically
 from trackstream.config import Settings
 from trackstream.errors import ServiceUnavailable
 from trackstream.reading import HttpReader, is_trackstream_server

@@ -1,6 +1,6 @@
 import pytest
 
-from consumers.store import SchemaManager, connect
+from trackstream.consumers.store import SchemaManager, connect
 
 
 @pytest.fixture

@@ -9,11 +9,11 @@ import textwrap
 
 from confluent_kafka import Consumer, TopicPartition
 
-from schemas import default_codec
+from trackstream.schemas import default_codec
 from tests.integration.harness import REPO, free_port
 
 OFFLINE_TRAINING = textwrap.dedent("""
-    from producer.client import TrackingClient
+    from trackstream.producer.client import TrackingClient
     client = TrackingClient()
     run_id = client.create_run("0", run_name="offline")
     for step in range(500):

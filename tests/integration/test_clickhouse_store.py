@@ -8,8 +8,8 @@ import textwrap
 
 import pytest
 
-from consumers.materializer import Materializer
-from consumers.store import ClickHouseSink, ClickHouseStateReader, SchemaManager
+from trackstream.consumers.materializer import Materializer
+from trackstream.consumers.store import ClickHouseSink, ClickHouseStateReader, SchemaManager
 from tests.integration.harness import REPO
 from tests.unit.consumers.events import EventLog
 from trackstream.errors import StorageError
@@ -83,7 +83,7 @@ def test_latest_metric_follows_mlflow_order(db):
 
 OPEN_ENGINE = textwrap.dedent("""
     import sys, time
-    from consumers.store import connect
+    from trackstream.consumers.store import connect
     from trackstream.errors import StorageError
     try:
         connect(sys.argv[1]).query("SELECT 1")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from confluent_kafka import Consumer, Producer
 
-from producer.client import TrackingClient
+from trackstream.producer.client import TrackingClient
 from tests.integration.harness import ServerHandle, make_server, wait_until
 
 

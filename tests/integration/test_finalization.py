@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from producer.client import TrackingClient
+from trackstream.producer.client import TrackingClient
 from tests.integration.harness import make_server, wait_until
 
 MANIFEST = [{"path": p, "size": 1, "sha256": "0" * 64} for p in ("model.pt", "metrics.json")]

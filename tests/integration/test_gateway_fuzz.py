@@ -18,8 +18,8 @@ schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, Phase, settings, strategies as st  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
 
-from server.http import MAX_REQUEST_BYTES  # noqa: E402
-from server.openapi import OPENAPI_ROUTE, openapi_document  # noqa: E402
+from trackstream.server.http import MAX_REQUEST_BYTES  # noqa: E402
+from trackstream.server.openapi import OPENAPI_ROUTE, openapi_document  # noqa: E402
 from tests.integration.harness import ServerHandle, running_server  # noqa: E402
 
 API = "/api/2.0/mlflow"

@@ -21,9 +21,9 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from server.auth import hash_secret
-from server.passwords import hash_password
-from server.mlflow_service import candidate_experiment_ids
+from trackstream.server.auth import hash_secret
+from trackstream.server.passwords import hash_password
+from trackstream.server.mlflow_service import candidate_experiment_ids
 from tests.integration.harness import ServerHandle, make_server, running_server
 
 API = "/api/2.0/mlflow"

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from server.reader import ROLLUP_STEPS, MlflowReader
+from trackstream.server.reader import ROLLUP_STEPS, MlflowReader
 
 
 def insert_points(client, database, steps, values, timestamps=None, run_id="r1", key="loss", chunks=3):

@@ -13,8 +13,8 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from infra.kafka_broker import InfraError, KafkaBroker, is_broker_cmdline
-from infra.processes import parse_proc_cmdline
+from trackstream.infra.kafka_broker import InfraError, KafkaBroker, is_broker_cmdline
+from trackstream.infra.processes import parse_proc_cmdline
 from tests.integration.harness import free_port
 
 PRIVATE_PORT = free_port()

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer
 
-from infra.kafka_broker import KafkaBroker
-from producer.kafka_writer import EventWriter
-from producer.spool import DiskSpool
-from producer.sync import sync_spools
-from schemas import default_codec
+from trackstream.infra.kafka_broker import KafkaBroker
+from trackstream.producer.kafka_writer import EventWriter
+from trackstream.producer.spool import DiskSpool
+from trackstream.producer.sync import sync_spools
+from trackstream.schemas import default_codec
 from tests.integration.harness import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -162,7 +162,7 @@ def test_broker_going_away_mid_run_loses_nothing_and_never_blocks_appends(
 CHILD = textwrap.dedent("""
     import os, sys
     from pathlib import Path
-    from producer.kafka_writer import EventWriter
+    from trackstream.producer.kafka_writer import EventWriter
 
     spool_dir, bootstrap, topic, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     writer = EventWriter(bootstrap, topic, spool_dir=Path(spool_dir), deliver_leftovers=False)

@@ -8,8 +8,8 @@ import uuid
 from aiokafka.partitioner import DefaultPartitioner
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from producer.kafka_writer import PRODUCER_DEFAULTS
-from server.event_log import GATEWAY_PRODUCER_CONFIG
+from trackstream.producer.kafka_writer import PRODUCER_DEFAULTS
+from trackstream.server.event_log import GATEWAY_PRODUCER_CONFIG
 
 
 def delivered_partitions(bootstrap: str, topic: str, config: dict, keys: list[bytes]) -> list[int]:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from infra.processes import pid_alive
+from trackstream.infra.processes import pid_alive
 from tests.integration.harness import REPO, free_port
 
 CLI_TIMEOUT_S = 240

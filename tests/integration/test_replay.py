@@ -8,11 +8,11 @@ import uuid
 import numpy as np
 import pytest
 
-from consumers.materializer import Materializer
-from consumers.replay import compare_databases
-from consumers.store import ClickHouseSink, ClickHouseStateReader, SchemaManager, connect
-from infra.topics import ensure_topics
-from producer.client import TrackingClient
+from trackstream.consumers.materializer import Materializer
+from trackstream.consumers.replay import compare_databases
+from trackstream.consumers.store import ClickHouseSink, ClickHouseStateReader, SchemaManager, connect
+from trackstream.infra.topics import ensure_topics
+from trackstream.producer.client import TrackingClient
 from tests.integration.harness import make_server, wait_until
 from tests.integration.workload import produce_workload, table_counts
 from tests.unit.consumers.events import EventLog

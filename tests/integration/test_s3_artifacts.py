@@ -21,8 +21,8 @@ import moto.server as moto_server
 import pytest
 from botocore.config import Config
 
-from producer.artifacts import ArtifactUploadError, S3ArtifactStore
-from producer.client import TrackingClient
+from trackstream.producer.artifacts import ArtifactUploadError, S3ArtifactStore
+from trackstream.producer.client import TrackingClient
 from tests.integration.harness import REPO, ServerHandle, free_port, running_server, wait_until
 
 BUCKET = "trackstream-artifacts"
@@ -85,7 +85,7 @@ def objects(s3: S3Server, prefix: str) -> dict[str, str]:
 
 TRAINING_SCRIPT = textwrap.dedent("""
     import sys
-    import producer as ts
+    import trackstream as ts
 
     ts.set_experiment("s3-artifacts")
     with ts.start_run(run_name="to-s3") as run:

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from infra.topics import ensure_topics
+from trackstream.infra.topics import ensure_topics
 from tests.integration.harness import free_port, make_server, wait_until
 from tests.integration.workload import produce_workload, table_counts
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-import producer as ts
-from producer.artifacts import ArtifactUploadError, LocalArtifactStore
-from producer.client import TrackingClient
-from producer.provenance import collect_provenance
+import trackstream as ts
+from trackstream.producer.artifacts import ArtifactUploadError, LocalArtifactStore
+from trackstream.producer.client import TrackingClient
+from trackstream.producer.provenance import collect_provenance
 from tests.integration.harness import REPO, ServerHandle, make_server, wait_until
 
 RANKS = 32
@@ -23,7 +23,7 @@ POINTS_PER_KEY = 1000
 
 RANK_SCRIPT = textwrap.dedent("""
     import os
-    import producer as ts
+    import trackstream as ts
 
     rank = int(os.environ["RANK"])
     with ts.start_run(run_id=os.environ["RUN_ID"]):

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from server.search import build_search_query, paginate
+from trackstream.server.search import build_search_query, paginate
 
 RUN_COLUMNS = ["run_id", "experiment_id", "run_name", "user_id", "source_name", "parent_run_id", "status",
                "start_time", "end_time", "lifecycle_stage", "artifact_uri", "missing_artifacts",

@@ -6,8 +6,8 @@ import uuid
 
 import numpy as np
 
-from producer.kafka_writer import EventWriter
-from schemas import MetricBatch
+from trackstream.producer.kafka_writer import EventWriter
+from trackstream.schemas import MetricBatch
 from tests.integration.harness import ServerHandle
 
 RUNS = 8

@@ -4,8 +4,8 @@ import uuid
 
 import numpy as np
 
-from schemas import MetricBatch, default_codec
-from consumers.materializer import SourceMessage
+from trackstream.schemas import MetricBatch, default_codec
+from trackstream.consumers.materializer import SourceMessage
 
 
 class EventLog:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from consumers.batching import FlushRequests, _full_or_wanted
+from trackstream.consumers.batching import FlushRequests, _full_or_wanted
 
 
 def test_no_flush_without_a_waiting_reader() -> None:

@@ -1,4 +1,4 @@
-from consumers.ingest_stats import IngestStats
+from trackstream.consumers.ingest_stats import IngestStats
 
 
 def test_lag_is_highwater_minus_next_offset_per_partition():

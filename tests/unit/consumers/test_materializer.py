@@ -1,5 +1,5 @@
-from consumers.materializer import AggregateState, Materializer, RejectReason
-from consumers.run_state import FINALIZING, FINISHED, RunState
+from trackstream.consumers.materializer import AggregateState, Materializer, RejectReason
+from trackstream.consumers.run_state import FINALIZING, FINISHED, RunState
 from tests.unit.consumers.events import EventLog
 
 

@@ -1,4 +1,4 @@
-from consumers.run_state import DELETED, FAILED, FINALIZING, FINISHED, KILLED, RUNNING, RunState
+from trackstream.consumers.run_state import DELETED, FAILED, FINALIZING, FINISHED, KILLED, RUNNING, RunState
 
 
 def run() -> RunState:

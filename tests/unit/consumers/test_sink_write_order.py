@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from consumers.materializer import Materializer
-from consumers.store import ClickHouseSink
+from trackstream.consumers.materializer import Materializer
+from trackstream.consumers.store import ClickHouseSink
 from tests.unit.consumers.events import EventLog
 from tests.unit.consumers.test_materializer import EmptyStateReader
 

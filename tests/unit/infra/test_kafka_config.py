@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.processes import parse_proc_cmdline, parse_proc_stat_state, read_pid
-from infra.kafka_broker import (
+from trackstream.infra.processes import parse_proc_cmdline, parse_proc_stat_state, read_pid
+from trackstream.infra.kafka_broker import (
     BrokerStatus,
     InfraError,
     KafkaBroker,
@@ -314,5 +314,5 @@ def test_a_broker_that_never_answers_is_stopped_after_the_timeout(tmp_path: Path
 def test_cluster_ids_never_start_with_a_dash(monkeypatch):
     """One random id in 64 would start with "-": kafka-storage then read it as an option (seen in CI)."""
     draws = iter([b"\xfb" + bytes(15), b"\x00" * 16])  # base64url of 0xfb... starts with "-"
-    monkeypatch.setattr("infra.kafka_broker.os.urandom", lambda n: next(draws))
+    monkeypatch.setattr("trackstream.infra.kafka_broker.os.urandom", lambda n: next(draws))
     assert new_cluster_id() == "AAAAAAAAAAAAAAAAAAAAAA"

@@ -7,7 +7,7 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
-from producer.artifacts import (
+from trackstream.producer.artifacts import (
     ArtifactRecord,
     ArtifactUploader,
     ArtifactUploadError,

@@ -7,10 +7,10 @@ from typing import Any, Mapping
 
 import pytest
 
-from producer.artifacts import ArtifactUploadError, LocalArtifactStore
-from producer.client import TrackingClient, experiment_id_for
-from producer.provenance import DISABLE_ENV
-from schemas import MetricBatch, aggregate_id, default_codec
+from trackstream.producer.artifacts import ArtifactUploadError, LocalArtifactStore
+from trackstream.producer.client import TrackingClient, experiment_id_for
+from trackstream.producer.provenance import DISABLE_ENV
+from trackstream.schemas import MetricBatch, aggregate_id, default_codec
 from trackstream.config import Settings
 from trackstream.errors import InvalidInput
 

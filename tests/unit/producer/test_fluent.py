@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-import producer as ts
-from producer import fluent
-from producer.client import TrackingClient, experiment_id_for
+import trackstream as ts
+from trackstream.producer import fluent
+from trackstream.producer.client import TrackingClient, experiment_id_for
 from tests.unit.producer.test_client import FakeWriter, tags_of
 from trackstream.config import Settings
 from trackstream.errors import InvalidInput

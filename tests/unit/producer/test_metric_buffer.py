@@ -3,7 +3,7 @@ import threading
 
 import numpy as np
 
-from producer.metric_buffer import MetricBuffer
+from trackstream.producer.metric_buffer import MetricBuffer
 
 
 def test_points_come_out_columnar_with_a_key_dictionary():

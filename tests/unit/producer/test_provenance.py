@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from producer import provenance
-from producer.provenance import DISABLE_ENV, collect_provenance
+from trackstream.producer import provenance
+from trackstream.producer.provenance import DISABLE_ENV, collect_provenance
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 

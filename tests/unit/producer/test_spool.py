@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from producer.spool import (
+from trackstream.producer.spool import (
     DELIVERED_NAME,
     HEADER_SIZE,
     DiskSpool,
@@ -240,7 +240,7 @@ def test_record_framing_is_length_crc_keylen_key_payload(tmp_path: Path) -> None
 
 
 def test_reads_switch_between_memory_and_disk_and_can_rewind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("producer.spool._TAIL_BYTES", 2000)
+    monkeypatch.setattr("trackstream.producer.spool._TAIL_BYTES", 2000)
     spool = DiskSpool(tmp_path / "s", segment_bytes=4096)
     records = fill(spool, 120)
     assert [(k, p) for _, k, p in read_all(spool)] == records
@@ -282,8 +282,8 @@ def params(run_id: str, i: int) -> dict:
 
 
 def test_writer_without_a_broker_keeps_events_on_disk_and_says_so(tmp_path: Path) -> None:
-    from producer.kafka_writer import EventWriter, SpoolWarning
-    from schemas import default_codec
+    from trackstream.producer.kafka_writer import EventWriter, SpoolWarning
+    from trackstream.schemas import default_codec
 
     spool_dir = tmp_path / "root" / "w"
     writer = EventWriter(UNREACHABLE, "events", spool_dir=spool_dir, writer_id="w")
@@ -311,7 +311,7 @@ def test_writer_blocks_with_a_warning_when_the_spool_is_full_and_close_releases_
     import threading
     import warnings
 
-    from producer.kafka_writer import EventWriter, SpoolWarning
+    from trackstream.producer.kafka_writer import EventWriter, SpoolWarning
 
     writer = EventWriter(UNREACHABLE, "events", spool_dir=tmp_path / "w", max_spool_bytes=64 * 1024)
     outcome: list[BaseException] = []
@@ -340,7 +340,7 @@ def test_writer_blocks_with_a_warning_when_the_spool_is_full_and_close_releases_
 
 
 def test_writer_with_a_bad_producer_setting_fails_at_construction_and_leaves_no_spool(tmp_path: Path) -> None:
-    from producer.kafka_writer import EventWriter
+    from trackstream.producer.kafka_writer import EventWriter
 
     with pytest.raises(DeliveryError, match="configuration"):
         EventWriter(UNREACHABLE, "events", spool_dir=tmp_path / "w", producer_config={"no.such.setting": 1})
@@ -379,7 +379,7 @@ class FakeProducer:
 
 
 def shipper_over(tmp_path: Path, scripts: list):
-    from producer.kafka_writer import SpoolShipper
+    from trackstream.producer.kafka_writer import SpoolShipper
 
     producers: list[FakeProducer] = []
 
@@ -406,7 +406,7 @@ def test_shipper_rewinds_to_the_first_undelivered_record_on_a_new_producer_after
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from confluent_kafka import KafkaError
 
-    monkeypatch.setattr("producer.kafka_writer.BACKOFF_INITIAL_S", 0.01)
+    monkeypatch.setattr("trackstream.producer.kafka_writer.BACKOFF_INITIAL_S", 0.01)
     failing = lambda p: KafkaError(KafkaError._TRANSPORT) if p == 2 else None  # noqa: E731
     shipper, producers, spool = shipper_over(tmp_path, [failing, lambda p: None])
     run_until_delivered(shipper)
@@ -434,9 +434,9 @@ def test_shipper_skips_and_reports_an_undeliverable_record(tmp_path: Path) -> No
 
 def test_shipper_replaces_a_producer_that_stops_reporting_while_the_broker_answers(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("producer.kafka_writer.STALL_S", 0.2)
-    monkeypatch.setattr("producer.kafka_writer.PROBE_S", 0.05)
-    monkeypatch.setattr("producer.kafka_writer.BACKOFF_INITIAL_S", 0.01)
+    monkeypatch.setattr("trackstream.producer.kafka_writer.STALL_S", 0.2)
+    monkeypatch.setattr("trackstream.producer.kafka_writer.PROBE_S", 0.05)
+    monkeypatch.setattr("trackstream.producer.kafka_writer.BACKOFF_INITIAL_S", 0.01)
     stalls_after_two = lambda p: "stall" if p >= 2 else None  # noqa: E731
     shipper, producers, spool = shipper_over(tmp_path, [stalls_after_two, lambda p: None])
     run_until_delivered(shipper)

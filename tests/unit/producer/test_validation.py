@@ -5,8 +5,8 @@ import warnings
 import numpy as np
 import pytest
 
-from producer import validation
-from producer.validation import (
+from trackstream.producer import validation
+from trackstream.producer.validation import (
     MAX_ENTITY_KEY_LENGTH,
     MAX_EXPERIMENT_NAME_LENGTH,
     MAX_EXPERIMENT_TAG_VAL_LENGTH,

@@ -5,8 +5,8 @@ import uuid
 import numpy as np
 import pytest
 
-from schemas import EXPERIMENT_EVENT_TYPES, RUN_EVENT_TYPES, EventCodec, MetricBatch, SchemaRegistry
-from schemas.codec import HEADER_LEN, SINGLE_OBJECT_MAGIC
+from trackstream.schemas import EXPERIMENT_EVENT_TYPES, RUN_EVENT_TYPES, EventCodec, MetricBatch, SchemaRegistry
+from trackstream.schemas.codec import HEADER_LEN, SINGLE_OBJECT_MAGIC
 from trackstream.errors import DecodeError, EncodeError, UnknownEventType
 
 CODEC = EventCodec()

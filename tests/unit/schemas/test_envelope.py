@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from schemas.envelope import WriterIdentity
+from trackstream.schemas.envelope import WriterIdentity
 
 RUN_A, RUN_B = "a" * 32, "b" * 32
 

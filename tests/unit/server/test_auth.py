@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from multidict import MultiDict
 
-from server.auth import (
+from trackstream.server.auth import (
     Access,
     AllExperiments,
     AuthConfig,
@@ -34,8 +34,8 @@ from server.auth import (
     requirement,
     routing_fields,
 )
-from server.errors import error_middleware
-from server.passwords import PasswordHash, PasswordHashError, hash_password
+from trackstream.server.errors import error_middleware
+from trackstream.server.passwords import PasswordHash, PasswordHashError, hash_password
 from trackstream.errors import InvalidInput, NotFound, PermissionDenied, Unauthenticated
 
 RUN = "0123456789abcdef0123456789abcdef"
@@ -416,9 +416,9 @@ def test_every_served_route_has_a_decided_requirement() -> None:
     """A new route is admin-only until it is added to the table; this names it so someone decides."""
     from types import SimpleNamespace
 
-    from server.http import create_app
-    from server.mlflow_api import mlflow_routes
-    from server.openapi import openapi_routes
+    from trackstream.server.http import create_app
+    from trackstream.server.mlflow_api import mlflow_routes
+    from trackstream.server.openapi import openapi_routes
 
     async def nothing(request: web.Request) -> web.Response:
         return web.Response()

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from server.json_codec import decode_object, encode
+from trackstream.server.json_codec import decode_object, encode
 from trackstream.errors import InvalidInput
 
 

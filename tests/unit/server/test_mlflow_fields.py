@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from server.mlflow_fields import (MetricColumns, _batch_point_by_point, decode_log_batch, json_int64,
+from trackstream.server.mlflow_fields import (MetricColumns, _batch_point_by_point, decode_log_batch, json_int64,
                                   metric_batch_from_json)
 from trackstream.errors import InvalidInput
 
@@ -130,8 +130,8 @@ def test_json_int64_accepts_strings_and_whole_floats():
 
 
 def test_history_tokens_round_trip_and_garbage_is_refused():
-    from server.mlflow_fields import decode_history_token, encode_history_token
-    from server.reader import HistoryPosition
+    from trackstream.server.mlflow_fields import decode_history_token, encode_history_token
+    from trackstream.server.reader import HistoryPosition
 
     position = HistoryPosition(-5, 1_700_000_000_000, 3)
     assert decode_history_token(encode_history_token(position)) == position

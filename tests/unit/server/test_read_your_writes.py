@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from server.event_log import ReadYourWrites
+from trackstream.server.event_log import ReadYourWrites
 from trackstream.errors import ServiceUnavailable
 
 
@@ -60,7 +60,7 @@ def test_nothing_acknowledged_means_no_wait():
 
 
 def test_a_waiting_read_asks_the_worker_to_flush_and_stops_asking_once_served():
-    from consumers.batching import FlushRequests
+    from trackstream.consumers.batching import FlushRequests
 
     async def scenario():
         flush = FlushRequests()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.run_cache import RunDataCache
+from trackstream.server.run_cache import RunDataCache
 
 
 def data(tag):

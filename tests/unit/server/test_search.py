@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from server.search import (
+from trackstream.server.search import (
     Comparison,
     OrderTerm,
     build_search_query,

@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from server.auth import AuthConfig, hash_secret
+from trackstream.server.auth import AuthConfig, hash_secret
 from trackstream.cli import EXIT_USAGE, main
 
 
