@@ -18,8 +18,9 @@ import numpy as np
 import pyarrow as pa
 
 from trackstream.consumers.run_state import RunState
+from trackstream.producer.inputs import DatasetInput, dedupe_dataset_inputs
 from trackstream.schemas import EXPERIMENT_EVENT_TYPES, DecodedEvent, EventCodec, MetricBatch, default_codec
-from trackstream.errors import DecodeError
+from trackstream.errors import DecodeError, InvalidInput
 
 MAX_REJECT_RAW_BYTES = 65536
 ENVELOPE_FIELDS = ("event_id", "writer_id", "seq", "timestamp_ms", "run_id", "experiment_id")
@@ -53,6 +54,7 @@ class AggregateState:
     experiment: dict[str, Any] | None = None
     params: dict[str, str] = field(default_factory=dict)
     writer_seqs: dict[str, int] = field(default_factory=dict)
+    datasets: set[tuple[str, str]] = field(default_factory=set)  # (name, digest) of the run's inputs
 
 
 class StateReader(Protocol):
@@ -71,7 +73,7 @@ class TableRows:
     def touched_runs(self) -> set[str]:
         """Every run this batch changes (a reader's cache of run data must forget them)."""
         touched = {part[0] for part in self.metric_parts}
-        for table in ("runs", "params", "tags"):
+        for table in ("runs", "params", "tags", "dataset_inputs"):
             touched.update(row[0] for row in self.rows.get(table, ()))
         return touched
 
@@ -119,6 +121,8 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "params": ("run_id", "key", "value", "timestamp_ms", "event_id", "src_partition", "src_offset"),
     "tags": ("run_id", "key", "value", "deleted", "src_partition", "src_offset"),
     "artifacts": ("run_id", "path", "size", "sha256", "uri", "committed_at", "src_partition", "src_offset"),
+    "dataset_inputs": ("run_id", "name", "digest", "source_type", "source", "schema", "profile", "tag_keys",
+                       "tag_values", "logged_at", "src_partition", "src_offset"),
     "rejects": ("src_partition", "src_offset", "reason", "detail", "event_type", "event_id", "aggregate_id",
                 "raw_base64"),
 }
@@ -312,6 +316,8 @@ class Materializer:
             self._set_run(state, run.delete(), p, o, out)
         elif kind == "run_restored":
             self._set_run(state, run.restore(), p, o, out)
+        elif kind == "inputs_logged":
+            self._apply_inputs(msg, event, state, out)
 
     @staticmethod
     def _set_run(state: AggregateState, new: RunState, p: int, o: int, out: TableRows,
@@ -337,3 +343,18 @@ class Materializer:
         if conflicts:
             self._reject(out, msg, RejectReason.PARAM_CONFLICT,
                          "changing param values is not allowed: " + json.dumps(conflicts), event)
+
+    def _apply_inputs(self, msg: SourceMessage, event: DecodedEvent, state: AggregateState, out: TableRows) -> None:
+        """One row per dataset new to the run: MLflow keeps a run's first input of a (name, digest)."""
+        rec = event.record
+        try:
+            inputs = [DatasetInput(d["name"], d["digest"], d["source_type"], d["source"], d["schema"], d["profile"],
+                                   tuple((t["key"], t["value"]) for t in d["tags"])) for d in rec["datasets"]]
+        except InvalidInput as exc:
+            self._reject(out, msg, RejectReason.INVALID_EVENT, str(exc), event)
+            return
+        for item in dedupe_dataset_inputs(inputs, state.datasets):
+            out.rows["dataset_inputs"].append((
+                rec["run_id"], item.name, item.digest, item.source_type, item.source, item.schema or "",
+                item.profile or "", [k for k, _ in item.tags], [val for _, val in item.tags], rec["timestamp_ms"],
+                msg.partition, msg.offset))

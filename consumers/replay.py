@@ -24,7 +24,8 @@ from trackstream.errors import InvalidInput, ServiceUnavailable
 
 POLL_BATCH = 5000
 IGNORED_COLUMNS = {"events": ("ingested_at",), "rejects": ("received_at",)}
-COMPARED_TABLES = ("experiments", "runs", "params", "metrics", "tags", "artifacts", "rejects", "events")
+COMPARED_TABLES = ("experiments", "runs", "params", "metrics", "tags", "artifacts", "dataset_inputs", "rejects",
+                   "events")
 METRIC_COLUMNS = ("run_id", "key", "step", "timestamp_ms", "value", "src_partition", "src_offset")
 
 

@@ -24,7 +24,8 @@ from trackstream.consumers.run_state import RunState
 from trackstream.errors import StorageError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-IDEMPOTENT_TABLES = ("experiments", "runs", "params", "tags", "artifacts", "rejects", "metrics", "events")
+IDEMPOTENT_TABLES = ("experiments", "runs", "params", "tags", "artifacts", "dataset_inputs", "rejects", "metrics",
+                     "events")
 MAX_ROWS_PER_INSERT = 500_000
 _DATABASE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
@@ -142,7 +143,7 @@ class SchemaManager:
 
 
 # metrics first (their own columnar path), runs last: a run's status is the visible "commit".
-WRITE_ORDER = ("experiments", "params", "tags", "artifacts", "rejects", "events", "runs")
+WRITE_ORDER = ("experiments", "params", "tags", "artifacts", "dataset_inputs", "rejects", "events", "runs")
 
 
 class ClickHouseSink:
@@ -282,6 +283,10 @@ class ClickHouseStateReader:
             f"SELECT run_id, key, value FROM {self.db}.params WHERE run_id IN {{ids:Array(String)}} AND {where}",
             params):
             states[run_id].params[key] = value
+        for run_id, name, digest in self._rows(
+            f"SELECT run_id, name, digest FROM {self.db}.dataset_inputs WHERE run_id IN {{ids:Array(String)}} "
+            f"AND {where}", params):
+            states[run_id].datasets.add((name, digest))
         for agg, writer, seq in self._rows(
             f"SELECT aggregate_id, writer_id, max(seq) FROM {self.db}.events "
             f"WHERE aggregate_id IN {{ids:Array(String)}} AND {where} GROUP BY aggregate_id, writer_id", params):

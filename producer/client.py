@@ -34,6 +34,7 @@ from trackstream.producer.artifacts import (
     write_temp_json,
     write_temp_text,
 )
+from trackstream.producer.inputs import MAX_DATASETS_PER_BATCH, DatasetInput, dataset_input, dedupe_dataset_inputs
 from trackstream.producer.kafka_writer import EventWriter
 from trackstream.producer.metric_buffer import MetricBuffer
 from trackstream.producer.provenance import collect_provenance
@@ -192,6 +193,19 @@ class TrackingClient:
         tag_list = [self._tag(k, val) for k, val in tags.items()]
         if tag_list:
             self.writer.append("tags_set", {"run_id": run_id, "tags": tag_list})
+
+    def log_inputs(self, run_id: str, datasets: Iterable[Any], context: str | None = None) -> list[DatasetInput]:
+        """Record datasets the run used (MLflow's ``log_inputs``). Items are :class:`DatasetInput`\ s or
+        anything :func:`producer.inputs.dataset_input` takes (an ``mlflow.data`` dataset, a mapping),
+        the latter tagged with ``context``. The first per (name, digest) is sent; returns those."""
+        items = dedupe_dataset_inputs(d if isinstance(d, DatasetInput) else dataset_input(d, context)
+                                      for d in datasets)
+        if len(items) > MAX_DATASETS_PER_BATCH:
+            raise InvalidInput(f"at most {MAX_DATASETS_PER_BATCH} datasets per log_inputs call, got {len(items)}")
+        if items:
+            self.writer.append("inputs_logged", {"run_id": v.validate_run_id(run_id),
+                                                 "datasets": [d.to_record() for d in items]})
+        return items
 
     def delete_tag(self, run_id: str, key: str) -> None:
         self.writer.append("tag_deleted", {"run_id": run_id, "key": v.validate_key(key, "tag")})

@@ -29,6 +29,7 @@ from types import TracebackType
 from typing import Any, Mapping
 
 from trackstream.producer.artifacts import ArtifactRecord
+from trackstream.producer.inputs import DatasetInput, dataset_input
 from trackstream.producer.client import DEFAULT_EXPERIMENT_ID, DEFAULT_EXPERIMENT_NAME, TrackingClient, experiment_id_for
 from trackstream.errors import InvalidInput
 
@@ -48,6 +49,7 @@ __all__ = [
     "set_tag",
     "set_tags",
     "delete_tag",
+    "log_input",
     "log_artifact",
     "log_artifacts",
     "log_dict",
@@ -223,6 +225,17 @@ def set_tags(tags: Mapping[str, Any]) -> None:
 
 def delete_tag(key: str) -> None:
     get_client().delete_tag(_current().run_id, key)
+
+
+def log_input(dataset: Any = None, context: str | None = None, tags: Mapping[str, str] | None = None,
+              **fields: Any) -> DatasetInput:
+    """Record a dataset the active run uses, as ``mlflow.log_input``: an ``mlflow.data`` dataset
+    (mlflow itself is not needed), any object or mapping with ``name`` / ``digest`` /
+    ``source_type`` / ``source`` / ``schema`` / ``profile``, or those as keywords. ``context``
+    ("training", "evaluation", ...) becomes the ``mlflow.data.context`` input tag."""
+    item = dataset_input(dataset, context, tags, **fields)
+    get_client().log_inputs(_current().run_id, [item])
+    return item
 
 
 def log_artifact(local_path: str | os.PathLike[str], artifact_path: str | None = None) -> ArtifactRecord:

@@ -28,6 +28,7 @@ HEADER_LEN = 10
 RUN_EVENT_TYPES = frozenset({
     "run_created", "params_set", "metrics_logged", "tags_set", "tag_deleted",
     "artifact_committed", "run_status_changed", "finalize_requested", "run_deleted", "run_restored",
+    "inputs_logged",
 })
 EXPERIMENT_EVENT_TYPES = frozenset({
     "experiment_created", "experiment_renamed", "experiment_tag_set", "experiment_deleted",

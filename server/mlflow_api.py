@@ -290,9 +290,8 @@ def mlflow_routes(service: MlflowService, reader: MlflowReader, artifacts: Artif
     @route("POST", "/mlflow/runs/log-inputs")
     async def log_inputs(request: web.Request) -> web.Response:
         body = await body_json(request)
-        _list_of_dicts(body.get("datasets"), "datasets")
-        _list_of_dicts(body.get("models"), "models")
-        await service.active_run(run_id_param(body))
+        _list_of_dicts(body.get("models"), "models")  # model inputs are not stored yet
+        await service.log_inputs(run_id_param(body), body.get("datasets"))
         return ok()
 
     @route("POST", "/mlflow/runs/search")

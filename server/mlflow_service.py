@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 from trackstream.producer import validation as v
+from trackstream.producer.inputs import MAX_DATASETS_PER_BATCH, dataset_input_from_json, dedupe_dataset_inputs
 from trackstream.server.event_log import EventAppender, ReadYourWrites
 from trackstream.server.mlflow_fields import MetricColumns, json_int64, metric_batch_from_json
 from trackstream.server.reader import TrackingReader, mlflow_run_entity
@@ -242,6 +243,19 @@ class MlflowService:
         checked_tags = self._tags(tags)
         if checked_tags:
             await self._append_run_event("tags_set", run_id, {"tags": checked_tags})
+
+    async def log_inputs(self, run_id: Any, datasets: Any) -> None:
+        """Append inputs_logged with the request's datasets, the first per (name, digest); the
+        materializer also drops those the run already has."""
+        items = _list_of_dicts(datasets, "datasets")
+        if len(items) > MAX_DATASETS_PER_BATCH:
+            raise InvalidInput(f"A batch logging request can contain at most {MAX_DATASETS_PER_BATCH} datasets. "
+                               f"Got {len(items)} datasets.")
+        checked = dedupe_dataset_inputs(dataset_input_from_json(item) for item in items)
+        run_id = _run_id(run_id)
+        await self.active_run(run_id)
+        if checked:
+            await self._append_run_event("inputs_logged", run_id, {"datasets": [d.to_record() for d in checked]})
 
     async def delete_tag(self, run_id: Any, key: Any) -> None:
         run_id = _run_id(run_id)

@@ -43,6 +43,7 @@ class StateSources:
     latest_metrics: str
     metrics: str
     parameters: dict[str, Any]
+    dataset_inputs: str = ""
 
 
 class TrackingReader:
@@ -57,7 +58,7 @@ class TrackingReader:
         if as_of_ms is None:
             return StateSources(f"{db}.runs_latest", f"{db}.params", f"{db}.tags_latest",
                                 f"(SELECT run_id, key, max(latest) AS latest FROM {db}.latest_metrics GROUP BY run_id, key)",
-                                f"{db}.metrics", {})
+                                f"{db}.metrics", {}, f"{db}.dataset_inputs")
         cutoffs = self.client.query(
             f"SELECT src_partition, max(src_offset) FROM {db}.events WHERE kafka_timestamp_ms <= {{t:Int64}} "
             f"GROUP BY src_partition", parameters={"t": as_of_ms}).result_rows
@@ -72,6 +73,7 @@ class TrackingReader:
                             f"WHERE {cut} GROUP BY run_id, key)"),
             metrics=f"(SELECT * FROM {db}.metrics WHERE {cut})",
             parameters={"cut_p": [int(p) for p, _ in cutoffs], "cut_o": [int(o) for _, o in cutoffs]},
+            dataset_inputs=f"(SELECT * FROM {db}.dataset_inputs WHERE {cut})",
         )
 
     def runs(self, limit: int = 50, experiment_id: str | None = None,
@@ -101,7 +103,26 @@ class TrackingReader:
         latest = self.client.query(
             f"SELECT key, latest FROM {src.latest_metrics} WHERE run_id = {{r:String}} ORDER BY key", parameters=params)
         run["metrics"] = {key: {"step": l[0], "timestamp": l[1], "value": l[2]} for key, l in latest.result_rows}
+        run["dataset_inputs"] = self.dataset_inputs([run_id], src.dataset_inputs, src.parameters)[run_id]
         return run
+
+    def dataset_inputs(self, run_ids: list[str], source: str | None = None,
+                       parameters: dict[str, Any] | None = None) -> dict[str, list[dict[str, Any]]]:
+        """MLflow's ``dataset_inputs`` of each run, in the order they were logged."""
+        found: dict[str, list[dict[str, Any]]] = {r: [] for r in run_ids}
+        rows = self.client.query(
+            f"SELECT run_id, name, digest, source_type, source, schema, profile, tag_keys, tag_values "
+            f"FROM {source or self.db + '.dataset_inputs'} WHERE run_id IN {{ids:Array(String)}} "
+            f"ORDER BY run_id, src_offset", parameters={"ids": run_ids, **(parameters or {})}).result_rows
+        for run_id, name, digest, source_type, source_text, schema, profile, keys, values in rows:
+            dataset = {"name": name, "digest": digest, "source_type": source_type, "source": source_text}
+            if schema:
+                dataset["schema"] = schema
+            if profile:
+                dataset["profile"] = profile
+            found[run_id].append({"tags": [{"key": k, "value": val} for k, val in zip(keys, values)],
+                                  "dataset": dataset})
+        return found
 
     def metric_history(self, run_id: str, key: str, limit: int | None = None,
                        as_of_ms: int | None = None) -> dict[str, Any]:
@@ -204,12 +225,15 @@ def mlflow_experiment(row: dict[str, Any]) -> dict[str, Any]:
 
 def mlflow_run_entity(info: dict[str, Any], data: dict[str, list]) -> dict[str, Any]:
     """MLflow's Run JSON from a runs_latest row (run_id, run_name, experiment_id, user_id, status,
-    start_time, end_time, lifecycle_stage) and its metrics / params / tags lists."""
+    start_time, end_time, lifecycle_stage) and its metrics / params / tags lists (plus
+    ``dataset_inputs``, which MLflow shows under ``inputs``)."""
     info = dict(info, run_uuid=info["run_id"], status=MLFLOW_STATUS.get(info["status"], info["status"]),
                 artifact_uri=f"mlflow-artifacts:/{info['experiment_id']}/{info['run_id']}/artifacts")
     if info.get("end_time") is None:
         info.pop("end_time", None)
-    return {"info": info, "data": data, "inputs": {}}
+    data = dict(data)
+    datasets = data.pop("dataset_inputs", None)
+    return {"info": info, "data": data, "inputs": {"dataset_inputs": datasets} if datasets else {}}
 
 
 class MlflowReader(TrackingReader):
@@ -312,6 +336,8 @@ class MlflowReader(TrackingReader):
                 data[run_id]["metrics"].append({"key": key, "value": value, "timestamp": ts, "step": step})
             else:
                 data[run_id][kind].append({"key": key, "value": text})
+        for run_id, inputs in self.dataset_inputs(run_ids).items():
+            data[run_id]["dataset_inputs"] = inputs
         return data
 
     def mlflow_run(self, run_id: str) -> dict[str, Any] | None:

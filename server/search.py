@@ -9,9 +9,10 @@ Grammar (MLflow's ``SearchUtils``, parsed by hand instead of with sqlparse)::
     filter      := <empty> | comparison (AND comparison)*          -- AND is case-insensitive
     comparison  := identifier op value
                  | identifier IS [NOT] NULL                         -- params and tags only
-                 | identifier [NOT] IN '(' string (',' string)* ')' -- attributes.run_id only
+                 | identifier [NOT] IN '(' string (',' string)* ')' -- attributes.run_id, datasets.*
     identifier  := [type '.'] key
     type        := metric(s) | param(s) | parameter(s) | tag(s) | attribute(s) | attr | run
+                 | dataset(s)                                       -- keys name, digest, context
     key         := "quoted" | `quoted` | bare                       -- no type means attribute
 
 Decisions where MLflow is silent or does something odd:
@@ -25,7 +26,10 @@ Decisions where MLflow is silent or does something odd:
 - Values may be single- or double-quoted, as in MLflow; backticks quote keys only.
 - Metric comparisons follow IEEE: a NaN latest value matches only ``!=`` (MLflow's SQL store
   stores NaN as 0 and compares that).
-- ``datasets.*`` filters are refused: trackstream does not materialize dataset inputs.
+- ``datasets.<name|digest|context> <op> <value>`` matches a run that has *some* dataset input
+  satisfying the comparison (MLflow's semantics, so ``!=`` means "has another dataset too");
+  ``context`` is the input's ``mlflow.data.context`` tag and an input without one never matches.
+  Ordering by datasets is refused, as MLflow does.
 - Entity types are case-sensitive (as in MLflow); keywords are not.
 - order_by also accepts the ``run name`` aliases (MLflow accepts them only in filters).
 - Errors quote the filter and give the 0-based character position of the offending token.
@@ -48,7 +52,7 @@ from typing import Any, Literal
 from trackstream.consumers.store import check_database_name
 from trackstream.errors import InvalidInput
 
-Kind = Literal["metric", "param", "tag", "attribute"]
+Kind = Literal["metric", "param", "tag", "attribute", "dataset"]
 FilterValue = float | str | tuple[str, ...] | None
 
 SEARCH_MAX_RESULTS_DEFAULT = 1000
@@ -62,6 +66,7 @@ _ENTITY_TYPES: dict[str, Kind] = {
     "attribute": "attribute", "attributes": "attribute", "attr": "attribute", "run": "attribute",
 }
 _DATASET_TYPES = {"dataset", "datasets"}
+_DATASET_KEYS = ("name", "digest", "context")
 _STRING_ATTRIBUTES = ("run_id", "run_name", "status", "user_id", "artifact_uri")
 _NUMERIC_ATTRIBUTES = ("start_time", "end_time")
 _ATTRIBUTE_ALIASES = {"created": "start_time", "Created": "start_time",
@@ -75,8 +80,10 @@ _COMPARATORS: dict[str, tuple[str, ...]] = {
     "tag": ("=", "!=", "LIKE", "ILIKE", "IS NULL", "IS NOT NULL"),
     "string_attribute": ("=", "!=", "LIKE", "ILIKE", "IN", "NOT IN"),
     "numeric_attribute": _NUMERIC_COMPARATORS,
+    "dataset": ("=", "!=", "LIKE", "ILIKE", "IN", "NOT IN"),
 }
-_ENTITY_NAMES = {"metric": "metric", "param": "parameter", "tag": "tag", "attribute": "attributes"}
+_ENTITY_NAMES = {"metric": "metric", "param": "parameter", "tag": "tag", "attribute": "attributes",
+                 "dataset": "dataset attributes"}
 _KEYWORDS = {"AND", "OR", "NOT", "IN", "LIKE", "ILIKE", "IS", "NULL"}
 
 _BARE_WORD = re.compile(r"[^\W\d]\w*")
@@ -212,8 +219,12 @@ def _resolve(token: _Token, orderable: bool = False) -> tuple[Kind, str]:
     if token.entity is None:
         kind: Kind = "attribute"
     elif token.entity in _DATASET_TYPES:
-        what = "Ordering by" if orderable else "Filtering on"
-        raise _SyntaxError(token.pos, f"{what} datasets ({token.text}) is not supported by trackstream")
+        if orderable:
+            raise _SyntaxError(token.pos, f"Ordering by datasets ({token.text}) is not supported")
+        if key not in _DATASET_KEYS:
+            raise _SyntaxError(token.pos, f"Invalid dataset key '{key}' specified. Valid keys are "
+                                          f"{list(_DATASET_KEYS)}")
+        kind = "dataset"
     elif token.entity in _ENTITY_TYPES:
         kind = _ENTITY_TYPES[token.entity]
     else:
@@ -291,9 +302,10 @@ class _FilterParser:
             raise _SyntaxError(op_token.pos, f"Invalid comparator '{comparator}' for {ident.text}, "
                                              f"not one of {[a for a in allowed if not a.startswith('IS')]}")
         if comparator in ("IN", "NOT IN"):
-            if key != "run_id":
-                raise _SyntaxError(op_token.pos, "Only the 'run_id' attribute supports comparison with a list of "
-                                                 f"quoted string values, not {ident.text}")
+            if key != "run_id" and kind != "dataset":
+                raise _SyntaxError(op_token.pos, "Only the 'run_id' attribute and the dataset 'name', 'digest' and "
+                                                 "'context' support comparison with a list of quoted string values, "
+                                                 f"not {ident.text}")
             return Comparison(kind, key, comparator, self.string_list(), ident.pos)
         value_token = self.next()
         if kind == "metric" or key in _NUMERIC_ATTRIBUTES:
@@ -339,16 +351,16 @@ class _FilterParser:
 
     def string_list(self) -> tuple[str, ...]:
         if (token := self.next()).kind != "lparen":
-            raise _SyntaxError(token.pos, f"expected a parenthesised list of quoted run ids, got {token.text}")
+            raise _SyntaxError(token.pos, f"expected a parenthesised list of quoted strings, got {token.text}")
         values = []
         while True:
             token = self.next()
-            values.append(self.string_value(token, f"expected a quoted run id, got {token.text}"))
+            values.append(self.string_value(token, f"expected a quoted string in the list, got {token.text}"))
             token = self.next()
             if token.kind == "rparen":
                 return tuple(values)
             if token.kind != "comma":
-                raise _SyntaxError(token.pos, f"expected ',' or ')' in the run id list, got {token.text}")
+                raise _SyntaxError(token.pos, f"expected ',' or ')' in the list, got {token.text}")
 
 
 def _shown(text: str) -> str:
@@ -500,6 +512,23 @@ def _attribute_condition(c: Comparison, p: _Params) -> str:
     return f"{c.key} {op} {p.bind(c.value, 'Float64' if c.key in _NUMERIC_ATTRIBUTES else 'String')}"
 
 
+# The dataset field a ``datasets.<key>`` filter compares; NULL (never matching) for an input
+# without a context tag.
+_DATASET_COLUMNS = {
+    "name": "name",
+    "digest": "digest",
+    "context": "if(has(tag_keys, 'mlflow.data.context'), tag_values[indexOf(tag_keys, 'mlflow.data.context')], NULL)",
+}
+
+
+def _dataset_condition(c: Comparison, db: str, p: _Params) -> str:
+    """Runs with at least one dataset input satisfying the comparison (MLflow's ``any``)."""
+    is_list = c.comparator in ("IN", "NOT IN")
+    value = p.bind(list(c.value or ()) if is_list else c.value, "Array(String)" if is_list else "String")
+    return (f"run_id IN (SELECT run_id FROM {db}.dataset_inputs "
+            f"WHERE {_DATASET_COLUMNS[c.key]} {_SQL_COMPARATORS[c.comparator]} {value})")
+
+
 def _keyed_condition(c: Comparison, column: str, p: _Params) -> str:
     if c.comparator in ("IS NULL", "IS NOT NULL"):
         return f"{column} {c.comparator}"
@@ -542,6 +571,8 @@ def build_search_query(database: str, experiment_ids: list[str], filter_string: 
     for c in comparisons:
         if c.kind == "attribute":
             run_where.append(_attribute_condition(c, p))
+        elif c.kind == "dataset":
+            run_where.append(_dataset_condition(c, db, p))
         else:
             where.append(_keyed_condition(c, joins.column(c.kind, c.key), p))
 

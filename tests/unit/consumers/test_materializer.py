@@ -186,3 +186,39 @@ def test_a_batch_reports_every_run_it_changed():
     log.metrics("r4", 3)
     states = {r: AggregateState(run=RunState(r, "0")) for r in ("r2", "r3", "r4")}
     assert Materializer(EmptyStateReader(states)).process(log.messages).touched_runs() == {"r2", "r3", "r4"}
+
+
+def _dataset(name: str, digest: str, context: str) -> dict:
+    return {"name": name, "digest": digest, "source_type": "local", "source": "{}", "schema": None, "profile": None,
+            "tags": [{"key": "mlflow.data.context", "value": context}]}
+
+
+def test_dataset_inputs_keep_the_first_of_each_name_and_digest_per_run():
+    log = EventLog()
+    log.run_created("r1")
+    log.add("inputs_logged", run_id="r1", datasets=[_dataset("iris", "d1", "training")])
+    log.add("inputs_logged", run_id="r1", datasets=[_dataset("iris", "d1", "evaluation"),
+                                                    _dataset("iris", "d2", "evaluation")])
+    rows = Materializer(EmptyStateReader()).process(log.messages)
+    assert [(r[1], r[2], r[8]) for r in rows.rows["dataset_inputs"]] == [("iris", "d1", ["training"]),
+                                                                         ("iris", "d2", ["evaluation"])]
+    assert rows.touched_runs() == {"r1"}
+
+
+def test_dataset_inputs_already_stored_are_not_stored_again():
+    log = EventLog()
+    log.add("inputs_logged", run_id="r1", seq=2, datasets=[_dataset("iris", "d1", "evaluation")])
+    state = AggregateState(run=RunState("r1", "0", "r", "u", "s", "", "RUNNING", 1, None, "active", "uri"),
+                           writer_seqs={"w1": 1}, datasets={("iris", "d1")})
+    rows = Materializer(EmptyStateReader({"r1": state})).process(log.messages)
+    assert not rows.rows["dataset_inputs"] and not rows.rows["rejects"]
+
+
+def test_dataset_inputs_of_an_unknown_run_or_breaking_limits_are_rejected():
+    log = EventLog()
+    log.add("inputs_logged", run_id="nope", datasets=[_dataset("iris", "d1", "training")])
+    log.run_created("r1")
+    log.add("inputs_logged", run_id="r1", datasets=[_dataset("iris", "d" * 40, "training")])
+    rows = Materializer(EmptyStateReader()).process(log.messages)
+    assert reasons(rows) == [RejectReason.UNKNOWN_RUN, RejectReason.INVALID_EVENT]
+    assert "digest exceeds the maximum length of 36" in rows.rows["rejects"][1][3]

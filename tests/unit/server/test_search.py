@@ -35,6 +35,11 @@ def rejected(filter_string: str) -> str:
     ("tags.`my key` ILIKE '%x%'", [Comparison("tag", "my key", "ILIKE", "%x%")]),
     ("attributes.run_id IN ('a','b')", [Comparison("attribute", "run_id", "IN", ("a", "b"))]),
     ("params.x IS NULL", [Comparison("param", "x", "IS NULL", None)]),
+    ("datasets.name = 'iris'", [Comparison("dataset", "name", "=", "iris")]),
+    ("dataset.digest != 'abc'", [Comparison("dataset", "digest", "!=", "abc")]),
+    ("datasets.context IN ('training', 'eval')", [Comparison("dataset", "context", "IN", ("training", "eval"))]),
+    ("datasets.name NOT IN ('a')", [Comparison("dataset", "name", "NOT IN", ("a",))]),
+    ("datasets.name ILIKE 'ir%'", [Comparison("dataset", "name", "ILIKE", "ir%")]),
     ("attributes.start_time >= 1700000000000", [Comparison("attribute", "start_time", ">=", 1700000000000.0)]),
     ("run_name = 'r1'", [Comparison("attribute", "run_name", "=", "r1")]),
     ("metrics.`a b` < 1", [Comparison("metric", "a b", "<", 1.0)]),
@@ -109,7 +114,8 @@ def test_empty_filter_matches_everything(filter_string):
     ("start_time > '5'", 13, "Expected numeric value type for numeric attribute: start_time"),
     ("metrics.acc IS NULL", 12, "IS NULL / IS NOT NULL is only supported for tags and params"),
     ("run_name IS NOT NULL", 9, "IS NULL / IS NOT NULL is only supported for tags and params"),
-    ("attributes.status IN ('FINISHED','FAILED')", 18, "Only the 'run_id' attribute supports comparison with a list"),
+    ("attributes.status IN ('FINISHED','FAILED')", 18, "Only the 'run_id' attribute and the dataset 'name', 'digest' "
+                                                       "and 'context' support comparison with a list"),
     ("params.p IN ('a')", 9, "Invalid comparator 'IN'"),
     ("metrics.m LIKE 'a'", 10, "Invalid comparator 'LIKE'"),
     ("start_time LIKE '1%'", 11, "Invalid comparator 'LIKE'"),
@@ -118,8 +124,10 @@ def test_empty_filter_matches_everything(filter_string):
     ("lifecycle_stage = 'deleted'", 0, "Invalid attribute key 'lifecycle_stage' specified"),
     ("foo.bar = 'x'", 0, "Invalid entity type 'foo'"),
     ("Metrics.acc > 1", 0, "Invalid entity type 'Metrics'"),
-    ("datasets.name IN ('a')", 0, "not supported by trackstream"),
-    ("dataset.digest = 'x'", 0, "not supported by trackstream"),
+    ("datasets.source = 'x'", 0, "Invalid dataset key 'source' specified"),
+    ("datasets.name > 'x'", 14, "Invalid comparator '>'"),
+    ("datasets.name = 1", 16, "Expected a quoted string value for dataset attributes"),
+    ("datasets.name IS NULL", 14, "IS NULL / IS NOT NULL is only supported for tags and params"),
     ("metrics.acc > 0.9 AND", 21, "got end of input"),
     ("AND metrics.acc > 0.9", 0, "expected an identifier"),
     ("metrics.acc > 0.9 metrics.b > 1", 18, "expected AND"),
@@ -129,7 +137,7 @@ def test_empty_filter_matches_everything(filter_string):
     ("metrics. > 1", 8, "expected a key"),
     ("params.x IS 'a'", 12, "expected NULL after IS"),
     ("params.x NOT LIKE 'a'", 13, "expected IN after NOT"),
-    ("run_id IN ()", 11, "expected a quoted run id"),
+    ("run_id IN ()", 11, "expected a quoted string in the list"),
     ("run_id IN ('a' 'b')", 15, "expected ',' or ')'"),
     ("run_id IN 'a'", 10, "expected a parenthesised list"),
     ("params.a LIKE 'x\\\\'", 14, "ends with an unescaped backslash"),
@@ -159,7 +167,7 @@ def test_order_by_parsing():
     ([""], "Invalid order_by clause ''"),
     (["start_time", "created DESC"], "`order_by` contains duplicate fields"),
     (["experiment_id"], "Invalid attribute key 'experiment_id'"),
-    (["datasets.name"], "not supported by trackstream"),
+    (["datasets.name"], "Ordering by datasets (datasets.name) is not supported"),
     (["metrics.x > 1"], "Invalid ordering key"),
 ])
 def test_order_by_rejections(items, message):
@@ -251,3 +259,12 @@ def test_default_order_and_tie_breaker():
     assert ordered.startswith("order_0 ASC NULLS LAST, r.run_id ASC\n")
     assert build(order_by=["run_id DESC"])[0].split("ORDER BY ")[-1].startswith(
         "order_0 DESC NULLS LAST, r.start_time DESC\n")
+
+
+def test_dataset_filters_select_runs_with_some_matching_input():
+    sql, params = build_search_query("db", ["1"], "datasets.name = 'iris' AND datasets.context IN ('training')",
+                                     [], "ACTIVE_ONLY", 10, None)
+    assert sql.count("run_id IN (SELECT run_id FROM db.dataset_inputs WHERE ") == 2
+    assert "WHERE name = {p2:String})" in sql and params["p2"] == "iris"
+    assert "indexOf(tag_keys, 'mlflow.data.context')], NULL) IN {p3:Array(String)})" in sql
+    assert params["p3"] == ["training"]
