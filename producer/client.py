@@ -195,7 +195,7 @@ class TrackingClient:
             self.writer.append("tags_set", {"run_id": run_id, "tags": tag_list})
 
     def log_inputs(self, run_id: str, datasets: Iterable[Any], context: str | None = None) -> list[DatasetInput]:
-        """Record datasets the run used (MLflow's ``log_inputs``). Items are :class:`DatasetInput`\ s or
+        """Record datasets the run used (MLflow's ``log_inputs``). Items are DatasetInput objects or
         anything :func:`producer.inputs.dataset_input` takes (an ``mlflow.data`` dataset, a mapping),
         the latter tagged with ``context``. The first per (name, digest) is sent; returns those."""
         items = dedupe_dataset_inputs(d if isinstance(d, DatasetInput) else dataset_input(d, context)
