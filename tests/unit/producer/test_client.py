@@ -299,3 +299,13 @@ def test_log_metrics_validates_every_point_before_buffering_any(client, writer):
         client.log_metrics(run_id, {"good": 1.0, "bad key!": 2.0})
     client.flush()
     assert writer.points() == []
+
+
+def test_log_inputs_sends_the_first_of_each_dataset_once(client, writer):
+    run_id = client.create_run("0")
+    sent = client.log_inputs(run_id, [{"name": "a", "digest": "1"}, {"name": "a", "digest": "1"},
+                                      {"name": "b", "digest": "2"}], context="training")
+    assert [d.name for d in sent] == ["a", "b"]
+    (event,) = writer.of("inputs_logged")
+    assert [d["name"] for d in event["datasets"]] == ["a", "b"]
+    assert client.log_inputs(run_id, []) == [] and len(writer.of("inputs_logged")) == 1

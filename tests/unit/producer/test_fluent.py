@@ -199,3 +199,16 @@ def test_package_exports_the_fluent_api():
     assert set(fluent.__all__) <= set(ts.__all__) <= set(dir(ts))
     with pytest.raises(AttributeError):
         ts.does_not_exist
+
+
+def test_log_input_records_a_dataset_of_the_active_run(writer):
+    with ts.start_run() as run:
+        item = ts.log_input(name="iris", digest="abc", source="s3://b/iris.csv", context="training")
+        ts.log_input(name="iris", digest="abc", context="evaluation")  # the first input of a dataset wins downstream
+    sent = writer.of("inputs_logged")
+    assert [f["run_id"] for f in sent] == [run.run_id, run.run_id]
+    assert sent[0]["datasets"] == [item.to_record()]
+    assert sent[0]["datasets"][0]["tags"] == [{"key": "mlflow.data.context", "value": "training"}]
+    with pytest.raises(InvalidInput, match="dataset digest exceeds the maximum length of 36"):
+        with ts.start_run():
+            ts.log_input(name="x", digest="d" * 37)
