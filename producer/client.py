@@ -18,6 +18,7 @@ import tempfile
 import threading
 import time
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -34,10 +35,11 @@ from trackstream.producer.artifacts import (
     write_temp_json,
     write_temp_text,
 )
+from trackstream.producer import environment as env
 from trackstream.producer.inputs import MAX_DATASETS_PER_BATCH, DatasetInput, dataset_input, dedupe_dataset_inputs
 from trackstream.producer.kafka_writer import EventWriter
 from trackstream.producer.metric_buffer import MetricBuffer
-from trackstream.producer.provenance import collect_provenance
+from trackstream.producer.provenance import collect_provenance, provenance_enabled
 from trackstream.config import Settings
 from trackstream.errors import InvalidInput
 
@@ -64,9 +66,10 @@ class TrackingClient:
     def __init__(self, settings: Settings | None = None, *, writer: EventWriter | None = None,
                  linger_s: float = 0.2, max_points_per_batch: int = 50_000,
                  secret_policy: "v.SecretPolicy" = v.SecretPolicy.WARN,
-                 artifact_store: ArtifactStore | None = None) -> None:
+                 artifact_store: ArtifactStore | None = None, capture_environment: bool = True) -> None:
         """``artifact_store`` defaults to the store ``settings.artifact_store`` names (the local one at
-        ``settings.artifact_root`` unless it is an S3 location), opened on the first artifact upload."""
+        ``settings.artifact_root`` unless it is an S3 location), opened on the first artifact upload.
+        ``capture_environment``: record each new run's installed packages (see ``create_run``)."""
         self.settings = settings or Settings.from_env()
         self._owns_writer = writer is None
         self.writer = writer or EventWriter(self.settings.kafka_bootstrap, self.settings.topic)
@@ -78,6 +81,8 @@ class TrackingClient:
         self._uploader: ArtifactUploader | None = None
         self._uploader_lock = threading.Lock()
         self._run_experiments: dict[str, str] = {}
+        self.capture_environment = capture_environment
+        self._environment_jobs: dict[str, threading.Thread] = {}
         self._closed = threading.Event()
         self._flusher = threading.Thread(target=self._flush_periodically, args=(linger_s,),
                                          name="trackstream-metric-flusher", daemon=True)
@@ -101,13 +106,18 @@ class TrackingClient:
     def create_run(self, experiment_id: str = DEFAULT_EXPERIMENT_ID, run_name: str = "",
                    tags: Mapping[str, Any] | None = None, parent_run_id: str | None = None,
                    user_id: str = "", source_name: str = "", start_time_ms: int | None = None,
-                   provenance: bool = True) -> str:
+                   provenance: bool = True, environment: bool | None = None) -> str:
         """Create a run and return its id.
 
         With ``provenance`` (and unless ``TRACKSTREAM_DISABLE_PROVENANCE`` is set) the run gets
         the tags of :func:`producer.provenance.collect_provenance`; ``tags`` win over them, and
         ``user_id`` / ``source_name`` default to the detected user and source file. A
         ``parent_run_id`` is also recorded as the ``mlflow.parentRunId`` tag, as MLflow does.
+
+        ``environment`` (default: with provenance, when the client's ``capture_environment`` is on
+        and neither ``TRACKSTREAM_DISABLE_ENVIRONMENT`` nor ``TRACKSTREAM_DISABLE_PROVENANCE`` is set) records the installed packages as the
+        artifact ``environment/requirements.txt`` (and ``environment/conda.yaml`` in a conda
+        environment) with sha256 tags, on a background thread; ending the run waits for it.
         """
         run_id = uuid.uuid4().hex
         detected = collect_provenance() if provenance else {}
@@ -126,7 +136,40 @@ class TrackingClient:
             "tags": [self._tag(k, val) for k, val in merged.items()],
         })
         self._run_experiments[run_id] = experiment_id
+        if environment is None:
+            environment = (provenance and provenance_enabled() and self.capture_environment
+                           and env.environment_enabled())
+        if environment:
+            job = threading.Thread(target=self._record_environment, args=(run_id,),
+                                   name="trackstream-environment", daemon=True)
+            self._environment_jobs[run_id] = job
+            job.start()
         return run_id
+
+    def _record_environment(self, run_id: str) -> None:
+        """Capture, upload what this process has not stored yet, tag. Failures only warn: a run
+        must not fail because its environment could not be recorded."""
+        try:
+            files = env.capture_environment()
+            store = f"{self.settings.artifact_store}|{self.settings.artifact_root}"
+            holder = env.PROCESS_MEMORY.holder(store, files)
+            if holder is None:
+                for path, data in files.files:
+                    self._upload_temp(run_id, write_temp_text(data.decode()), path)
+                env.PROCESS_MEMORY.remember(store, files, run_id)
+            self.set_tags(run_id, files.tags(holder or run_id))
+        except Exception as exc:  # noqa: BLE001 - reported, never raised into training
+            warnings.warn(f"trackstream: the environment of run {run_id} was not recorded: "
+                          f"{type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=1)
+
+    def wait_for_environment(self, run_id: str | None = None, timeout: float = 60.0) -> None:
+        """Wait until the environment of ``run_id`` (of every run when None) is recorded."""
+        for rid in [run_id] if run_id is not None else list(self._environment_jobs):
+            job = self._environment_jobs.get(rid)
+            if job is not None:
+                job.join(timeout)
+                if not job.is_alive():
+                    self._environment_jobs.pop(rid, None)
 
     def attach_run(self, run_id: str, experiment_id: str = DEFAULT_EXPERIMENT_ID) -> None:
         """Tell this client about a run created elsewhere (another process, an earlier session).
@@ -222,6 +265,7 @@ class TrackingClient:
         if status not in RUN_STATUSES:
             raise InvalidInput(f"invalid run status {status!r}: use FINISHED, FAILED, KILLED, RUNNING or SCHEDULED")
         self._send_metrics(run_id)
+        self.wait_for_environment(run_id)
         end = end_time_ms if end_time_ms is not None else now_ms()
         if status != "FINISHED":
             self.writer.append("run_status_changed", {"run_id": run_id, "status": status, "end_time_ms": end})
@@ -309,6 +353,7 @@ class TrackingClient:
             return 0
         self._closed.set()
         self._flusher.join(timeout=5)
+        self.wait_for_environment(timeout=timeout)
         atexit.unregister(self.close)
         if not self._owns_writer:
             return self.flush(timeout)
