@@ -342,7 +342,9 @@ class TrackingClient:
 
     # delivery ------------------------------------------------------------------------------
     def flush(self, timeout: float = 30.0) -> int:
-        """Send buffered metrics and wait for the broker; returns events still unacknowledged."""
+        """Send buffered metrics and wait for the broker; returns events still unacknowledged. Runs'
+        environments being recorded are waited for first: they are part of what was logged."""
+        self.wait_for_environment(timeout=timeout)
         self._send_metrics(None)
         return self.writer.flush(timeout)
 

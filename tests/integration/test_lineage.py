@@ -1,8 +1,10 @@
-"""Dataset inputs end to end: the real mlflow client's log_input and datasets.* searches against a
-real server (real broker, embedded ClickHouse), the SDK's log_input, as-of reads and replay."""
+"""Lineage end to end against a real server (real broker, embedded ClickHouse): dataset inputs
+through the real mlflow client's log_input and datasets.* searches, the SDK's log_inputs, as-of
+reads and replay; and the environment artifact and tags the SDK records at run start."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 import uuid
@@ -11,7 +13,9 @@ import numpy as np
 import pytest
 
 from tests.integration.harness import make_server, wait_until
+from trackstream.producer import environment as env
 from trackstream.producer.client import TrackingClient
+from tests.unit.producer.test_environment import installed_by_metadata, parse_requirements
 
 mlflow = pytest.importorskip("mlflow")
 pd = pytest.importorskip("pandas")
@@ -138,3 +142,30 @@ def test_sdk_log_input_as_of_reads_and_replay_cover_datasets(server, logged):
     line = next(line for line in result.stdout.splitlines() if line.startswith("dataset_inputs "))
     assert line.split()[-1] == "equal", result.stdout
     assert server.sql("SELECT count() FROM rebuilt_datasets.dataset_inputs")[0][0] == 6  # 2 + 2 + 2
+
+
+def test_runs_get_their_environment_once_per_process_and_a_tag_pointing_at_it(server, tmp_path, monkeypatch):
+    monkeypatch.setattr(env, "PROCESS_MEMORY", env.EnvironmentMemory())
+    monkeypatch.delenv(env.DISABLE_ENV, raising=False)
+    client = TrackingClient(server.settings)
+    experiment_id = client.create_experiment(f"env-{uuid.uuid4().hex[:6]}")
+    first = client.create_run(experiment_id, run_name="first")
+    client.set_terminated(first)
+    second = client.create_run(experiment_id, run_name="second")
+    client.set_terminated(second)
+    assert client.flush(30) == 0
+    client.close()
+
+    mlflow_client = MlflowClient()
+    wait_until(lambda: mlflow_client.get_run(second).info.status == "FINISHED", 60, "both runs to finish")
+    tags = [mlflow_client.get_run(r).data.tags for r in (first, second)]
+    assert [t[env.SOURCE_RUN_TAG] for t in tags] == [first, first]
+    assert tags[0][env.SHA256_TAG] == tags[1][env.SHA256_TAG]
+    assert [f.path for f in mlflow_client.list_artifacts(first, "environment")] == [env.REQUIREMENTS_PATH]
+    assert not mlflow_client.list_artifacts(second, "environment")
+    local = mlflow.artifacts.download_artifacts(run_id=first, artifact_path=env.REQUIREMENTS_PATH,
+                                                dst_path=str(tmp_path))
+    data = open(local, "rb").read()
+    assert hashlib.sha256(data).hexdigest() == tags[0][env.SHA256_TAG]
+    assert parse_requirements(data.decode()) == installed_by_metadata()
+
