@@ -156,3 +156,22 @@ def running_server(bootstrap: str, home: Path, prefix: str) -> Iterator[ServerHa
         yield handle
     finally:
         handle.stop()
+
+
+@contextlib.contextmanager
+def mlflow_tracking_server(bootstrap: str, home: Path, prefix: str) -> Iterator[ServerHandle]:
+    """``running_server`` with the mlflow client pointed at it (``MLFLOW_TRACKING_URI`` and
+    ``mlflow.set_tracking_uri``); the previous URI is restored after."""
+    import mlflow
+
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    with running_server(bootstrap, home, prefix) as handle:
+        os.environ["MLFLOW_TRACKING_URI"] = handle.settings.server_url
+        mlflow.set_tracking_uri(handle.settings.server_url)
+        try:
+            yield handle
+        finally:
+            if previous is None:
+                os.environ.pop("MLFLOW_TRACKING_URI", None)
+            else:
+                os.environ["MLFLOW_TRACKING_URI"] = previous

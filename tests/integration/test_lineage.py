@@ -5,14 +5,13 @@ reads and replay; and the environment artifact and tags the SDK records at run s
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 import uuid
 
 import numpy as np
 import pytest
 
-from tests.integration.harness import make_server, wait_until
+from tests.integration.harness import mlflow_tracking_server, wait_until
 from trackstream.producer import environment as env
 from trackstream.producer.client import TrackingClient
 from tests.unit.producer.test_environment import installed_by_metadata, parse_requirements
@@ -24,17 +23,8 @@ from mlflow import MlflowClient  # noqa: E402
 
 @pytest.fixture(scope="module")
 def server(kafka_bootstrap, tmp_path_factory):
-    handle = make_server(kafka_bootstrap, tmp_path_factory.mktemp("datasets"), f"ds{uuid.uuid4().hex[:6]}")
-    handle.start()
-    previous = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = handle.settings.server_url
-    mlflow.set_tracking_uri(handle.settings.server_url)
-    yield handle
-    if previous is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = previous
-    handle.stop()
+    with mlflow_tracking_server(kafka_bootstrap, tmp_path_factory.mktemp("lineage"), "ln") as handle:
+        yield handle
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,11 @@ pointed at trackstream with MLFLOW_TRACKING_URI."""
 from __future__ import annotations
 
 import math
-import os
 import uuid
 
 import pytest
 
-from tests.integration.harness import make_server
+from tests.integration.harness import mlflow_tracking_server
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow import MlflowClient  # noqa: E402
@@ -18,17 +17,8 @@ from mlflow.exceptions import MlflowException  # noqa: E402
 
 @pytest.fixture(scope="module")
 def tracking_uri(kafka_bootstrap, tmp_path_factory):
-    server = make_server(kafka_bootstrap, tmp_path_factory.mktemp("mlflow"), f"ml{uuid.uuid4().hex[:6]}")
-    server.start()
-    previous = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = server.settings.server_url
-    mlflow.set_tracking_uri(server.settings.server_url)
-    yield server.settings.server_url
-    if previous is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = previous
-    server.stop()
+    with mlflow_tracking_server(kafka_bootstrap, tmp_path_factory.mktemp("mlflow"), "ml") as server:
+        yield server.settings.server_url
 
 
 def test_fluent_run_lifecycle_with_artifacts(tracking_uri, tmp_path):
