@@ -114,10 +114,11 @@ class TrackingClient:
         ``user_id`` / ``source_name`` default to the detected user and source file. A
         ``parent_run_id`` is also recorded as the ``mlflow.parentRunId`` tag, as MLflow does.
 
-        ``environment`` (default: with provenance, when the client's ``capture_environment`` is on
-        and neither ``TRACKSTREAM_DISABLE_ENVIRONMENT`` nor ``TRACKSTREAM_DISABLE_PROVENANCE`` is set) records the installed packages as the
-        artifact ``environment/requirements.txt`` (and ``environment/conda.yaml`` in a conda
-        environment) with sha256 tags, on a background thread; ending the run waits for it.
+        ``environment`` records the installed packages as the artifact
+        ``environment/requirements.txt`` (and ``environment/conda.yaml`` in a conda environment)
+        with sha256 tags, on a background thread; ending the run or ``flush`` waits for it (see
+        :mod:`producer.environment`). By default it follows ``provenance``, unless the client's
+        ``capture_environment`` is off or ``TRACKSTREAM_DISABLE_ENVIRONMENT`` is set.
         """
         run_id = uuid.uuid4().hex
         detected = collect_provenance() if provenance else {}

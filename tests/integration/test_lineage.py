@@ -103,6 +103,11 @@ def test_bad_dataset_filters_and_inputs_are_refused_like_mlflow(logged, server):
     too_long = mlflow.entities.Dataset(name="n" * 501, digest="d", source_type="local", source="{}")
     with pytest.raises(mlflow.exceptions.MlflowException, match="name exceeds the maximum length of 500"):
         MlflowClient().log_inputs(run_a, [mlflow.entities.DatasetInput(too_long)])
+    with mlflow.start_run() as doomed:
+        pass
+    MlflowClient().delete_run(doomed.info.run_id)
+    with pytest.raises(mlflow.exceptions.MlflowException, match="must be in the 'active' state"):
+        MlflowClient().log_inputs(doomed.info.run_id, [mlflow.entities.DatasetInput(FULL)])
 
 
 def test_sdk_log_input_as_of_reads_and_replay_cover_datasets(server, logged):

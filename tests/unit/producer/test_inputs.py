@@ -99,3 +99,13 @@ def test_dedupe_keeps_the_first_input_of_a_name_and_digest_and_remembers_seen_on
     seen: set[tuple[str, str]] = set()
     assert dedupe_dataset_inputs([first, later, other], seen) == [first, other]
     assert dedupe_dataset_inputs([later], seen) == []
+
+
+def test_a_real_mlflow_dataset_gives_the_fields_mlflow_itself_would_send():
+    mlflow_data = pytest.importorskip("mlflow.data")
+    np = pytest.importorskip("numpy")
+    dataset = mlflow_data.from_numpy(np.arange(6.0).reshape(3, 2), source="s3://bucket/x.npy", name="x")
+    entity = dataset._to_mlflow_entity()
+    item = dataset_input(dataset, context="training")
+    assert (item.name, item.digest, item.source_type, item.source, item.schema, item.profile) == (
+        entity.name, entity.digest, entity.source_type, entity.source, entity.schema, entity.profile)
