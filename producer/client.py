@@ -4,6 +4,11 @@ Writes are events appended to Kafka. Metric points are buffered and sent as colu
 (``metrics_logged``), so ``log_metric`` costs about a microsecond and never waits on the
 network; a background thread ships partial buffers every ``linger_s``.
 
+If the local event spool refuses points the flusher drained (the disk is full), the points go back
+to the buffer in order and are retried; each failure counts in ``failed_sends``, warns once per
+cause (``SpoolWarning``), and ``flush()`` / ``close()`` raise ``MetricsNotSpooled`` while points
+are still unrecorded, so a full disk never loses metrics silently.
+
 Artifacts are stored under ``<experiment_id>/<run_id>/artifacts/`` of the artifact store, so the
 client needs each run's experiment id: it remembers the runs it created, and ``attach_run``
 tells it about runs created by another process.
@@ -13,11 +18,13 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import logging
 import os
 import tempfile
 import threading
 import time
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -34,15 +41,17 @@ from trackstream.producer.artifacts import (
     write_temp_json,
     write_temp_text,
 )
-from trackstream.producer.kafka_writer import EventWriter
+from trackstream.producer.kafka_writer import EventWriter, SpoolWarning
 from trackstream.producer.metric_buffer import MetricBuffer
 from trackstream.producer.provenance import collect_provenance
 from trackstream.config import Settings
-from trackstream.errors import InvalidInput
+from trackstream.errors import InvalidInput, MetricsNotSpooled
 
 DEFAULT_EXPERIMENT_ID = "0"
 DEFAULT_EXPERIMENT_NAME = "Default"
 RUN_STATUSES = ("FINISHED", "FAILED", "KILLED", "RUNNING", "SCHEDULED")
+
+log = logging.getLogger(__name__)
 
 _validate_metric = v.validate_metric
 _time_ns = time.time_ns
@@ -77,6 +86,9 @@ class TrackingClient:
         self._uploader: ArtifactUploader | None = None
         self._uploader_lock = threading.Lock()
         self._run_experiments: dict[str, str] = {}
+        self.failed_sends = 0
+        """How many times the spool refused drained metric points (they were kept and retried)."""
+        self._warned_causes: set[str] = set()
         self._closed = threading.Event()
         self._flusher = threading.Thread(target=self._flush_periodically, args=(linger_s,),
                                          name="trackstream-metric-flusher", daemon=True)
@@ -283,9 +295,16 @@ class TrackingClient:
                                                   "sha256": sha256, "uri": uri})
 
     # delivery ------------------------------------------------------------------------------
+    @property
+    def pending_points(self) -> int:
+        """Metric points buffered in this process, not yet in the event spool."""
+        return self._metrics.pending
+
     def flush(self, timeout: float = 30.0) -> int:
-        """Send buffered metrics and wait for the broker; returns events still unacknowledged."""
-        self._send_metrics(None)
+        """Send buffered metrics and wait for the broker; returns events still unacknowledged.
+
+        Raises ``MetricsNotSpooled`` if the spool refuses the buffered points (they stay buffered)."""
+        self._send_buffered("kept in memory and retried by the next flush")
         return self.writer.flush(timeout)
 
     def close(self, timeout: float = 30.0) -> int:
@@ -298,8 +317,11 @@ class TrackingClient:
         atexit.unregister(self.close)
         if not self._owns_writer:
             return self.flush(timeout)
-        self._send_metrics(None)
-        return self.writer.close(timeout)
+        try:
+            self._send_buffered("lost: the client is closing")
+        finally:
+            pending = self.writer.close(timeout)
+        return pending
 
     def _tag(self, key: str, value: Any) -> dict[str, str]:
         key = v.validate_key(key, "tag")
@@ -308,18 +330,46 @@ class TrackingClient:
 
     def _send_metrics(self, run_id: str | None) -> None:
         """Drain and append under one lock, so points the flusher drained cannot be appended after
-        an event that ``set_terminated`` appends once its own drain returned."""
+        an event that ``set_terminated`` appends once its own drain returned. Batches the writer
+        refuses go back to the buffer, ahead of newer points, and the error propagates."""
         with self._send_lock:
-            for rid, batch in self._metrics.drain(run_id):
-                self.writer.append("metrics_logged", {"run_id": rid, **batch.to_record_fields()})
+            batches = self._metrics.drain(run_id)
+            for done, (rid, batch) in enumerate(batches):
+                try:
+                    self.writer.append("metrics_logged", {"run_id": rid, **batch.to_record_fields()})
+                except BaseException:
+                    self._metrics.put_back(batches[done:])
+                    raise
+
+    def _send_buffered(self, fate: str) -> None:
+        """Send every buffered point; a refusal raises ``MetricsNotSpooled`` naming the spool and the cause."""
+        try:
+            self._send_metrics(None)
+        except Exception as exc:
+            self._note_send_failure(exc)
+            spool = getattr(self.writer, "spool_dir", "(no spool)")
+            raise MetricsNotSpooled(
+                f"{self._metrics.pending} metric point(s) could not be written to the event spool {spool}: "
+                f"{type(exc).__name__}: {exc}; they are {fate}") from exc
+
+    def _note_send_failure(self, exc: Exception) -> None:
+        self.failed_sends += 1
+        cause = f"{type(exc).__name__}: {exc}"
+        log.warning("trackstream: the event spool refused %d buffered metric point(s) (%s); they are kept "
+                    "and retried", self._metrics.pending, cause)
+        if cause not in self._warned_causes:
+            self._warned_causes.add(cause)
+            warnings.warn(f"metric points could not be written to the event spool "
+                          f"{getattr(self.writer, 'spool_dir', '')}: {cause}; they are kept in memory and retried, "
+                          f"and flush()/close() raise until they are recorded", SpoolWarning, stacklevel=2)
 
     def _flush_periodically(self, linger_s: float) -> None:
         while not self._closed.wait(linger_s):
             if self._metrics.pending:
                 try:
                     self._send_metrics(None)
-                except Exception:  # surfaced on the next flush(); the flusher must not die
-                    pass
+                except Exception as exc:  # the points are back in the buffer; the flusher must not die
+                    self._note_send_failure(exc)
 
 
 def _manifest_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
