@@ -147,6 +147,13 @@ class TrackingClient:
         """
         self._run_experiments[v.validate_run_id(run_id)] = experiment_id
 
+    def resume_run(self, run_id: str, experiment_id: str = DEFAULT_EXPERIMENT_ID) -> None:
+        """Continue a run as MLflow's ``start_run(run_id=...)`` does: it goes back to RUNNING (its
+        end time cleared) and ``set_terminated`` ends it again. ``attach_run`` is the multi-writer
+        alternative that leaves the run's status alone."""
+        self.attach_run(run_id, experiment_id)
+        self.writer.append("run_status_changed", {"run_id": run_id, "status": "RUNNING", "end_time_ms": None})
+
     def experiment_of(self, run_id: str) -> str:
         try:
             return self._run_experiments[run_id]

@@ -116,7 +116,7 @@ def test_end_run_ends_the_innermost_run_and_is_a_no_op_without_one(writer):
 
 def test_attach_sends_nothing_and_leaving_does_not_end_the_run(writer, monkeypatch):
     monkeypatch.setenv(fluent.EXPERIMENT_ID_ENV, "99")
-    with ts.start_run(run_id=ATTACHED) as run:
+    with ts.start_run(run_id=ATTACHED, attach=True) as run:
         assert writer.events == []
         assert run.attached and run.experiment_id == "99"
         ts.log_metric("loss", 1.0, step=5)
@@ -129,14 +129,38 @@ def test_attach_sends_nothing_and_leaving_does_not_end_the_run(writer, monkeypat
 
 def test_attach_takes_the_experiment_argument_and_optional_tags(writer, monkeypatch):
     monkeypatch.setenv(fluent.EXPERIMENT_ID_ENV, "99")
-    with ts.start_run(run_id=ATTACHED, experiment_id="5", run_name="rank-1", tags={"rank": 1}) as run:
+    with ts.start_run(run_id=ATTACHED, experiment_id="5", run_name="rank-1", tags={"rank": 1}, attach=True) as run:
         assert run.experiment_id == "5"
     assert writer.of("tags_set") == [{"run_id": ATTACHED, "tags": [{"key": "rank", "value": "1"},
                                                                    {"key": "mlflow.runName", "value": "rank-1"}]}]
     monkeypatch.delenv(fluent.EXPERIMENT_ID_ENV)
-    with ts.start_run(run_id=ATTACHED) as run:
+    with ts.start_run(run_id=ATTACHED, attach=True) as run:
         assert run.experiment_id == "0"
     assert ended(writer) == {}
+
+
+def test_start_run_with_a_run_id_resumes_it_as_mlflow_does(writer, monkeypatch):
+    monkeypatch.setenv(fluent.EXPERIMENT_ID_ENV, "99")
+    with ts.start_run(run_id=ATTACHED) as run:
+        assert not run.attached and run.experiment_id == "99"
+        assert writer.events == [("run_status_changed", {"run_id": ATTACHED, "status": "RUNNING",
+                                                          "end_time_ms": None})]
+        ts.log_metric("loss", 1.0, step=5)
+    assert writer.types()[-1] == "finalize_requested"
+    assert writer.of("finalize_requested")[0]["run_id"] == ATTACHED
+    assert writer.points() == [(ATTACHED, "loss", 5, 1.0)]
+
+
+def test_a_resumed_run_ends_with_the_status_end_run_gives(writer):
+    ts.start_run(run_id=ATTACHED)
+    ts.end_run("KILLED")
+    assert [f["status"] for f in writer.of("run_status_changed")] == ["RUNNING", "KILLED"]
+    assert ts.active_run() is None
+
+
+def test_attach_needs_a_run_id(writer):
+    with pytest.raises(InvalidInput, match="needs the run_id of the run to attach to"):
+        ts.start_run(attach=True)
 
 
 def test_set_experiment_is_used_by_new_runs_and_sent_once(writer):
