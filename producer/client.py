@@ -25,6 +25,7 @@ import threading
 import time
 import uuid
 import warnings
+import weakref
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -41,7 +42,7 @@ from trackstream.producer.artifacts import (
     write_temp_json,
     write_temp_text,
 )
-from trackstream.producer.kafka_writer import EventWriter, SpoolWarning
+from trackstream.producer.kafka_writer import EventWriter, SpoolWarning, close_in_multiprocessing_child
 from trackstream.producer.metric_buffer import MetricBuffer
 from trackstream.producer.provenance import collect_provenance
 from trackstream.config import Settings
@@ -90,10 +91,30 @@ class TrackingClient:
         """How many times the spool refused drained metric points (they were kept and retried)."""
         self._warned_causes: set[str] = set()
         self._closed = threading.Event()
-        self._flusher = threading.Thread(target=self._flush_periodically, args=(linger_s,),
+        self._linger_s = linger_s
+        self._start_flusher()
+        atexit.register(self.close)
+        _live_clients.add(self)
+
+    def _start_flusher(self) -> None:
+        self._flusher = threading.Thread(target=self._flush_periodically, args=(self._linger_s,),
                                          name="trackstream-metric-flusher", daemon=True)
         self._flusher.start()
-        atexit.register(self.close)
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: the buffered points are the parent's to send (dropping them here is
+        what keeps them from arriving twice); fresh locks, buffer and flusher thread. The writer
+        renews its own identity and spool (``producer/kafka_writer.py``)."""
+        self._metrics = MetricBuffer(self._metrics.max_points)
+        self._add_point = self._metrics.add
+        self._send_lock = threading.Lock()
+        self._uploader = None
+        self._uploader_lock = threading.Lock()
+        self._warned_causes = set()
+        self.failed_sends = 0
+        if not self._closed.is_set():
+            self._start_flusher()
+            close_in_multiprocessing_child(self, self.close, exitpriority=10)
 
     # experiments ---------------------------------------------------------------------------
     def create_experiment(self, name: str, artifact_location: str = "",
@@ -377,6 +398,17 @@ class TrackingClient:
                     self._send_metrics(None)
                 except Exception as exc:  # the points are back in the buffer; the flusher must not die
                     self._note_send_failure(exc)
+
+
+_live_clients: "weakref.WeakSet[TrackingClient]" = weakref.WeakSet()
+
+
+def _clients_after_fork_in_child() -> None:
+    for client in list(_live_clients):
+        client._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_clients_after_fork_in_child)
 
 
 def _manifest_entry(entry: Mapping[str, Any]) -> dict[str, Any]:

@@ -305,6 +305,16 @@ def _end_through(run: ActiveRun, status: str) -> None:
     _end(run, status)
 
 
+def _runs_attached_after_fork_in_child() -> None:
+    """A forked child (a DataLoader worker) logs into the runs its parent has open, but they stay
+    the parent's to end: in the child they are attached, so its exit does not end them."""
+    for run in _stack.runs:
+        run.attached = True
+
+
+os.register_at_fork(after_in_child=_runs_attached_after_fork_in_child)
+
+
 def _hook_exit() -> None:
     """(Re-)register the exit hook after the client's own ``close``, so that it runs before it."""
     atexit.unregister(_end_runs_at_exit)
