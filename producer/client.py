@@ -17,7 +17,6 @@ tells it about runs created by another process.
 from __future__ import annotations
 
 import atexit
-import hashlib
 import logging
 import os
 import tempfile
@@ -42,27 +41,20 @@ from trackstream.producer.artifacts import (
     write_temp_json,
     write_temp_text,
 )
+from trackstream.producer.experiments import ExperimentDirectory, ServerExperimentDirectory, resolve_experiment
 from trackstream.producer.kafka_writer import EventWriter, SpoolWarning, close_in_multiprocessing_child
 from trackstream.producer.metric_buffer import MetricBuffer
 from trackstream.producer.provenance import collect_provenance
 from trackstream.config import Settings
-from trackstream.errors import InvalidInput, MetricsNotSpooled
+from trackstream.errors import InvalidInput, MetricsNotSpooled, ServiceUnavailable
+from trackstream.schemas.experiment_ids import DEFAULT_EXPERIMENT_ID, DEFAULT_EXPERIMENT_NAME, candidate_experiment_ids
 
-DEFAULT_EXPERIMENT_ID = "0"
-DEFAULT_EXPERIMENT_NAME = "Default"
 RUN_STATUSES = ("FINISHED", "FAILED", "KILLED", "RUNNING", "SCHEDULED")
 
 log = logging.getLogger(__name__)
 
 _validate_metric = v.validate_metric
 _time_ns = time.time_ns
-
-
-def experiment_id_for(name: str) -> str:
-    """Experiment ids are derived from the name so that many processes agree without a server."""
-    if name == DEFAULT_EXPERIMENT_NAME:
-        return DEFAULT_EXPERIMENT_ID
-    return str(int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") >> 2)
 
 
 def now_ms() -> int:
@@ -73,10 +65,14 @@ class TrackingClient:
     def __init__(self, settings: Settings | None = None, *, writer: EventWriter | None = None,
                  linger_s: float = 0.2, max_points_per_batch: int = 50_000,
                  secret_policy: "v.SecretPolicy" = v.SecretPolicy.WARN,
-                 artifact_store: ArtifactStore | None = None) -> None:
+                 artifact_store: ArtifactStore | None = None,
+                 experiments: ExperimentDirectory | None = None) -> None:
         """``artifact_store`` defaults to the store ``settings.artifact_store`` names (the local one at
-        ``settings.artifact_root`` unless it is an S3 location), opened on the first artifact upload."""
+        ``settings.artifact_root`` unless it is an S3 location), opened on the first artifact upload.
+        ``experiments`` (which experiment a name means) defaults to the server at ``settings.server_url``."""
         self.settings = settings or Settings.from_env()
+        self.experiments = experiments or ServerExperimentDirectory(self.settings.server_url)
+        self._warned_offline = False
         self._owns_writer = writer is None
         self.writer = writer or EventWriter(self.settings.kafka_bootstrap, self.settings.topic)
         self.secret_policy = secret_policy
@@ -119,9 +115,23 @@ class TrackingClient:
     # experiments ---------------------------------------------------------------------------
     def create_experiment(self, name: str, artifact_location: str = "",
                           tags: Mapping[str, str] | None = None) -> str:
-        """Idempotent: the id is derived from the name, and re-creating an experiment is a no-op downstream."""
+        """The id of the experiment called ``name``, created (with ``tags``) if there is none.
+
+        The id follows the rule of ``schemas/experiment_ids.py``, with what exists asked of the
+        tracking server: a name freed by a rename gets a new experiment, a deleted one is refused
+        (``InvalidInput``). With no server answering, the name's first candidate id is used and
+        ``experiment_created`` is sent (a no-op downstream if that experiment exists)."""
         name = v.validate_experiment_name(name)
-        experiment_id = experiment_id_for(name)
+        try:
+            experiment_id, new = resolve_experiment(name, self.experiments)
+        except ServiceUnavailable as exc:
+            if not self._warned_offline:
+                self._warned_offline = True
+                log.warning("%s; experiment ids come from names alone until it does (a renamed experiment's "
+                            "old name then still means that experiment)", exc)
+            experiment_id, new = candidate_experiment_ids(name)[0], True
+        if not new:
+            return experiment_id
         self.writer.append("experiment_created", {
             "experiment_id": experiment_id, "name": name, "artifact_location": artifact_location,
             "tags": [{"key": v.validate_key(k, "experiment tag"), "value": v.validate_experiment_tag_value(k, val)}

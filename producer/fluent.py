@@ -30,7 +30,7 @@ from types import TracebackType
 from typing import Any, Mapping
 
 from trackstream.producer.artifacts import ArtifactRecord
-from trackstream.producer.client import DEFAULT_EXPERIMENT_ID, DEFAULT_EXPERIMENT_NAME, TrackingClient, experiment_id_for
+from trackstream.producer.client import DEFAULT_EXPERIMENT_ID, DEFAULT_EXPERIMENT_NAME, TrackingClient
 from trackstream.errors import InvalidInput
 
 __all__ = [
@@ -97,7 +97,7 @@ class _Stack(threading.local):
 _lock = threading.RLock()
 _client: TrackingClient | None = None
 _experiment_id: str | None = None
-_created_experiments: set[str] = set()
+_created_experiments: dict[str, str] = {}
 _stack = _Stack()
 
 
@@ -130,7 +130,12 @@ def set_client(client: TrackingClient | None) -> None:
 
 
 def set_experiment(name: str) -> str:
-    """Make ``name`` the experiment of runs started from now on (created if needed); returns its id."""
+    """Make ``name`` the experiment of runs started from now on (created if needed); returns its id.
+
+    As in MLflow, the name means the experiment called that *now*: after a rename the old name
+    no longer exists, so ``set_experiment(old_name)`` creates a new experiment (with a new id)
+    rather than following the renamed one; a deleted experiment is refused. The answer is
+    remembered for the life of the process (``set_client`` forgets it)."""
     global _experiment_id
     experiment_id = _ensure_experiment(name)
     _experiment_id = experiment_id
@@ -269,13 +274,12 @@ def _current() -> ActiveRun:
 
 
 def _ensure_experiment(name: str) -> str:
-    """Send experiment_created once per process and name."""
+    """Resolve (and create if needed) an experiment once per process and name."""
     client = get_client()
     with _lock:
-        if name in _created_experiments:
-            return experiment_id_for(name)
-        experiment_id = client.create_experiment(name)
-        _created_experiments.add(name)
+        experiment_id = _created_experiments.get(name)
+        if experiment_id is None:
+            experiment_id = _created_experiments[name] = client.create_experiment(name)
         return experiment_id
 
 

@@ -6,8 +6,9 @@ import pytest
 
 import trackstream as ts
 from trackstream.producer import fluent
-from trackstream.producer.client import TrackingClient, experiment_id_for
-from tests.unit.producer.test_client import FakeWriter, tags_of
+from trackstream.producer.client import TrackingClient
+from trackstream.schemas.experiment_ids import candidate_experiment_ids
+from tests.unit.producer.test_client import FakeDirectory, FakeWriter, tags_of
 from trackstream.config import Settings
 from trackstream.errors import InvalidInput
 
@@ -19,7 +20,8 @@ def writer(tmp_path: Path, monkeypatch):
     monkeypatch.setattr(fluent, "_experiment_id", None)
     monkeypatch.delenv(fluent.EXPERIMENT_ID_ENV, raising=False)
     fake = FakeWriter()
-    client = TrackingClient(Settings(home=tmp_path / "home", kafka_bootstrap="unused"), writer=fake, linger_s=3600)
+    client = TrackingClient(Settings(home=tmp_path / "home", kafka_bootstrap="unused"), writer=fake, linger_s=3600,
+                            experiments=FakeDirectory())
     fluent.set_client(client)
     yield fake
     fluent._stack.runs.clear()
@@ -165,7 +167,7 @@ def test_attach_needs_a_run_id(writer):
 
 def test_set_experiment_is_used_by_new_runs_and_sent_once(writer):
     exp = ts.set_experiment("vision")
-    assert exp == experiment_id_for("vision")
+    assert exp == candidate_experiment_ids("vision")[0]
     ts.set_experiment("vision")
     with ts.start_run() as run:
         pass
@@ -223,3 +225,19 @@ def test_package_exports_the_fluent_api():
     assert set(fluent.__all__) <= set(ts.__all__) <= set(dir(ts))
     with pytest.raises(AttributeError):
         ts.does_not_exist
+
+
+def test_set_experiment_after_a_rename_creates_a_new_experiment_under_the_old_name(writer):
+    first, second = candidate_experiment_ids("old")[:2]
+    ts.get_client().experiments = FakeDirectory({first: ("new", "active")})  # the server renamed "old"
+    assert ts.set_experiment("old") == second
+    assert writer.of("experiment_created")[0]["experiment_id"] == second
+    with ts.start_run() as run:
+        pass
+    assert run.experiment_id == second
+
+
+def test_set_experiment_of_an_existing_name_sends_nothing(writer):
+    ts.get_client().experiments = FakeDirectory({"17": ("there", "active")})
+    assert ts.set_experiment("there") == "17"
+    assert writer.of("experiment_created") == []
