@@ -134,10 +134,12 @@ def set_experiment(name: str) -> str:
 
     As in MLflow, the name means the experiment called that *now*: after a rename the old name
     no longer exists, so ``set_experiment(old_name)`` creates a new experiment (with a new id)
-    rather than following the renamed one; a deleted experiment is refused. The answer is
-    remembered for the life of the process (``set_client`` forgets it)."""
+    rather than following the renamed one; a deleted experiment is refused. Each call asks the
+    tracking server anew (see ``TrackingClient.create_experiment``)."""
     global _experiment_id
-    experiment_id = _ensure_experiment(name)
+    experiment_id = get_client().create_experiment(name)
+    with _lock:
+        _created_experiments[name] = experiment_id
     _experiment_id = experiment_id
     return experiment_id
 
