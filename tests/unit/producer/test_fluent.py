@@ -165,10 +165,11 @@ def test_attach_needs_a_run_id(writer):
         ts.start_run(attach=True)
 
 
-def test_set_experiment_is_used_by_new_runs_and_sent_once(writer):
+def test_set_experiment_is_used_by_new_runs_and_not_sent_again_once_the_server_has_it(writer):
     exp = ts.set_experiment("vision")
     assert exp == candidate_experiment_ids("vision")[0]
-    ts.set_experiment("vision")
+    ts.get_client().experiments.experiments[exp] = ("vision", "active")  # materialized, the server knows it
+    assert ts.set_experiment("vision") == exp
     with ts.start_run() as run:
         pass
     assert [f["name"] for f in writer.of("experiment_created")] == ["vision"]
