@@ -393,10 +393,10 @@ class TrackingClient:
     def _note_send_failure(self, exc: Exception) -> None:
         self.failed_sends += 1
         cause = f"{type(exc).__name__}: {exc}"
-        log.warning("trackstream: the event spool refused %d buffered metric point(s) (%s); they are kept "
-                    "and retried", self._metrics.pending, cause)
-        if cause not in self._warned_causes:
+        if cause not in self._warned_causes:  # once per cause; failed_sends counts every refusal
             self._warned_causes.add(cause)
+            log.warning("trackstream: the event spool refused %d buffered metric point(s) (%s); they are kept "
+                        "and retried", self._metrics.pending, cause)
             warnings.warn(f"metric points could not be written to the event spool "
                           f"{getattr(self.writer, 'spool_dir', '')}: {cause}; they are kept in memory and retried, "
                           f"and flush()/close() raise until they are recorded", SpoolWarning, stacklevel=2)
