@@ -4,6 +4,11 @@ Writes are events appended to Kafka. Metric points are buffered and sent as colu
 (``metrics_logged``), so ``log_metric`` costs about a microsecond and never waits on the
 network; a background thread ships partial buffers every ``linger_s``.
 
+If the local event spool refuses points the flusher drained (the disk is full), the points go back
+to the buffer in order and are retried; each failure counts in ``failed_sends``, warns once per
+cause (``SpoolWarning``), and ``flush()`` / ``close()`` raise ``MetricsNotSpooled`` while points
+are still unrecorded, so a full disk never loses metrics silently.
+
 Artifacts are stored under ``<experiment_id>/<run_id>/artifacts/`` of the artifact store, so the
 client needs each run's experiment id: it remembers the runs it created, and ``attach_run``
 tells it about runs created by another process.
@@ -12,13 +17,14 @@ tells it about runs created by another process.
 from __future__ import annotations
 
 import atexit
-import hashlib
+import logging
 import os
 import tempfile
 import threading
 import time
 import uuid
 import warnings
+import weakref
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -37,25 +43,20 @@ from trackstream.producer.artifacts import (
 )
 from trackstream.producer import environment as env
 from trackstream.producer.inputs import MAX_DATASETS_PER_BATCH, DatasetInput, dataset_input, dedupe_dataset_inputs
-from trackstream.producer.kafka_writer import EventWriter
+from trackstream.producer.experiments import ExperimentDirectory, ServerExperimentDirectory, resolve_experiment
+from trackstream.producer.kafka_writer import EventWriter, SpoolWarning, close_in_multiprocessing_child
 from trackstream.producer.metric_buffer import MetricBuffer
 from trackstream.producer.provenance import collect_provenance, provenance_enabled
 from trackstream.config import Settings
-from trackstream.errors import InvalidInput
+from trackstream.errors import InvalidInput, MetricsNotSpooled, ServiceUnavailable
+from trackstream.schemas.experiment_ids import DEFAULT_EXPERIMENT_ID, DEFAULT_EXPERIMENT_NAME, candidate_experiment_ids
 
-DEFAULT_EXPERIMENT_ID = "0"
-DEFAULT_EXPERIMENT_NAME = "Default"
 RUN_STATUSES = ("FINISHED", "FAILED", "KILLED", "RUNNING", "SCHEDULED")
+
+log = logging.getLogger(__name__)
 
 _validate_metric = v.validate_metric
 _time_ns = time.time_ns
-
-
-def experiment_id_for(name: str) -> str:
-    """Experiment ids are derived from the name so that many processes agree without a server."""
-    if name == DEFAULT_EXPERIMENT_NAME:
-        return DEFAULT_EXPERIMENT_ID
-    return str(int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") >> 2)
 
 
 def now_ms() -> int:
@@ -66,11 +67,15 @@ class TrackingClient:
     def __init__(self, settings: Settings | None = None, *, writer: EventWriter | None = None,
                  linger_s: float = 0.2, max_points_per_batch: int = 50_000,
                  secret_policy: "v.SecretPolicy" = v.SecretPolicy.WARN,
-                 artifact_store: ArtifactStore | None = None, capture_environment: bool = True) -> None:
+                 artifact_store: ArtifactStore | None = None, capture_environment: bool = True,
+                 experiments: ExperimentDirectory | None = None) -> None:
         """``artifact_store`` defaults to the store ``settings.artifact_store`` names (the local one at
         ``settings.artifact_root`` unless it is an S3 location), opened on the first artifact upload.
-        ``capture_environment``: record each new run's installed packages (see ``create_run``)."""
+        ``capture_environment``: record each new run's installed packages (see ``create_run``).
+        ``experiments`` (which experiment a name means) defaults to the server at ``settings.server_url``."""
         self.settings = settings or Settings.from_env()
+        self.experiments = experiments or ServerExperimentDirectory(self.settings.server_url)
+        self._warned_offline = False
         self._owns_writer = writer is None
         self.writer = writer or EventWriter(self.settings.kafka_bootstrap, self.settings.topic)
         self.secret_policy = secret_policy
@@ -83,18 +88,56 @@ class TrackingClient:
         self._run_experiments: dict[str, str] = {}
         self.capture_environment = capture_environment
         self._environment_jobs: dict[str, threading.Thread] = {}
+        self.failed_sends = 0
+        """How many times the spool refused drained metric points (they were kept and retried)."""
+        self._warned_causes: set[str] = set()
         self._closed = threading.Event()
-        self._flusher = threading.Thread(target=self._flush_periodically, args=(linger_s,),
+        self._linger_s = linger_s
+        self._start_flusher()
+        atexit.register(self.close)
+        _live_clients.add(self)
+
+    def _start_flusher(self) -> None:
+        self._flusher = threading.Thread(target=self._flush_periodically, args=(self._linger_s,),
                                          name="trackstream-metric-flusher", daemon=True)
         self._flusher.start()
-        atexit.register(self.close)
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: the buffered points are the parent's to send (dropping them here is
+        what keeps them from arriving twice); fresh locks, buffer and flusher thread. The writer
+        renews its own identity and spool (``producer/kafka_writer.py``)."""
+        self._metrics = MetricBuffer(self._metrics.max_points)
+        self._add_point = self._metrics.add
+        self._send_lock = threading.Lock()
+        self._uploader = None
+        self._uploader_lock = threading.Lock()
+        self._warned_causes = set()
+        self.failed_sends = 0
+        self._environment_jobs = {}  # the parent's recording threads do not exist here
+        if not self._closed.is_set():
+            self._start_flusher()
+            close_in_multiprocessing_child(self, self.close, exitpriority=10)
 
     # experiments ---------------------------------------------------------------------------
     def create_experiment(self, name: str, artifact_location: str = "",
                           tags: Mapping[str, str] | None = None) -> str:
-        """Idempotent: the id is derived from the name, and re-creating an experiment is a no-op downstream."""
+        """The id of the experiment called ``name``, created (with ``tags``) if there is none.
+
+        The id follows the rule of ``schemas/experiment_ids.py``, with what exists asked of the
+        tracking server: a name freed by a rename gets a new experiment, a deleted one is refused
+        (``InvalidInput``). With no server answering, the name's first candidate id is used and
+        ``experiment_created`` is sent (a no-op downstream if that experiment exists)."""
         name = v.validate_experiment_name(name)
-        experiment_id = experiment_id_for(name)
+        try:
+            experiment_id, new = resolve_experiment(name, self.experiments)
+        except ServiceUnavailable as exc:
+            if not self._warned_offline:
+                self._warned_offline = True
+                log.warning("%s; experiment ids come from names alone until it does (a renamed experiment's "
+                            "old name then still means that experiment)", exc)
+            experiment_id, new = candidate_experiment_ids(name)[0], True
+        if not new:
+            return experiment_id
         self.writer.append("experiment_created", {
             "experiment_id": experiment_id, "name": name, "artifact_location": artifact_location,
             "tags": [{"key": v.validate_key(k, "experiment tag"), "value": v.validate_experiment_tag_value(k, val)}
@@ -179,6 +222,13 @@ class TrackingClient:
         id for their storage key. Each process logs with its own writer id and sequence.
         """
         self._run_experiments[v.validate_run_id(run_id)] = experiment_id
+
+    def resume_run(self, run_id: str, experiment_id: str = DEFAULT_EXPERIMENT_ID) -> None:
+        """Continue a run as MLflow's ``start_run(run_id=...)`` does: it goes back to RUNNING (its
+        end time cleared) and ``set_terminated`` ends it again. ``attach_run`` is the multi-writer
+        alternative that leaves the run's status alone."""
+        self.attach_run(run_id, experiment_id)
+        self.writer.append("run_status_changed", {"run_id": run_id, "status": "RUNNING", "end_time_ms": None})
 
     def experiment_of(self, run_id: str) -> str:
         try:
@@ -342,11 +392,18 @@ class TrackingClient:
                                                   "sha256": sha256, "uri": uri})
 
     # delivery ------------------------------------------------------------------------------
+    @property
+    def pending_points(self) -> int:
+        """Metric points buffered in this process, not yet in the event spool."""
+        return self._metrics.pending
+
     def flush(self, timeout: float = 30.0) -> int:
         """Send buffered metrics and wait for the broker; returns events still unacknowledged. Runs'
-        environments being recorded are waited for first: they are part of what was logged."""
+        environments being recorded are waited for first: they are part of what was logged.
+
+        Raises ``MetricsNotSpooled`` if the spool refuses the buffered points (they stay buffered)."""
         self.wait_for_environment(timeout=timeout)
-        self._send_metrics(None)
+        self._send_buffered("kept in memory and retried by the next flush")
         return self.writer.flush(timeout)
 
     def close(self, timeout: float = 30.0) -> int:
@@ -360,8 +417,11 @@ class TrackingClient:
         atexit.unregister(self.close)
         if not self._owns_writer:
             return self.flush(timeout)
-        self._send_metrics(None)
-        return self.writer.close(timeout)
+        try:
+            self._send_buffered("lost: the client is closing")
+        finally:
+            pending = self.writer.close(timeout)
+        return pending
 
     def _tag(self, key: str, value: Any) -> dict[str, str]:
         key = v.validate_key(key, "tag")
@@ -370,18 +430,57 @@ class TrackingClient:
 
     def _send_metrics(self, run_id: str | None) -> None:
         """Drain and append under one lock, so points the flusher drained cannot be appended after
-        an event that ``set_terminated`` appends once its own drain returned."""
+        an event that ``set_terminated`` appends once its own drain returned. Batches the writer
+        refuses go back to the buffer, ahead of newer points, and the error propagates."""
         with self._send_lock:
-            for rid, batch in self._metrics.drain(run_id):
-                self.writer.append("metrics_logged", {"run_id": rid, **batch.to_record_fields()})
+            batches = self._metrics.drain(run_id)
+            for done, (rid, batch) in enumerate(batches):
+                try:
+                    self.writer.append("metrics_logged", {"run_id": rid, **batch.to_record_fields()})
+                except BaseException:
+                    self._metrics.put_back(batches[done:])
+                    raise
+
+    def _send_buffered(self, fate: str) -> None:
+        """Send every buffered point; a refusal raises ``MetricsNotSpooled`` naming the spool and the cause."""
+        try:
+            self._send_metrics(None)
+        except Exception as exc:
+            self._note_send_failure(exc)
+            spool = getattr(self.writer, "spool_dir", "(no spool)")
+            raise MetricsNotSpooled(
+                f"{self._metrics.pending} metric point(s) could not be written to the event spool {spool}: "
+                f"{type(exc).__name__}: {exc}; they are {fate}") from exc
+
+    def _note_send_failure(self, exc: Exception) -> None:
+        self.failed_sends += 1
+        cause = f"{type(exc).__name__}: {exc}"
+        if cause not in self._warned_causes:  # once per cause; failed_sends counts every refusal
+            self._warned_causes.add(cause)
+            log.warning("trackstream: the event spool refused %d buffered metric point(s) (%s); they are kept "
+                        "and retried", self._metrics.pending, cause)
+            warnings.warn(f"metric points could not be written to the event spool "
+                          f"{getattr(self.writer, 'spool_dir', '')}: {cause}; they are kept in memory and retried, "
+                          f"and flush()/close() raise until they are recorded", SpoolWarning, stacklevel=2)
 
     def _flush_periodically(self, linger_s: float) -> None:
         while not self._closed.wait(linger_s):
             if self._metrics.pending:
                 try:
                     self._send_metrics(None)
-                except Exception:  # surfaced on the next flush(); the flusher must not die
-                    pass
+                except Exception as exc:  # the points are back in the buffer; the flusher must not die
+                    self._note_send_failure(exc)
+
+
+_live_clients: "weakref.WeakSet[TrackingClient]" = weakref.WeakSet()
+
+
+def _clients_after_fork_in_child() -> None:
+    for client in list(_live_clients):
+        client._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_clients_after_fork_in_child)
 
 
 def _manifest_entry(entry: Mapping[str, Any]) -> dict[str, Any]:

@@ -13,10 +13,11 @@
             ts.log_metric("acc", 0.9)
 
 Like MLflow, each thread has its own stack of active runs and a log call with no active run
-starts one. Unlike MLflow, ``start_run(run_id=...)`` *attaches* to a run another process created
-(distributed training: every rank attaches to the run rank 0 created and logs with its own
-writer id); the attaching process sends nothing to attach and does not end that run when it
-leaves — the creator does.
+starts one, and ``start_run(run_id=...)`` *resumes* a run: it goes back to RUNNING and ending it
+(``end_run`` or leaving the ``with`` block) ends it again. For distributed training, where every
+rank logs into the run rank 0 created, ``start_run(run_id=..., attach=True)`` *attaches*
+instead: it sends nothing to attach, each process logs with its own writer id, and leaving does
+not end the run — the creator does.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any, Mapping
 
 from trackstream.producer.artifacts import ArtifactRecord
 from trackstream.producer.inputs import DatasetInput, dataset_input
-from trackstream.producer.client import DEFAULT_EXPERIMENT_ID, DEFAULT_EXPERIMENT_NAME, TrackingClient, experiment_id_for
+from trackstream.producer.client import DEFAULT_EXPERIMENT_ID, DEFAULT_EXPERIMENT_NAME, TrackingClient
 from trackstream.errors import InvalidInput
 
 __all__ = [
@@ -98,7 +99,7 @@ class _Stack(threading.local):
 _lock = threading.RLock()
 _client: TrackingClient | None = None
 _experiment_id: str | None = None
-_created_experiments: set[str] = set()
+_created_experiments: dict[str, str] = {}
 _stack = _Stack()
 
 
@@ -131,23 +132,34 @@ def set_client(client: TrackingClient | None) -> None:
 
 
 def set_experiment(name: str) -> str:
-    """Make ``name`` the experiment of runs started from now on (created if needed); returns its id."""
+    """Make ``name`` the experiment of runs started from now on (created if needed); returns its id.
+
+    As in MLflow, the name means the experiment called that *now*: after a rename the old name
+    no longer exists, so ``set_experiment(old_name)`` creates a new experiment (with a new id)
+    rather than following the renamed one; a deleted experiment is refused. Each call asks the
+    tracking server anew (see ``TrackingClient.create_experiment``)."""
     global _experiment_id
-    experiment_id = _ensure_experiment(name)
+    experiment_id = get_client().create_experiment(name)
+    with _lock:
+        _created_experiments[name] = experiment_id
     _experiment_id = experiment_id
     return experiment_id
 
 
 def start_run(run_id: str | None = None, run_name: str | None = None, nested: bool = False,
               tags: Mapping[str, Any] | None = None, experiment_id: str | None = None,
-              parent_run_id: str | None = None) -> ActiveRun:
-    """Start a run (or attach to ``run_id``) and push it on this thread's stack of active runs.
+              parent_run_id: str | None = None, attach: bool = False) -> ActiveRun:
+    """Start a run, resume ``run_id``, or attach to it, and push it on this thread's stack of active runs.
 
     The experiment is ``experiment_id``, else the parent's for a nested run, else the one of
     :func:`set_experiment`, else ``$TRACKSTREAM_EXPERIMENT_ID``, else the Default experiment ("0"). A second run while one is
     active must be ``nested=True`` (its parent is the active run) or name that run as
-    ``parent_run_id``. Attaching sends nothing except ``tags`` / ``run_name`` when given.
+    ``parent_run_id``. ``run_id`` alone resumes that run as MLflow does (status RUNNING; ending
+    it ends the run); with ``attach=True`` this process only joins it (sends nothing except
+    ``tags`` / ``run_name`` when given, and leaving does not end it).
     """
+    if attach and run_id is None:
+        raise InvalidInput("start_run(attach=True) needs the run_id of the run to attach to")
     runs = _stack.runs
     active = runs[-1] if runs else None
     if parent_run_id is not None:
@@ -167,13 +179,16 @@ def start_run(run_id: str | None = None, run_name: str | None = None, nested: bo
         experiment_id = active.experiment_id
     experiment_id = experiment_id or _experiment_id or os.environ.get(EXPERIMENT_ID_ENV) or DEFAULT_EXPERIMENT_ID
     if run_id is not None:
-        client.attach_run(run_id, experiment_id)
+        if attach:
+            client.attach_run(run_id, experiment_id)
+        else:
+            client.resume_run(run_id, experiment_id)
         extra = dict(tags or {})
         if run_name:
             extra["mlflow.runName"] = run_name
         if extra:
             client.set_tags(run_id, extra)
-        run = ActiveRun(run_id, experiment_id, run_name or "", parent_run_id, attached=True)
+        run = ActiveRun(run_id, experiment_id, run_name or "", parent_run_id, attached=attach)
     else:
         if experiment_id == DEFAULT_EXPERIMENT_ID:
             _ensure_experiment(DEFAULT_EXPERIMENT_NAME)
@@ -274,13 +289,12 @@ def _current() -> ActiveRun:
 
 
 def _ensure_experiment(name: str) -> str:
-    """Send experiment_created once per process and name."""
+    """Resolve (and create if needed) an experiment once per process and name."""
     client = get_client()
     with _lock:
-        if name in _created_experiments:
-            return experiment_id_for(name)
-        experiment_id = client.create_experiment(name)
-        _created_experiments.add(name)
+        experiment_id = _created_experiments.get(name)
+        if experiment_id is None:
+            experiment_id = _created_experiments[name] = client.create_experiment(name)
         return experiment_id
 
 
@@ -308,6 +322,16 @@ def _end_through(run: ActiveRun, status: str) -> None:
     while runs and runs[-1] is not run:
         _end(runs[-1], status)
     _end(run, status)
+
+
+def _runs_attached_after_fork_in_child() -> None:
+    """A forked child (a DataLoader worker) logs into the runs its parent has open, but they stay
+    the parent's to end: in the child they are attached, so its exit does not end them."""
+    for run in _stack.runs:
+        run.attached = True
+
+
+os.register_at_fork(after_in_child=_runs_attached_after_fork_in_child)
 
 
 def _hook_exit() -> None:

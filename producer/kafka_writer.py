@@ -24,6 +24,13 @@ clean per-partition sequence state instead of one that skipped the failed messag
 happens when messages are in flight, the broker answers metadata requests and yet no delivery
 report arrives for ``STALL_S`` (a Producer once sat for a minute after a broker restart).
 
+After ``os.fork`` (DataLoader workers, ``multiprocessing`` with the fork start method) a child
+must not write as its parent: it would reuse the writer id and sequence numbers (the consumer
+would drop its events as duplicates) and append to the parent's spool file. An at-fork hook
+gives every writer in the child a new identity; its own spool, Kafka producer and sender thread
+are made on its first append, so children that never log cost nothing. Records the parent had
+buffered stay the parent's to send.
+
 Only this module imports confluent-kafka on the producing side.
 """
 
@@ -32,11 +39,13 @@ from __future__ import annotations
 import atexit
 import functools
 import logging
+import os
 import re
 import threading
 import time
 import uuid
 import warnings
+import weakref
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -375,46 +384,80 @@ class EventWriter:
         self.writer_id = self.identity.writer_id
         self._producer_config = dict(producer_config or {})
         self._max_message_bytes = int(producer_settings(bootstrap, producer_config)["message.max.bytes"])
+        self._max_spool_bytes = max_spool_bytes
         self.spool_dir = Path(spool_dir) if spool_dir is not None else default_spool_root() / _dir_name(self.writer_id)
+        self._new_sync_primitives()
+        self._closed = False
+        self._warned_full = False
+        self._leftovers: threading.Thread | None = None
+        self._start()
+        if deliver_leftovers and _has_other_spools(self.spool_dir):
+            self._leftovers = threading.Thread(target=self._deliver_leftovers, daemon=True,
+                                               name=f"trackstream-resync-{self.writer_id[:8]}")
+            self._leftovers.start()
+        atexit.register(self._close_at_exit)
+        _live_writers.add(self)
+
+    def _new_sync_primitives(self) -> None:
         self._lock = threading.Lock()
         self._progress = threading.Condition()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._closed = False
-        self._warned_full = False
-        self._spool = DiskSpool(self.spool_dir, max_spool_bytes, metadata={
-            "writer_id": self.writer_id, "topic": topic, "bootstrap": bootstrap, "created_ms": int(time.time() * 1000),
+
+    def _start(self) -> None:
+        """Open the spool, build the shipper and start the sender thread."""
+        self._spool = DiskSpool(self.spool_dir, self._max_spool_bytes, metadata={
+            "writer_id": self.writer_id, "topic": self.topic, "bootstrap": self.bootstrap,
+            "created_ms": int(time.time() * 1000),
         })
         try:
             self._seed_sequences()
-            self._shipper = SpoolShipper(self._spool, bootstrap, topic, producer_config, on_progress=self._notify)
+            self._shipper = SpoolShipper(self._spool, self.bootstrap, self.topic, self._producer_config,
+                                         on_progress=self._notify)
         except BaseException:
             self._spool.close(remove_if_delivered=True)
             raise
         self._sender = threading.Thread(target=self._send_loop, name=f"trackstream-sender-{self.writer_id[:8]}",
                                         daemon=True)
         self._sender.start()
-        self._leftovers: threading.Thread | None = None
-        if deliver_leftovers and _has_other_spools(self.spool_dir):
-            self._leftovers = threading.Thread(target=self._deliver_leftovers, daemon=True,
-                                               name=f"trackstream-resync-{self.writer_id[:8]}")
-            self._leftovers.start()
-        atexit.register(self._close_at_exit)
+        self._started = True
+
+    def _after_fork_in_child(self) -> None:
+        """Become a new writer in a forked child (see the module docstring); started on first use."""
+        self._new_sync_primitives()
+        if self._started:
+            self._spool.abandon_in_forked_child()
+        self._started = False
+        self._leftovers = None
+        self.identity = WriterIdentity()
+        self.writer_id = self.identity.writer_id
+        self.spool_dir = self.spool_dir.parent / _dir_name(self.writer_id)
+
+    def _ensure_started(self) -> bool:
+        """Start a forked child's writer on its first append; False if it has nothing to do yet."""
+        if self._started:
+            return True
+        if self._closed:
+            return False
+        self._start()
+        close_in_multiprocessing_child(self, self._close_at_exit, exitpriority=5)
+        return True
 
     @property
     def delivered(self) -> int:
         """Events this writer has seen acknowledged by Kafka."""
-        return self._shipper.delivered_count
+        return self._shipper.delivered_count if self._started else 0
 
     @property
     def pending(self) -> int:
-        return self._shipper.pending
+        return self._shipper.pending if self._started else 0
 
     def append(self, event_type: str, fields: Mapping[str, Any]) -> dict[str, Any]:
         """Encode and spool one event; returns the full record. Never waits on the network."""
         with self._lock:
             if self._closed:
                 raise DeliveryError(f"this EventWriter is closed; the {event_type} event was not recorded")
+            self._ensure_started()
             agg, record = self.identity.next_record(event_type, fields)
             payload = self.codec.encode(event_type, record)
             key = agg.encode()
@@ -459,6 +502,8 @@ class EventWriter:
         """fsync the spool and wait up to ``timeout`` s for Kafka; returns how many events are still
         not acknowledged. Raises DeliveryError only for problems waiting cannot fix (undeliverable
         events, authorization or topic errors), never because the broker is down."""
+        if not self._started:
+            return 0
         self._spool.sync()
         self._wait_delivered(self._spool.next_position - 1, timeout)
         self.raise_delivery_errors()
@@ -475,7 +520,7 @@ class EventWriter:
                 self._progress.wait(min(remaining, 0.5))
 
     def raise_delivery_errors(self) -> None:
-        errors = self._shipper.take_errors()
+        errors = self._shipper.take_errors() if self._started else []
         if errors:
             more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
             raise DeliveryError(f"events could not be delivered to {self.topic}: {errors[0]}{more}")
@@ -485,9 +530,11 @@ class EventWriter:
         delivered stay in the spool directory for ``trackstream sync`` / the next start; returns
         how many."""
         if self._closed:
-            return self._shipper.pending
+            return self.pending
         self._closed = True  # appends from here on raise; one blocked on a full spool is released below
         atexit.unregister(self._close_at_exit)
+        if not self._started:
+            return 0
         self._spool.sync()
         self._wait_delivered(self._spool.next_position - 1, timeout)
         self._stop.set()
@@ -587,6 +634,31 @@ class EventWriter:
                 if record.get("writer_id") == self.writer_id:
                     self.identity.advance(key.decode(), int(record["seq"]))
             position = batch[-1][0] + 1
+
+
+_live_writers: "weakref.WeakSet[EventWriter]" = weakref.WeakSet()
+
+
+def _writers_after_fork_in_child() -> None:
+    for writer in list(_live_writers):
+        writer._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_writers_after_fork_in_child)
+
+
+def close_in_multiprocessing_child(owner: object, close: Callable[[], Any], exitpriority: int) -> None:
+    """A ``multiprocessing`` child ends with ``os._exit`` (no atexit) after running the finalizers
+    of ``multiprocessing.util`` (higher priority first): register ``close`` there. Called from a
+    fork hook, the registration is deferred to the child's after-fork callbacks, because the
+    child clears the finalizers it inherited once the fork hooks have run."""
+    import sys
+
+    util = sys.modules.get("multiprocessing.util")
+    if util is None:
+        return
+    util.Finalize(owner, close, exitpriority=exitpriority)
+    util.register_after_fork(owner, lambda _: util.Finalize(owner, close, exitpriority=exitpriority))
 
 
 def _dir_name(writer_id: str) -> str:

@@ -7,6 +7,9 @@ each column, ``n`` being the length of the timestamp column: it is appended last
 deleting a list prefix are each one atomic operation under the GIL. Drains take a lock among
 themselves (the background flusher and a caller's ``flush`` may drain at once). Columns become
 numpy arrays once per batch with ``np.array`` over the lists — C loops, no per-point Python.
+
+Batches a caller drained but could not hand on (the spool refused them) come back through
+``put_back`` and are handed out again first, in their order, by the next drain.
 """
 
 from __future__ import annotations
@@ -26,12 +29,14 @@ class MetricBuffer:
         # run id -> key -> (values, steps, timestamps)
         self._columns: dict[str, dict[str, tuple[list[float], list[int], list[int]]]] = {}
         self._arrays: dict[str, list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]] = {}
+        self._returned: list[tuple[str, MetricBatch]] = []
         self._lock = threading.Lock()
         self._drain_lock = threading.Lock()
 
     @property
     def pending(self) -> int:
         points = sum(len(cols[2]) for keys in list(self._columns.values()) for cols in list(keys.values()))
+        points += sum(len(batch) for _, batch in list(self._returned))
         return points + sum(len(part[1]) for parts in list(self._arrays.values()) for part in list(parts))
 
     def _key_columns(self, run_id: str, key: str) -> tuple[list[float], list[int], list[int]]:
@@ -59,7 +64,8 @@ class MetricBuffer:
         """Take buffered points (of one run, or all) as batches of at most max_points each."""
         with self._lock:
             run_ids = [run_id] if run_id is not None else list(set(self._columns) | set(self._arrays))
-        batches = []
+            batches = [(rid, b) for rid, b in self._returned if run_id is None or rid == run_id]
+            self._returned = [(rid, b) for rid, b in self._returned if run_id is not None and rid != run_id]
         for rid in run_ids:
             with self._drain_lock:
                 segments = [(key, *_take_rows(cols)) for key, cols in list(self._columns.get(rid, {}).items())]
@@ -72,6 +78,12 @@ class MetricBuffer:
                 batch = MetricBatch([key], np.zeros(len(values), np.uint32), steps, stamps, values)
                 batches.extend((rid, b) for b in self._split(batch))
         return batches
+
+    def put_back(self, batches: list[tuple[str, MetricBatch]]) -> None:
+        """Return drained batches that were not sent; the next drain hands them out first, in order."""
+        if batches:
+            with self._lock:
+                self._returned[:0] = batches
 
     def _split(self, batch: MetricBatch) -> list[MetricBatch]:
         if len(batch) <= self.max_points:

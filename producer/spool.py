@@ -612,6 +612,21 @@ class DiskSpool:
                 raise error
             return remove
 
+    def abandon_in_forked_child(self) -> None:
+        """In a child process after ``fork``: drop the inherited descriptors without writing
+        anything (records buffered here belong to the parent, which still owns the spool; closing
+        the child's copy of the lock descriptor does not release the parent's flock)."""
+        self._closed = True
+        self._buffer = bytearray()
+        self._tail = deque()
+        fds = [fd for fd in (self._write_fd, self._lock_fd) if fd is not None]
+        fds += self._to_sync + list(self._read_fds.values())
+        self._write_fd = self._lock_fd = None
+        self._to_sync, self._read_fds = [], {}
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
     def _release_lock(self) -> None:
         fd, self._lock_fd = getattr(self, "_lock_fd", None), None
         if fd is not None:

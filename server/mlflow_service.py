@@ -8,7 +8,6 @@ check is still caught by the materializer and lands in the rejects table.
 
 from __future__ import annotations
 
-import hashlib
 import random
 import time
 import uuid
@@ -21,9 +20,15 @@ from trackstream.server.event_log import EventAppender, ReadYourWrites
 from trackstream.server.mlflow_fields import MetricColumns, json_int64, metric_batch_from_json
 from trackstream.server.reader import TrackingReader, mlflow_run_entity
 from trackstream.errors import InvalidInput, NotFound, ResourceAlreadyExists
+from trackstream.schemas.experiment_ids import (
+    DEFAULT_EXPERIMENT_ID,
+    DEFAULT_EXPERIMENT_NAME,
+    candidate_experiment_ids,
+    new_experiment_id,
+)
 
 RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
-DEFAULT_EXPERIMENT = ("0", "Default")
+DEFAULT_EXPERIMENT = (DEFAULT_EXPERIMENT_ID, DEFAULT_EXPERIMENT_NAME)
 READ_YOUR_WRITES_TIMEOUT_S = 30.0
 _ADJECTIVES = ("bold", "calm", "eager", "gentle", "keen", "lucky", "merry", "quiet", "swift", "wise")
 _NOUNS = ("otter", "heron", "lynx", "panda", "falcon", "whale", "fox", "crane", "bison", "koala")
@@ -37,16 +42,6 @@ def now_ms() -> int:
 
 def generated_run_name() -> str:
     return f"{random.choice(_ADJECTIVES)}-{random.choice(_NOUNS)}-{random.randint(100, 999)}"
-
-
-def candidate_experiment_ids(name: str) -> list[str]:
-    """Integer-string ids derived from the name (MLflow clients expect integer ids); the
-    alternatives cover a name reused after a rename."""
-    ids = []
-    for attempt in range(8):
-        digest = hashlib.sha256(f"{name}\x00{attempt}".encode() if attempt else name.encode()).digest()
-        ids.append(str(int.from_bytes(digest[:8], "big") >> 2))
-    return ids
 
 
 @dataclass
@@ -88,11 +83,12 @@ class MlflowService:
                                "artifact root (a client-chosen location is how MLflow's path-traversal CVEs began)")
         if await self.read(self.reader.experiment_by_name, name) is not None:
             raise ResourceAlreadyExists(f"Experiment '{name}' already exists.")
-        for experiment_id in candidate_experiment_ids(name):
-            if await self.run_query(self.reader.experiment, experiment_id) is None:
+        taken = set()  # looked up in candidate order, up to the first free one
+        for candidate in candidate_experiment_ids(name):
+            if await self.run_query(self.reader.experiment, candidate) is None:
                 break
-        else:
-            raise ResourceAlreadyExists(f"could not allocate an id for experiment '{name}'")
+            taken.add(candidate)
+        experiment_id = new_experiment_id(name, taken)
         await self.appender.append("experiment_created", {
             "experiment_id": experiment_id, "name": name,
             "artifact_location": f"{self.artifact_uri_prefix}/{experiment_id}", "tags": tag_list})

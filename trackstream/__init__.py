@@ -28,7 +28,7 @@ _FLUENT = (
 )
 _ERRORS = (
     "TrackstreamError", "InvalidInput", "ParamConflict", "NotFound", "ResourceAlreadyExists",
-    "PermissionDenied", "Unauthenticated", "SchemaError", "DeliveryError", "StorageError",
+    "PermissionDenied", "Unauthenticated", "SchemaError", "DeliveryError", "MetricsNotSpooled", "StorageError",
     "ServiceUnavailable",
 )
 _EXPORTS: dict[str, str] = {

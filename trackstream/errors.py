@@ -12,6 +12,7 @@ TrackstreamError
  │    ├── EncodeError        a record that does not fit its schema
  │    └── DecodeError        bytes that are not a known, intact event
  ├── DeliveryError          events the broker did not acknowledge in time
+ │    └── MetricsNotSpooled  buffered metric points the local spool refused (e.g. disk full)
  ├── StorageError            ClickHouse refused or the schema version is unknown
  └── ServiceUnavailable      Kafka / the server is not reachable
 """
@@ -63,6 +64,11 @@ class DecodeError(SchemaError):
 
 class DeliveryError(TrackstreamError):
     pass
+
+
+class MetricsNotSpooled(DeliveryError):
+    """Metric points were drained from the SDK's buffer but the event spool refused them; they are
+    kept in memory (in order) and retried, and this names the spool directory and the cause."""
 
 
 class StorageError(TrackstreamError):

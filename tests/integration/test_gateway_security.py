@@ -23,7 +23,7 @@ import requests
 
 from trackstream.server.auth import hash_secret
 from trackstream.server.passwords import hash_password
-from trackstream.server.mlflow_service import candidate_experiment_ids
+from trackstream.schemas.experiment_ids import candidate_experiment_ids
 from tests.integration.harness import ServerHandle, make_server, running_server
 
 API = "/api/2.0/mlflow"

@@ -26,7 +26,7 @@ RANK_SCRIPT = textwrap.dedent("""
     import trackstream as ts
 
     rank = int(os.environ["RANK"])
-    with ts.start_run(run_id=os.environ["RUN_ID"]):
+    with ts.start_run(run_id=os.environ["RUN_ID"], attach=True):
         for i in range({points}):
             ts.log_metric(f"rank/{{rank:02d}}", rank * 100_000 + i, step=i)
             ts.log_metric("shared", float(i), step=rank * {points} + i)

@@ -8,7 +8,8 @@ from typing import Any, Mapping
 import pytest
 
 from trackstream.producer.artifacts import ArtifactUploadError, LocalArtifactStore
-from trackstream.producer.client import TrackingClient, experiment_id_for
+from trackstream.producer.client import TrackingClient
+from trackstream.schemas.experiment_ids import candidate_experiment_ids
 from trackstream.producer.provenance import DISABLE_ENV
 from trackstream.schemas import MetricBatch, aggregate_id, default_codec
 from trackstream.config import Settings
@@ -57,6 +58,19 @@ class FakeWriter:
         return out
 
 
+class FakeDirectory:
+    """Experiments as a tracking server would report them: id -> (name, lifecycle stage)."""
+
+    def __init__(self, experiments: dict[str, tuple[str, str]] | None = None) -> None:
+        self.experiments = dict(experiments or {})
+
+    def by_name(self, name: str) -> tuple[str, str] | None:
+        return next(((eid, stage) for eid, (n, stage) in self.experiments.items() if n == name), None)
+
+    def exists(self, experiment_id: str) -> bool:
+        return experiment_id in self.experiments
+
+
 class FailingStore(LocalArtifactStore):
     """Breaks every upload halfway through the copy to staging."""
 
@@ -75,7 +89,8 @@ def writer() -> FakeWriter:
 
 @pytest.fixture
 def client(writer: FakeWriter, tmp_path: Path):
-    c = TrackingClient(Settings(home=tmp_path / "home", kafka_bootstrap="unused"), writer=writer, linger_s=3600)
+    c = TrackingClient(Settings(home=tmp_path / "home", kafka_bootstrap="unused"), writer=writer, linger_s=3600,
+                       experiments=FakeDirectory())
     yield c
     c.close()
 
@@ -116,7 +131,7 @@ def test_parent_run_id_is_also_a_tag(client, writer):
 
 def test_event_sequence_of_a_run(client, writer):
     exp = client.create_experiment("seq-test")
-    assert exp == experiment_id_for("seq-test")
+    assert exp == candidate_experiment_ids("seq-test")[0]
     run_id = client.create_run(exp, provenance=False)
     client.log_params(run_id, {"lr": 0.1})
     client.log_metric(run_id, "loss", 0.5, step=1)

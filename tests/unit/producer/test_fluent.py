@@ -6,8 +6,9 @@ import pytest
 
 import trackstream as ts
 from trackstream.producer import fluent
-from trackstream.producer.client import TrackingClient, experiment_id_for
-from tests.unit.producer.test_client import FakeWriter, tags_of
+from trackstream.producer.client import TrackingClient
+from trackstream.schemas.experiment_ids import candidate_experiment_ids
+from tests.unit.producer.test_client import FakeDirectory, FakeWriter, tags_of
 from trackstream.config import Settings
 from trackstream.errors import InvalidInput
 
@@ -19,7 +20,8 @@ def writer(tmp_path: Path, monkeypatch):
     monkeypatch.setattr(fluent, "_experiment_id", None)
     monkeypatch.delenv(fluent.EXPERIMENT_ID_ENV, raising=False)
     fake = FakeWriter()
-    client = TrackingClient(Settings(home=tmp_path / "home", kafka_bootstrap="unused"), writer=fake, linger_s=3600)
+    client = TrackingClient(Settings(home=tmp_path / "home", kafka_bootstrap="unused"), writer=fake, linger_s=3600,
+                            experiments=FakeDirectory())
     fluent.set_client(client)
     yield fake
     fluent._stack.runs.clear()
@@ -116,7 +118,7 @@ def test_end_run_ends_the_innermost_run_and_is_a_no_op_without_one(writer):
 
 def test_attach_sends_nothing_and_leaving_does_not_end_the_run(writer, monkeypatch):
     monkeypatch.setenv(fluent.EXPERIMENT_ID_ENV, "99")
-    with ts.start_run(run_id=ATTACHED) as run:
+    with ts.start_run(run_id=ATTACHED, attach=True) as run:
         assert writer.events == []
         assert run.attached and run.experiment_id == "99"
         ts.log_metric("loss", 1.0, step=5)
@@ -129,20 +131,45 @@ def test_attach_sends_nothing_and_leaving_does_not_end_the_run(writer, monkeypat
 
 def test_attach_takes_the_experiment_argument_and_optional_tags(writer, monkeypatch):
     monkeypatch.setenv(fluent.EXPERIMENT_ID_ENV, "99")
-    with ts.start_run(run_id=ATTACHED, experiment_id="5", run_name="rank-1", tags={"rank": 1}) as run:
+    with ts.start_run(run_id=ATTACHED, experiment_id="5", run_name="rank-1", tags={"rank": 1}, attach=True) as run:
         assert run.experiment_id == "5"
     assert writer.of("tags_set") == [{"run_id": ATTACHED, "tags": [{"key": "rank", "value": "1"},
                                                                    {"key": "mlflow.runName", "value": "rank-1"}]}]
     monkeypatch.delenv(fluent.EXPERIMENT_ID_ENV)
-    with ts.start_run(run_id=ATTACHED) as run:
+    with ts.start_run(run_id=ATTACHED, attach=True) as run:
         assert run.experiment_id == "0"
     assert ended(writer) == {}
 
 
-def test_set_experiment_is_used_by_new_runs_and_sent_once(writer):
+def test_start_run_with_a_run_id_resumes_it_as_mlflow_does(writer, monkeypatch):
+    monkeypatch.setenv(fluent.EXPERIMENT_ID_ENV, "99")
+    with ts.start_run(run_id=ATTACHED) as run:
+        assert not run.attached and run.experiment_id == "99"
+        assert writer.events == [("run_status_changed", {"run_id": ATTACHED, "status": "RUNNING",
+                                                          "end_time_ms": None})]
+        ts.log_metric("loss", 1.0, step=5)
+    assert writer.types()[-1] == "finalize_requested"
+    assert writer.of("finalize_requested")[0]["run_id"] == ATTACHED
+    assert writer.points() == [(ATTACHED, "loss", 5, 1.0)]
+
+
+def test_a_resumed_run_ends_with_the_status_end_run_gives(writer):
+    ts.start_run(run_id=ATTACHED)
+    ts.end_run("KILLED")
+    assert [f["status"] for f in writer.of("run_status_changed")] == ["RUNNING", "KILLED"]
+    assert ts.active_run() is None
+
+
+def test_attach_needs_a_run_id(writer):
+    with pytest.raises(InvalidInput, match="needs the run_id of the run to attach to"):
+        ts.start_run(attach=True)
+
+
+def test_set_experiment_is_used_by_new_runs_and_not_sent_again_once_the_server_has_it(writer):
     exp = ts.set_experiment("vision")
-    assert exp == experiment_id_for("vision")
-    ts.set_experiment("vision")
+    assert exp == candidate_experiment_ids("vision")[0]
+    ts.get_client().experiments.experiments[exp] = ("vision", "active")  # materialized, the server knows it
+    assert ts.set_experiment("vision") == exp
     with ts.start_run() as run:
         pass
     assert [f["name"] for f in writer.of("experiment_created")] == ["vision"]
@@ -212,3 +239,17 @@ def test_log_input_records_a_dataset_of_the_active_run(writer):
     with pytest.raises(InvalidInput, match="dataset digest exceeds the maximum length of 36"):
         with ts.start_run():
             ts.log_input(name="x", digest="d" * 37)
+def test_set_experiment_after_a_rename_creates_a_new_experiment_under_the_old_name(writer):
+    first, second = candidate_experiment_ids("old")[:2]
+    ts.get_client().experiments = FakeDirectory({first: ("new", "active")})  # the server renamed "old"
+    assert ts.set_experiment("old") == second
+    assert writer.of("experiment_created")[0]["experiment_id"] == second
+    with ts.start_run() as run:
+        pass
+    assert run.experiment_id == second
+
+
+def test_set_experiment_of_an_existing_name_sends_nothing(writer):
+    ts.get_client().experiments = FakeDirectory({"17": ("there", "active")})
+    assert ts.set_experiment("there") == "17"
+    assert writer.of("experiment_created") == []

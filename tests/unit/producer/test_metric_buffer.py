@@ -63,3 +63,17 @@ def test_arrays_are_kept_apart_per_key():
     buf.add_arrays("r", "loss", np.array([1.0, 2.0]), np.array([0, 1]), np.array([5, 6]))
     [(_, batch)] = buf.drain()
     assert batch.keys == ["loss"] and batch.values.tolist() == [1.0, 2.0]
+
+
+def test_put_back_batches_are_drained_first_and_only_for_their_run():
+    buffer = MetricBuffer()
+    buffer.add("r1", "loss", 1.0, 1, 10)
+    buffer.add("r2", "loss", 5.0, 1, 10)
+    taken = buffer.drain()
+    buffer.add("r1", "loss", 2.0, 2, 20)
+    buffer.put_back(taken)
+    assert buffer.pending == 3
+    r1 = buffer.drain("r1")
+    assert [list(batch.values) for _, batch in r1] == [[1.0], [2.0]]
+    assert [(rid, list(batch.values)) for rid, batch in buffer.drain()] == [("r2", [5.0])]
+    assert buffer.pending == 0
