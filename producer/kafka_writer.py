@@ -294,9 +294,8 @@ class SpoolShipper:
         self._in_flight_bytes -= size
         if err is None:
             self._acked.add(position)
-            partition, offset = msg.partition(), msg.offset()
-            if offset > self.acked_offsets.get(partition, -1):
-                self.acked_offsets[partition] = offset
+            if msg is not None:
+                self._note_offset(msg.partition(), msg.offset())
             return
         code = err.code()
         if code in UNDELIVERABLE:
@@ -305,6 +304,10 @@ class SpoolShipper:
             if code in REPORTED:
                 self._report(f"delivery to {self.topic} failed: {err.name()}: {err.str()} (will keep retrying)")
             self.fail(f"{err.name()}: {err.str()}")
+
+    def _note_offset(self, partition: int, offset: int) -> None:
+        if offset > self.acked_offsets.get(partition, -1):
+            self.acked_offsets[partition] = offset
 
     def _on_error(self, generation: int, err: KafkaError) -> None:
         if generation != self._generation:

@@ -1,0 +1,39 @@
+"""The plugin's pure parts: tracking URI -> gateway URL, artifact locations through the gateway's
+proxy, MLflow's run statuses."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("mlflow")
+
+from mlflow.entities import RunStatus  # noqa: E402
+
+from trackstream.errors import InvalidInput  # noqa: E402
+from trackstream.mlflow_store import gateway_url, proxied_artifact_uri, status_name  # noqa: E402
+
+
+def test_the_tracking_uri_names_the_gateway():
+    assert gateway_url("trackstream://10.0.0.5:5055") == "http://10.0.0.5:5055"
+    assert gateway_url("trackstream://host:80/prefix/") == "http://host:80/prefix"
+
+
+@pytest.mark.parametrize("uri", ["http://host:5055", "trackstream://", "trackstream:/path", "host:5055"])
+def test_anything_but_a_trackstream_uri_with_a_host_is_refused(uri):
+    with pytest.raises(InvalidInput, match="trackstream://host:port"):
+        gateway_url(uri)
+
+
+def test_mlflow_artifacts_locations_point_at_the_gateway_proxy_and_others_stay():
+    base = "http://h:1"
+    assert proxied_artifact_uri("mlflow-artifacts:/7/r1/artifacts", base) == \
+        "http://h:1/api/2.0/mlflow-artifacts/artifacts/7/r1/artifacts"
+    assert proxied_artifact_uri("mlflow-artifacts://other:9/7/models/m1/artifacts", base) == \
+        "http://h:1/api/2.0/mlflow-artifacts/artifacts/7/models/m1/artifacts"
+    assert proxied_artifact_uri("s3://bucket/x", base) == "s3://bucket/x"
+    assert proxied_artifact_uri(None, base) is None
+
+
+def test_run_statuses_arrive_as_ints_or_names():
+    assert status_name(RunStatus.from_string("KILLED")) == "KILLED"
+    assert status_name("FINISHED") == "FINISHED" and status_name(None) is None
