@@ -154,8 +154,15 @@ class TrackstreamStore(RestStore):
         client = self.client
         if params:
             client.log_params(run_id, {p.key: p.value for p in params})
+        by_key: dict[str, list[Metric]] = {}
         for m in metrics:
-            client.log_metric(run_id, m.key, m.value, m.step, m.timestamp)
+            by_key.setdefault(m.key, []).append(m)
+        for key, points in by_key.items():
+            if len(points) == 1:
+                client.log_metric(run_id, key, points[0].value, points[0].step, points[0].timestamp)
+            else:  # the SDK's vectorised path: validated and sent as one columnar batch
+                client.log_metric_arrays(run_id, key, [m.value for m in points], [m.step for m in points],
+                                         [m.timestamp for m in points])
         if tags:
             client.set_tags(run_id, {t.key: t.value for t in tags})
 
