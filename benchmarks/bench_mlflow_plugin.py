@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
 
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-plugin-") as workdir:
         server = TrackstreamServer(Path(workdir), args.bootstrap)
         print(f"server up in {server.start(120):.1f} s at {server.url}", flush=True)
@@ -126,10 +127,11 @@ def main(argv: list[str] | None = None) -> int:
             http.close()
             server.stop()
             server.delete_topics()
-    print(f"\n{'case':<24}{'calls/s':>10}{'points/s':>12}{'acked pts/s':>13}{'p50 µs':>9}{'p99 µs':>9}")
+    print(f"\n{'case':<24}{'calls/s':>10}{'points/s':>12}{'acked pts/s':>13}{'p50 µs':>12}{'p99 µs':>12}")
     for r in results:
         print(f"{r['transport'] + ' ' + r['op']:<24}{r['calls_per_s']:>10,}{r['points_per_s']:>12,}"
-              f"{r['acked_points_per_s']:>13,}{r['p50_us']:>9,.1f}{r['p99_us']:>9,.1f}")
+              f"{r['acked_points_per_s']:>13,}{r['p50_us']:>12,.1f}{r['p99_us']:>12,.1f}")
+    print(f"load average (1 min) at start {load_before:.1f}, at end {os.getloadavg()[0]:.1f}, on {os.cpu_count()} CPUs")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

@@ -3,6 +3,7 @@ through the SDK straight to Kafka; every read comes right after the writes it mu
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import numpy as np
@@ -100,3 +101,18 @@ def test_reads_name_what_is_wrong(sdk, server):
     other_topic = HttpReader(server.settings.server_url, extra_headers=lambda: {WRITTEN_HEADER: "elsewhere;0:5"})
     with pytest.raises(InvalidInput, match="'elsewhere'.*TRACKSTREAM_TOPIC"):
         other_topic.runs()
+
+
+def test_marks_of_events_stored_before_a_server_restart_do_not_wait(sdk, server):
+    """Runs last in this module: it restarts the module's server."""
+    with ts.start_run() as run:
+        ts.log_metric("x", 1.0)
+    ts.get_run(run.run_id)  # materialized now
+    marks = sdk.writer.acknowledged_offsets()
+    server.stop()
+    server.start()
+    header = {WRITTEN_HEADER: f"{server.settings.topic};" + ",".join(f"{p}:{o}" for p, o in marks.items())}
+    started = time.monotonic()
+    got = HttpReader(server.settings.server_url, timeout=60, extra_headers=lambda: header).mlflow_run(run.run_id)
+    assert got["info"]["status"] == "FINISHED"
+    assert time.monotonic() - started < 10  # not the 30 s read-your-writes timeout

@@ -60,3 +60,36 @@ def test_reads_refuse_empty_ids():
         reads.get_run("")
     with pytest.raises(InvalidInput, match="key"):
         reads.get_metric_history("r1", "")
+
+
+class FakeWriter:
+    topic = "events.x"
+
+    def __init__(self, offsets):
+        self.offsets = offsets
+
+    def acknowledged_offsets(self):
+        return dict(self.offsets)
+
+
+class FakeClient:
+    def __init__(self, offsets, unacknowledged=0):
+        self.writer = FakeWriter(offsets)
+        self.unacknowledged = unacknowledged
+        self.flushes = 0
+
+    def flush(self, timeout):
+        self.flushes += 1
+        return self.unacknowledged
+
+
+def test_the_written_marks_header_names_the_topic_and_offsets_after_a_flush():
+    client = FakeClient({2: 17, 0: 5})
+    assert reads.written_marks(client) == {"X-Trackstream-Written": "events.x;0:5,2:17"}
+    assert client.flushes == 1
+
+
+def test_no_client_or_nothing_acknowledged_sends_no_header(caplog):
+    assert reads.written_marks(None) == {}
+    assert reads.written_marks(FakeClient({}, unacknowledged=3)) == {}
+    assert "3 event(s) are not in Kafka yet" in caplog.text
