@@ -1,6 +1,7 @@
 """The mlflow client's fast path: ``MLFLOW_TRACKING_URI=trackstream://host:port``.
 
-MLflow loads this store through the ``mlflow.tracking_store`` entry point (pyproject.toml), so
+MLflow loads this store through the ``mlflow.tracking_store`` entry point (pyproject.toml,
+``trackstream/mlflow_plugin.py``), so
 the unmodified mlflow client — ``mlflow.log_metric``, ``mlflow.autolog()``, framework callbacks,
 system metrics — runs on it:
 
@@ -11,8 +12,8 @@ system metrics — runs on it:
 * **Everything else is MLflow's own RestStore** against ``http://host:port`` (the gateway):
   experiments, reads, search, ``log_inputs``, run deletion, and MLflow 3's LoggedModel calls.
 * **Read-your-writes:** every REST request carries the SDK's ``X-Trackstream-Written`` marks
-  (added by :class:`WrittenMarksHeaderProvider`, an ``mlflow.request_header_provider`` entry
-  point), so a read after a write waits for it on the server (``trackstream/read_protocol.py``).
+  (added by :class:`trackstream.mlflow_plugin.WrittenMarksHeaderProvider`, an
+  ``mlflow.request_header_provider`` entry point), so a read after a write waits for it on the server (``trackstream/read_protocol.py``).
 * **Artifacts:** runs and logged models are shown with their artifact location rewritten from
   ``mlflow-artifacts:/<path>`` to ``http://host:port/api/2.0/mlflow-artifacts/artifacts/<path>``,
   the gateway's artifact proxy, which MLflow's HttpArtifactRepository uploads to; the proxy
@@ -29,25 +30,22 @@ dataset links (``model_id``, ``dataset_name``) are not stored.
 from __future__ import annotations
 
 import threading
-import weakref
 from typing import Any, Sequence
 from urllib.parse import urlparse
 
 from mlflow.entities import LoggedModel, Metric, Param, Run, RunData, RunInfo, RunStatus, RunTag
 from mlflow.store.tracking.rest_store import RestStore
-from mlflow.tracking.request_header.abstract_request_header_provider import RequestHeaderProvider
 from mlflow.utils.credentials import get_default_host_creds
 
 from trackstream.config import Settings
 from trackstream.errors import InvalidInput
+from trackstream.mlflow_plugin import register_store
 from trackstream.producer.client import TrackingClient
 from trackstream.reads import written_marks
 
 SCHEME = "trackstream"
 ARTIFACT_PROXY_PATH = "/api/2.0/mlflow-artifacts/artifacts"
 _MLFLOW_ARTIFACTS = "mlflow-artifacts:"
-
-_stores: "weakref.WeakSet[TrackstreamStore]" = weakref.WeakSet()
 
 
 def gateway_url(store_uri: str) -> str:
@@ -82,7 +80,7 @@ class TrackstreamStore(RestStore):
         self._client: TrackingClient | None = None
         self._client_lock = threading.Lock()
         self._created: dict[str, RunInfo] = {}
-        _stores.add(self)
+        register_store(self)
 
     @property
     def client(self) -> TrackingClient:
@@ -203,17 +201,3 @@ class TrackstreamStore(RestStore):
         if uri == model.artifact_location:
             return model
         return LoggedModel.from_dictionary({**model.to_dictionary(), "artifact_location": uri})
-
-
-class WrittenMarksHeaderProvider(RequestHeaderProvider):
-    """Adds the ``X-Trackstream-Written`` header to the mlflow client's REST requests once a
-    trackstream store of this process has written (flushing its SDK client first)."""
-
-    def in_context(self) -> bool:
-        return any(store.has_written for store in list(_stores))
-
-    def request_headers(self) -> dict[str, str]:
-        headers: dict[str, str] = {}
-        for store in list(_stores):
-            headers.update(store.written_marks())
-        return headers

@@ -3,6 +3,10 @@ proxy, MLflow's run statuses."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import pytest
 
 pytest.importorskip("mlflow")
@@ -37,3 +41,22 @@ def test_mlflow_artifacts_locations_point_at_the_gateway_proxy_and_others_stay()
 def test_run_statuses_arrive_as_ints_or_names():
     assert status_name(RunStatus.from_string("KILLED")) == "KILLED"
     assert status_name("FINISHED") == "FINISHED" and status_name(None) is None
+
+
+@pytest.mark.parametrize("first", ["trackstream.mlflow_store", "mlflow"])
+def test_the_entry_points_resolve_whichever_module_is_imported_first(first):
+    """mlflow loads entry points during ``import mlflow``; importing the store module first once
+    left it half-initialised and the scheme unregistered."""
+    code = textwrap.dedent(f"""
+        import {first}
+        from mlflow import MlflowClient
+        from mlflow.tracking.request_header.registry import _request_header_provider_registry
+        from trackstream.mlflow_plugin import WrittenMarksHeaderProvider
+        from trackstream.mlflow_store import TrackstreamStore
+        store = MlflowClient(tracking_uri="trackstream://127.0.0.1:9")._tracking_client.store
+        assert isinstance(store, TrackstreamStore), type(store)
+        assert any(isinstance(p, WrittenMarksHeaderProvider) for p in _request_header_provider_registry)
+    """)
+    result = subprocess.run([sys.executable, "-W", "error::UserWarning", "-c", code], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
