@@ -9,7 +9,6 @@ check is still caught by the materializer and lands in the rejects table.
 from __future__ import annotations
 
 import hashlib
-import random
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -20,22 +19,17 @@ from trackstream.server.event_log import EventAppender, ReadYourWrites
 from trackstream.server.mlflow_fields import MetricColumns, json_int64, metric_batch_from_json
 from trackstream.server.reader import TrackingReader, mlflow_run_entity
 from trackstream.errors import InvalidInput, NotFound, ResourceAlreadyExists
+from trackstream.run_names import generated_run_name
 
 RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
 DEFAULT_EXPERIMENT = ("0", "Default")
 READ_YOUR_WRITES_TIMEOUT_S = 30.0
-_ADJECTIVES = ("bold", "calm", "eager", "gentle", "keen", "lucky", "merry", "quiet", "swift", "wise")
-_NOUNS = ("otter", "heron", "lynx", "panda", "falcon", "whale", "fox", "crane", "bison", "koala")
 
 QueryRunner = Callable[..., Awaitable[Any]]
 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def generated_run_name() -> str:
-    return f"{random.choice(_ADJECTIVES)}-{random.choice(_NOUNS)}-{random.randint(100, 999)}"
 
 
 def candidate_experiment_ids(name: str) -> list[str]:

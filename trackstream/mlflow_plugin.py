@@ -25,20 +25,36 @@ def tracking_store(store_uri: str, artifact_uri: str | None = None) -> Any:
 
 
 def register_store(store: "TrackstreamStore") -> None:
-    """Called by every TrackstreamStore, so the header provider finds their writes."""
+    """Called by every TrackstreamStore, so the auth hook finds their writes."""
     _stores.add(store)
 
 
-class WrittenMarksHeaderProvider:
-    """``mlflow.request_header_provider``: adds the ``X-Trackstream-Written`` header to the mlflow
-    client's REST requests once a trackstream store of this process has written (flushing its SDK
-    client first). Duck-typed to MLflow's RequestHeaderProvider (``in_context``, ``request_headers``)."""
+AUTH_NAME = "trackstream-written-marks"
 
-    def in_context(self) -> bool:
-        return any(store.has_written for store in list(_stores))
 
-    def request_headers(self) -> dict[str, str]:
-        headers: dict[str, str] = {}
+class WrittenMarksAuthProvider:
+    """``mlflow.request_auth_provider`` named ``AUTH_NAME``, which every TrackstreamStore puts in
+    the host credentials of its REST requests (duck-typed to MLflow's RequestAuthProvider).
+
+    An auth hook rather than MLflow's request-header providers: those add their headers to every
+    REST request of the process, whatever server it goes to, and another server (with another
+    topic) would refuse the marks. The hook sees each request's URL and adds only the marks of
+    the store whose gateway it is.
+    """
+
+    def get_name(self) -> str:
+        return AUTH_NAME
+
+    def get_auth(self) -> "WrittenMarksAuth":
+        return WrittenMarksAuth()
+
+
+class WrittenMarksAuth:
+    """A ``requests`` auth hook: adds ``X-Trackstream-Written`` for the store the request goes to
+    (flushing its SDK client first); other requests pass untouched."""
+
+    def __call__(self, request: Any) -> Any:
         for store in list(_stores):
-            headers.update(store.written_marks())
-        return headers
+            if store.serves(request.url):
+                request.headers.update(store.written_marks())
+        return request

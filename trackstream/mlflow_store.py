@@ -11,9 +11,10 @@ system metrics — runs on it:
   microseconds and never waits on the network. Run ids are made by the SDK.
 * **Everything else is MLflow's own RestStore** against ``http://host:port`` (the gateway):
   experiments, reads, search, ``log_inputs``, run deletion, and MLflow 3's LoggedModel calls.
-* **Read-your-writes:** every REST request carries the SDK's ``X-Trackstream-Written`` marks
-  (added by :class:`trackstream.mlflow_plugin.WrittenMarksHeaderProvider`, an
-  ``mlflow.request_header_provider`` entry point), so a read after a write waits for it on the server (``trackstream/read_protocol.py``).
+* **Read-your-writes:** every REST request to the gateway carries the SDK's
+  ``X-Trackstream-Written`` marks (added by :class:`trackstream.mlflow_plugin.WrittenMarksAuth`,
+  an ``mlflow.request_auth_provider`` entry point named in this store's host credentials), so a
+  read after a write waits for it on the server (``trackstream/read_protocol.py``).
 * **Artifacts:** runs and logged models are shown with their artifact location rewritten from
   ``mlflow-artifacts:/<path>`` to ``http://host:port/api/2.0/mlflow-artifacts/artifacts/<path>``,
   the gateway's artifact proxy, which MLflow's HttpArtifactRepository uploads to; the proxy
@@ -39,9 +40,10 @@ from mlflow.utils.credentials import get_default_host_creds
 
 from trackstream.config import Settings
 from trackstream.errors import InvalidInput
-from trackstream.mlflow_plugin import register_store
+from trackstream.mlflow_plugin import AUTH_NAME, register_store
 from trackstream.producer.client import TrackingClient
 from trackstream.reads import written_marks
+from trackstream.run_names import generated_run_name
 
 SCHEME = "trackstream"
 ARTIFACT_PROXY_PATH = "/api/2.0/mlflow-artifacts/artifacts"
@@ -74,10 +76,12 @@ def status_name(run_status: int | str | None) -> str | None:
 class TrackstreamStore(RestStore):
     """MLflow tracking store for ``trackstream://host:port``: SDK writes, REST reads (see module doc)."""
 
-    def __init__(self, store_uri: str, artifact_uri: str | None = None) -> None:
+    def __init__(self, store_uri: str, artifact_uri: str | None = None, *,
+                 client: TrackingClient | None = None) -> None:
+        """``client``: the SDK client to write with (default: one from ``TRACKSTREAM_*``, made on the first write)."""
         self.base_url = gateway_url(store_uri)
-        super().__init__(lambda: get_default_host_creds(self.base_url))
-        self._client: TrackingClient | None = None
+        super().__init__(self._host_creds)
+        self._client = client
         self._client_lock = threading.Lock()
         self._created: dict[str, RunInfo] = {}
         register_store(self)
@@ -90,26 +94,34 @@ class TrackstreamStore(RestStore):
                 self._client = TrackingClient(Settings.from_env())
             return self._client
 
-    @property
-    def has_written(self) -> bool:
-        """Whether this store has an SDK client, i.e. may have writes a read must wait for."""
-        return self._client is not None
-
     def written_marks(self) -> dict[str, str]:
+        """The ``X-Trackstream-Written`` header for this store's writes (none before the first)."""
         return written_marks(self._client)
+
+    def serves(self, url: str) -> bool:
+        """Whether ``url`` is a request to this store's gateway."""
+        return url == self.base_url or url.startswith(self.base_url + "/")
+
+    def _host_creds(self) -> Any:
+        """MLflow's credentials for the gateway (``MLFLOW_TRACKING_TOKEN``...), with the auth hook
+        that adds the written marks — unless ``MLFLOW_TRACKING_AUTH`` names another auth plugin,
+        which then wins (and reads no longer wait for this process's writes)."""
+        creds = get_default_host_creds(self.base_url)
+        if creds.auth is None:
+            creds.auth = AUTH_NAME
+        return creds
 
     # writes: the SDK -------------------------------------------------------------------------
     def create_run(self, experiment_id: str, user_id: str, start_time: int, tags: Sequence[RunTag],
                    run_name: str | None) -> Run:
         tag_map = {t.key: t.value for t in tags or ()}
-        run_name = run_name or tag_map.get("mlflow.runName", "")
+        run_name = run_name or tag_map.get("mlflow.runName") or generated_run_name()
         experiment_id = str(experiment_id)
         run_id = self.client.create_run(
             experiment_id, run_name=run_name, tags=tag_map, parent_run_id=tag_map.get("mlflow.parentRunId"),
             user_id=user_id or "", source_name=tag_map.get("mlflow.source.name", ""), start_time_ms=start_time,
             provenance=False)
-        if run_name:
-            tag_map["mlflow.runName"] = run_name
+        tag_map["mlflow.runName"] = run_name
         info = RunInfo(run_id=run_id, experiment_id=experiment_id, user_id=user_id or "",
                        status=RunStatus.to_string(RunStatus.RUNNING), start_time=start_time, end_time=None,
                        lifecycle_stage="active", run_name=run_name,

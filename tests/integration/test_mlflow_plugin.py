@@ -4,8 +4,8 @@ through the gateway's proxy. Checked through the REST API with a second, plain h
 
 from __future__ import annotations
 
-import json
 import os
+import re
 import urllib.error
 import urllib.request
 import uuid
@@ -169,6 +169,7 @@ def test_lightgbm_autolog_records_every_boosting_round(plugin_uri, rest):
     run_id = run.info.run_id
     got = rest.get_run(run_id)
     assert got.data.params["num_leaves"] == "7" and got.data.params["num_boost_round"] == "25"
+    assert re.fullmatch(r"[a-z]+-[a-z]+-\d{3}", got.info.run_name)  # named as MLflow's stores name runs
     history = rest.get_metric_history(run_id, "valid-binary_logloss")
     assert [m.step for m in history] == list(range(25))
     assert history[-1].value < history[0].value  # it learned

@@ -50,13 +50,50 @@ def test_the_entry_points_resolve_whichever_module_is_imported_first(first):
     code = textwrap.dedent(f"""
         import {first}
         from mlflow import MlflowClient
-        from mlflow.tracking.request_header.registry import _request_header_provider_registry
-        from trackstream.mlflow_plugin import WrittenMarksHeaderProvider
+        from mlflow.tracking.request_auth.registry import fetch_auth
+        from trackstream.mlflow_plugin import AUTH_NAME, WrittenMarksAuth
         from trackstream.mlflow_store import TrackstreamStore
         store = MlflowClient(tracking_uri="trackstream://127.0.0.1:9")._tracking_client.store
         assert isinstance(store, TrackstreamStore), type(store)
-        assert any(isinstance(p, WrittenMarksHeaderProvider) for p in _request_header_provider_registry)
+        assert store.get_host_creds().auth == AUTH_NAME
+        assert isinstance(fetch_auth(AUTH_NAME), WrittenMarksAuth)
     """)
     result = subprocess.run([sys.executable, "-W", "error::UserWarning", "-c", code], capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+class FakeClient:
+    """What the marks need of a TrackingClient: flush, and the writer's topic and offsets."""
+
+    class writer:  # noqa: N801
+        topic = "events.a"
+
+        @staticmethod
+        def acknowledged_offsets():
+            return {1: 9}
+
+    @staticmethod
+    def flush(timeout):
+        return 0
+
+
+class Request:
+    def __init__(self, url):
+        self.url = url
+        self.headers = {}
+
+
+def test_the_auth_hook_sends_a_stores_marks_only_to_that_stores_gateway():
+    from trackstream.mlflow_plugin import WrittenMarksAuth
+    from trackstream.mlflow_store import TrackstreamStore
+
+    store = TrackstreamStore("trackstream://10.1.1.1:5055", client=FakeClient())
+    quiet = TrackstreamStore("trackstream://10.1.1.2:5055")  # has not written: no marks
+    hook = WrittenMarksAuth()
+    own = hook(Request("http://10.1.1.1:5055/api/2.0/mlflow/runs/get?run_id=x"))
+    assert own.headers == {"X-Trackstream-Written": "events.a;1:9"}
+    assert hook(Request("http://10.1.1.1:50551/api/2.0/mlflow/runs/get")).headers == {}  # another port
+    assert hook(Request("http://10.1.1.2:5055/api/2.0/mlflow/runs/get")).headers == {}
+    assert hook(Request("http://elsewhere:5000/api/2.0/mlflow/runs/get")).headers == {}
+    del quiet
