@@ -70,6 +70,14 @@ class MaterializerService:
         self.materializer = Materializer(ClickHouseStateReader(self.client, settings.database),
                                          artifact_root=settings.artifact_uri_root)
 
+    def stored_positions(self) -> dict[int, int]:
+        """The highest offset per partition already stored (an applied event is in ``events``, a
+        refused one in ``rejects``)."""
+        partitions = range(self.settings.partitions)
+        stored = {p: max(self.sink.high_water_mark("events", p), self.sink.high_water_mark("rejects", p))
+                  for p in partitions}
+        return {p: o for p, o in stored.items() if o >= 0}
+
     async def on_clickhouse(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 

@@ -116,6 +116,11 @@ def get_client() -> TrackingClient:
         return _client
 
 
+def current_client() -> TrackingClient | None:
+    """The process-wide client if one exists; never creates one (readers use it to find their writes)."""
+    return _client
+
+
 def set_client(client: TrackingClient | None) -> None:
     """Use ``client`` for the module-level API (``None``: create one from the environment on next use).
 
@@ -196,6 +201,14 @@ def start_run(run_id: str | None = None, run_name: str | None = None, nested: bo
         run = ActiveRun(new_id, experiment_id, run_name or "", parent_run_id)
     runs.append(run)
     return run
+
+
+def current_experiment_id() -> str:
+    """The experiment a run started now would go to (see :func:`start_run`); reads default to it."""
+    runs = _stack.runs
+    if runs:
+        return runs[-1].experiment_id
+    return _experiment_id or os.environ.get(EXPERIMENT_ID_ENV) or DEFAULT_EXPERIMENT_ID
 
 
 def active_run() -> ActiveRun | None:

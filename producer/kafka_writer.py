@@ -154,6 +154,9 @@ class SpoolShipper:
         self._errors: list[str] = []
         self._errors_lock = threading.Lock()
         self.delivered_count = 0
+        # Highest acknowledged offset per partition: what a reader sends so the gateway can wait
+        # until these writes are materialized (read-your-writes, trackstream/read_protocol.py).
+        self.acked_offsets: dict[int, int] = {}
         self._producer = self._new_producer()  # here, so that a bad configuration fails loudly and early
 
     @property
@@ -300,6 +303,8 @@ class SpoolShipper:
         self._in_flight_bytes -= size
         if err is None:
             self._acked.add(position)
+            if msg is not None:
+                self._note_offset(msg.partition(), msg.offset())
             return
         code = err.code()
         if code in UNDELIVERABLE:
@@ -308,6 +313,10 @@ class SpoolShipper:
             if code in REPORTED:
                 self._report(f"delivery to {self.topic} failed: {err.name()}: {err.str()} (will keep retrying)")
             self.fail(f"{err.name()}: {err.str()}")
+
+    def _note_offset(self, partition: int, offset: int) -> None:
+        if offset > self.acked_offsets.get(partition, -1):
+            self.acked_offsets[partition] = offset
 
     def _on_error(self, generation: int, err: KafkaError) -> None:
         if generation != self._generation:
@@ -451,6 +460,10 @@ class EventWriter:
     @property
     def pending(self) -> int:
         return self._shipper.pending if self._started else 0
+
+    def acknowledged_offsets(self) -> dict[int, int]:
+        """Partition -> highest offset Kafka acknowledged for this writer's events (a copy)."""
+        return dict(self._shipper.acked_offsets)
 
     def append(self, event_type: str, fields: Mapping[str, Any]) -> dict[str, Any]:
         """Encode and spool one event; returns the full record. Never waits on the network."""

@@ -62,13 +62,17 @@ class ReadYourWrites:
         The marks are taken once, on entry: writes acknowledged while waiting happened after
         the read began, so a busy ingest stream cannot keep a read waiting for ever.
         """
-        marks = dict(self.acked)
+        await self.wait_for(dict(self.acked), timeout)
+
+    async def wait_for(self, marks: Mapping[int, int], timeout: float) -> None:
+        """Wait until the worker has materialized every ``marks`` offset: the gateway's own, or those
+        an SDK process acknowledged and sent along (``trackstream/read_protocol.py``)."""
         if not self.pending(marks):
             return
         with self.flush_requests.reader_waiting() if self.flush_requests else contextlib.nullcontext():
-            await self._wait_for(marks, timeout)
+            await self._wait_until(marks, timeout)
 
-    async def _wait_for(self, marks: Mapping[int, int], timeout: float) -> None:
+    async def _wait_until(self, marks: Mapping[int, int], timeout: float) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
         while self.pending(marks):
             remaining = deadline - asyncio.get_running_loop().time()

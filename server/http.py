@@ -12,12 +12,15 @@ from aiohttp import web
 from trackstream.consumers.ingest_stats import IngestStats
 from trackstream.consumers.replay import BackgroundReplay
 from trackstream.server import json_codec
+from trackstream.server.event_log import ReadYourWrites
 from trackstream.server.reader import TrackingReader
 from trackstream.server.errors import error_middleware
 from trackstream.errors import InvalidInput
 from trackstream.moments import parse_moment
+from trackstream.read_protocol import COLUMNS_MEDIA_TYPE, WRITTEN_HEADER, encode_history_columns, parse_written
 
 QueryRunner = Callable[..., Awaitable[Any]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_REQUEST_BYTES = 1_048_576
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 
@@ -52,6 +55,30 @@ def _as_of(request: web.Request) -> int | None:
     return parse_moment(raw, "as_of") if raw else None
 
 
+def written_marks_middleware(consistency: ReadYourWrites, topic: str, partitions: int,
+                             timeout: float) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    """Read-your-writes for writers that bypass the gateway: a request carrying the SDK's
+    ``X-Trackstream-Written`` marks is answered only once the worker has materialized them."""
+
+    @web.middleware
+    async def wait_for_written(request: web.Request, handler: Handler) -> web.StreamResponse:
+        header = request.headers.get(WRITTEN_HEADER)
+        if header:
+            written_topic, marks = parse_written(header)
+            if written_topic != topic:
+                raise InvalidInput(f"{WRITTEN_HEADER}: the client wrote to Kafka topic {written_topic!r}, but this "
+                                   f"server materializes {topic!r}; point TRACKSTREAM_TOPIC (and TRACKSTREAM_KAFKA) "
+                                   "at the server's")
+            beyond = sorted(p for p in marks if p >= partitions)
+            if beyond:
+                raise InvalidInput(f"{WRITTEN_HEADER}: topic {topic!r} has {partitions} partitions, "
+                                   f"the header names partition {beyond[0]}")
+            await consistency.wait_for(marks, timeout)
+        return await handler(request)
+
+    return wait_for_written
+
+
 def create_app(reader: TrackingReader, run_query: QueryRunner, stats: IngestStats,
                replay: BackgroundReplay | None = None) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_REQUEST_BYTES)
@@ -82,19 +109,23 @@ def create_app(reader: TrackingReader, run_query: QueryRunner, stats: IngestStat
 
     @routes.get("/api/ts/runs/{run_id}/metrics/{key:.+}")
     async def metric_history(request: web.Request) -> web.Response:
-        """Full history as JSON columns, or as an Arrow IPC stream with ``?format=arrow`` (or ``Accept:
-        application/vnd.apache.arrow.stream``); with ``?buckets=N`` a downsample keeping min / max /
-        last per bucket."""
+        """Full history as JSON columns, as an Arrow IPC stream with ``?format=arrow`` (or ``Accept:
+        application/vnd.apache.arrow.stream``), or as the numpy-decodable columns of
+        ``trackstream/read_protocol.py`` with ``?format=columns``; with ``?buckets=N`` a downsample
+        keeping min / max / last per bucket."""
         run_id, key = request.match_info["run_id"], request.match_info["key"]
         if "buckets" in request.query:
             buckets = _int_param(request, "buckets", 1000, 100_000)
             return json_response({"history": await run_query(reader.metric_downsampled, run_id, key, buckets)})
         wants = request.query.get("format", "json")
-        if wants not in ("json", "arrow"):
-            raise InvalidInput(f"query parameter 'format' must be json or arrow, got {wants!r}")
+        if wants not in ("json", "arrow", "columns"):
+            raise InvalidInput(f"query parameter 'format' must be json, arrow or columns, got {wants!r}")
         if wants == "arrow" or ARROW_STREAM in request.headers.get("Accept", ""):
             body = await run_query(reader.metric_history_arrow, run_id, key, _as_of(request))
             return web.Response(body=body, content_type=ARROW_STREAM)
+        if wants == "columns":
+            body = await run_query(_history_columns, reader, run_id, key, _as_of(request))
+            return web.Response(body=body, content_type=COLUMNS_MEDIA_TYPE)
         return json_response({"history": await run_query(reader.metric_history, run_id, key, None, _as_of(request))})
 
     @routes.get("/api/ts/compare")
@@ -141,3 +172,9 @@ def create_app(reader: TrackingReader, run_query: QueryRunner, stats: IngestStat
 
     app.add_routes(routes)
     return app
+
+
+def _history_columns(reader: TrackingReader, run_id: str, key: str, as_of_ms: int | None) -> bytes:
+    """The history in the ``format=columns`` layout, encoded on the read thread."""
+    history = reader.metric_history(run_id, key, None, as_of_ms)
+    return encode_history_columns(history["step"], history["value"], history["timestamp_ms"])

@@ -18,9 +18,9 @@ from trackstream.consumers.worker import MaterializerService, build_app
 from trackstream.infra.topics import ensure_topics
 from trackstream.server.auth import auth_middleware, load_auth
 from trackstream.server.event_log import EventAppender, ReadYourWrites
-from trackstream.server.http import create_app
+from trackstream.server.http import create_app, written_marks_middleware
 from trackstream.server.mlflow_api import ArtifactProxy, mlflow_routes
-from trackstream.server.mlflow_service import MlflowService
+from trackstream.server.mlflow_service import READ_YOUR_WRITES_TIMEOUT_S, MlflowService
 from trackstream.server.openapi import openapi_routes
 from trackstream.server.reader import MlflowReader
 from trackstream.server.run_cache import RunDataCache
@@ -51,6 +51,9 @@ def serve(settings: Settings, loglevel: str = "warning") -> None:
         consistency.record_materialized(positions)
 
     service.on_materialized = on_materialized
+    # What earlier runs of the worker stored: an SDK's marks may name events materialized before
+    # this process started, and no batch will ever report them again.
+    consistency.record_materialized(service.stored_positions())
     read_executor = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="clickhouse-read")
     reader = MlflowReader(read_executor.submit(connect, settings.clickhouse_dsn, "read").result(), settings.database,
                           run_cache)
@@ -69,6 +72,8 @@ def serve(settings: Settings, loglevel: str = "warning") -> None:
         http_app.add_routes(openapi_routes())
         if auth is not None:
             http_app.middlewares.append(auth_middleware(auth, mlflow))
+        http_app.middlewares.append(written_marks_middleware(consistency, settings.topic, settings.partitions,
+                                                             READ_YOUR_WRITES_TIMEOUT_S))
         runner = web.AppRunner(http_app, access_log=None)
         await runner.setup()
         # Recorded before the port answers: whoever sees /health answer also finds this file, and

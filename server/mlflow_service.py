@@ -8,7 +8,6 @@ check is still caught by the materializer and lands in the rejects table.
 
 from __future__ import annotations
 
-import random
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -26,22 +25,17 @@ from trackstream.schemas.experiment_ids import (
     candidate_experiment_ids,
     new_experiment_id,
 )
+from trackstream.run_names import generated_run_name
 
 RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
 DEFAULT_EXPERIMENT = (DEFAULT_EXPERIMENT_ID, DEFAULT_EXPERIMENT_NAME)
 READ_YOUR_WRITES_TIMEOUT_S = 30.0
-_ADJECTIVES = ("bold", "calm", "eager", "gentle", "keen", "lucky", "merry", "quiet", "swift", "wise")
-_NOUNS = ("otter", "heron", "lynx", "panda", "falcon", "whale", "fox", "crane", "bison", "koala")
 
 QueryRunner = Callable[..., Awaitable[Any]]
 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def generated_run_name() -> str:
-    return f"{random.choice(_ADJECTIVES)}-{random.choice(_NOUNS)}-{random.randint(100, 999)}"
 
 
 @dataclass

@@ -10,6 +10,9 @@
         for step in range(1000):
             ts.log_metric("loss", 1 / (step + 1), step=step)   # buffered, never blocks
 
+    runs = ts.search_runs(filter_string="metrics.loss < 0.01")    # a pandas DataFrame, as mlflow's
+    history = ts.get_metric_history(runs.run_id[0], "loss")       # numpy steps / values / timestamps
+
 The module-level functions work on one process-wide :class:`TrackingClient`
 (:mod:`trackstream.producer.fluent`); the client itself is for explicit control. Names are
 imported on first use, so ``import trackstream`` stays light: it never loads the server side
@@ -31,9 +34,11 @@ _ERRORS = (
     "PermissionDenied", "Unauthenticated", "SchemaError", "DeliveryError", "MetricsNotSpooled", "StorageError",
     "ServiceUnavailable",
 )
+_READS = ("search_runs", "get_run", "get_metric_history", "Run", "RunInfo", "HistoryColumns")
 _EXPORTS: dict[str, str] = {
     **{name: "trackstream.producer.fluent" for name in _FLUENT},
     **{name: "trackstream.errors" for name in _ERRORS},
+    **{name: "trackstream.reads" for name in _READS},
     "TrackingClient": "trackstream.producer.client",
     "DatasetInput": "trackstream.producer.inputs",
     "ArtifactRecord": "trackstream.producer.artifacts",

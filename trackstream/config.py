@@ -37,6 +37,8 @@ class Settings:
     # Where the SDK stores artifacts: "" is the local store at ``artifact_root``; ``s3://bucket/prefix``
     # an S3-compatible bucket (endpoint and credentials as boto3 reads them: AWS_ENDPOINT_URL, ...).
     artifact_store: str = ""
+    # Where SDK reads (``ts.search_runs``...) go: "" is this server's own http://host:port.
+    reads_url: str = ""
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -57,11 +59,17 @@ class Settings:
             auth_file=Path(env["TRACKSTREAM_AUTH_FILE"]).expanduser() if env.get("TRACKSTREAM_AUTH_FILE") else None,
             batch_window_s=_positive_ms(env, "TRACKSTREAM_BATCH_WINDOW_MS", 100) / 1000,
             artifact_store=artifact_store_location(env.get("TRACKSTREAM_ARTIFACT_STORE", "")),
+            reads_url=env.get("TRACKSTREAM_SERVER_URL", "").strip().rstrip("/"),
         )
 
     @property
     def server_url(self) -> str:
         return f"http://{self.server_host}:{self.server_port}"
+
+    @property
+    def client_read_url(self) -> str:
+        """The server the SDK reads from: ``TRACKSTREAM_SERVER_URL``, else ``server_url``."""
+        return self.reads_url or self.server_url
 
     @property
     def artifact_root(self) -> Path:

@@ -1,5 +1,5 @@
-"""How the CLI reads: through a running server when there is one (it owns the embedded
-ClickHouse), otherwise straight from ClickHouse with the same TrackingReader the server uses."""
+"""How the CLI and the SDK read: through a running server when there is one (it owns the embedded
+ClickHouse), otherwise (CLI only) straight from ClickHouse with the same TrackingReader the server uses."""
 
 from __future__ import annotations
 
@@ -8,39 +8,55 @@ import os
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any
+from typing import Any, Callable, Mapping
 
 from trackstream.infra.processes import pid_alive, read_cmdline
 from trackstream.config import Settings
 from trackstream.errors import InvalidInput, NotFound, ServiceUnavailable, TrackstreamError
+from trackstream.read_protocol import HistoryColumns, decode_history_columns
+
+MLFLOW_API = "/api/2.0/mlflow"
 
 
 class HttpReader:
-    """The read API of a running ``trackstream server`` with TrackingReader's method names."""
+    """The read API of a running ``trackstream server`` with TrackingReader's method names, plus
+    the MLflow routes and the numpy history columns the SDK's reads use.
 
-    def __init__(self, base_url: str, timeout: float = 30.0) -> None:
+    ``extra_headers`` is called before every request; the SDK passes its written marks this way
+    (``trackstream/read_protocol.py``).
+    """
+
+    def __init__(self, base_url: str, timeout: float = 30.0,
+                 extra_headers: Callable[[], Mapping[str, str]] | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.extra_headers = extra_headers
 
-    def _call(self, path: str, body: dict[str, Any] | None = None) -> Any:
+    def _request(self, path: str, body: dict[str, Any] | None = None) -> bytes:
         data = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": "application/json"}
         token = os.environ.get("TRACKSTREAM_TOKEN")
         if token:
             headers["Authorization"] = f"Bearer {token}"
+        if self.extra_headers is not None:
+            headers.update(self.extra_headers())
         request = urllib.request.Request(self.base_url + path, data=data, method="POST" if data else "GET",
                                          headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return json.loads(response.read())
+                return response.read()
         except urllib.error.HTTPError as exc:
             try:
                 message = json.loads(exc.read()).get("message", str(exc))
             except ValueError:
                 message = str(exc)
-            raise {404: NotFound, 400: InvalidInput}.get(exc.code, TrackstreamError)(message) from None
+            raise {404: NotFound, 400: InvalidInput, 503: ServiceUnavailable}.get(
+                exc.code, TrackstreamError)(message) from None
         except (urllib.error.URLError, OSError) as exc:
             raise ServiceUnavailable(f"trackstream server at {self.base_url} does not answer: {exc}") from exc
+
+    def _call(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        return json.loads(self._request(path, body))
 
     def healthy(self) -> bool:
         try:
@@ -63,6 +79,19 @@ class HttpReader:
         history = self._call(f"{path}?{urllib.parse.urlencode(_as_of(as_of_ms))}")["history"]
         history["value"] = [float(v) if isinstance(v, str) else v for v in history["value"]]
         return history
+
+    def history_columns(self, run_id: str, key: str) -> HistoryColumns:
+        """The full history of one metric as numpy columns (the ``format=columns`` body)."""
+        path = f"/api/ts/runs/{urllib.parse.quote(run_id, safe='')}/metrics/{urllib.parse.quote(key, safe='')}"
+        return decode_history_columns(self._request(f"{path}?format=columns"))
+
+    def mlflow_run(self, run_id: str) -> dict[str, Any]:
+        """MLflow's Run (``runs/get``) as JSON."""
+        return self._call(f"{MLFLOW_API}/runs/get?{urllib.parse.urlencode({'run_id': run_id})}")["run"]
+
+    def mlflow_search_runs(self, body: dict[str, Any]) -> dict[str, Any]:
+        """One page of MLflow's ``runs/search``: ``{"runs": [...], "next_page_token"?}``."""
+        return self._call(f"{MLFLOW_API}/runs/search", body)
 
     def rejects(self, limit: int = 50) -> list[dict[str, Any]]:
         return self._call(f"/api/ts/rejects?limit={limit}")["rejects"]

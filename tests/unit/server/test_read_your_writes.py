@@ -80,3 +80,18 @@ def test_a_waiting_read_asks_the_worker_to_flush_and_stops_asking_once_served():
         assert not flush.urgent.is_set()
 
     run(scenario())
+
+
+def test_a_read_waits_for_marks_a_writer_outside_the_gateway_sent_and_not_for_the_gateways_own():
+    async def scenario():
+        rw = ReadYourWrites()
+        rw.record_ack(0, 900)  # the gateway's own write, not yet materialized
+        waiter = asyncio.create_task(rw.wait_for({1: 40}, 5))  # an SDK's marks
+        await asyncio.sleep(0.01)
+        rw.record_materialized({1: 39})
+        await asyncio.sleep(0.01)
+        assert not waiter.done()
+        rw.record_materialized({1: 40})
+        await asyncio.wait_for(waiter, 1)
+
+    run(scenario())

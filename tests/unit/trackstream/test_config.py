@@ -47,3 +47,11 @@ def test_an_artifact_store_that_is_not_an_s3_location_is_refused_by_name(monkeyp
     monkeypatch.setenv("TRACKSTREAM_ARTIFACT_STORE", raw)
     with pytest.raises(InvalidInput, match="TRACKSTREAM_ARTIFACT_STORE must be s3://bucket"):
         Settings.from_env()
+
+
+def test_sdk_reads_go_to_the_server_url_unless_trackstream_server_url_names_another(monkeypatch):
+    monkeypatch.delenv("TRACKSTREAM_SERVER_URL", raising=False)
+    monkeypatch.setenv("TRACKSTREAM_SERVER_PORT", "6000")
+    assert Settings.from_env().client_read_url == "http://127.0.0.1:6000"
+    monkeypatch.setenv("TRACKSTREAM_SERVER_URL", "https://tracking.example:443/")
+    assert Settings.from_env().client_read_url == "https://tracking.example:443"

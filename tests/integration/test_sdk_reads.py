@@ -1,0 +1,118 @@
+"""ts.search_runs / ts.get_run / ts.get_metric_history against a real server, with data logged
+through the SDK straight to Kafka; every read comes right after the writes it must see."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import trackstream as ts
+from trackstream.errors import InvalidInput, NotFound
+from trackstream.producer.client import TrackingClient
+from trackstream.read_protocol import WRITTEN_HEADER
+from trackstream.reading import HttpReader
+from tests.integration.harness import make_server
+
+mlflow = pytest.importorskip("mlflow")
+
+
+@pytest.fixture(scope="module")
+def server(kafka_bootstrap, tmp_path_factory):
+    handle = make_server(kafka_bootstrap, tmp_path_factory.mktemp("reads"), f"rd{uuid.uuid4().hex[:6]}")
+    handle.start()
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture(scope="module")
+def sdk(server):
+    """The process-wide client logging to the server's topic; reads go to the server's URL."""
+    client = TrackingClient(server.settings)
+    ts.set_client(client)
+    yield client
+    ts.set_client(None)
+    client.close()
+
+
+def test_get_run_right_after_logging_sees_every_write(sdk):
+    ts.set_experiment(f"reads-{uuid.uuid4().hex[:6]}")
+    with ts.start_run(run_name="fresh") as run:
+        ts.log_params({"lr": 0.1, "layers": 3})
+        ts.set_tag("team", "core")
+        for step in range(50):
+            ts.log_metric("loss", 1 / (step + 1), step=step)
+        got = ts.get_run(run.run_id)  # no sleep, no retry: the read waits for the SDK's marks
+        assert got.info.status == "RUNNING" and got.info.run_name == "fresh"
+        assert got.params == {"lr": "0.1", "layers": "3"}
+        assert got.tags["team"] == "core"
+        assert got.metrics["loss"] == pytest.approx(1 / 50)
+    ended = ts.get_run(run.run_id)
+    assert ended.info.status == "FINISHED" and ended.info.end_time is not None
+
+
+def test_get_metric_history_returns_every_point_as_numpy_columns(sdk):
+    steps = np.arange(20_000, dtype=np.int64)
+    values = np.sin(steps / 100.0)
+    values[7] = np.nan
+    with ts.start_run() as run:
+        sdk.log_metric_arrays(run.run_id, "wave", values, steps, timestamps_ms=steps + 1_000)
+        history = ts.get_metric_history(run.run_id, "wave")
+    assert history.steps.dtype == np.int64 and history.values.dtype == np.float64
+    np.testing.assert_array_equal(history.steps, steps)
+    np.testing.assert_array_equal(history.values, values)
+    np.testing.assert_array_equal(history.timestamps, steps + 1_000)
+    assert len(ts.get_metric_history(run.run_id, "never-logged")) == 0
+
+
+def test_search_runs_returns_the_dataframe_mlflow_search_runs_returns(sdk, server):
+    experiment_id = ts.set_experiment(f"search-{uuid.uuid4().hex[:6]}")
+    for i, acc in enumerate([0.2, 0.9, 0.6]):
+        with ts.start_run(run_name=f"r{i}"):
+            ts.log_metric("acc", acc)
+            ts.log_param("seed", i)
+            if i == 1:
+                ts.set_tag("best", "yes")
+    ours = ts.search_runs(filter_string="metrics.acc > 0.5", order_by=["metrics.acc DESC"])
+    assert list(ours["metrics.acc"]) == [0.9, 0.6] and list(ours["params.seed"]) == ["1", "2"]
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(server.settings.server_url)
+    try:
+        theirs = mlflow.search_runs(experiment_ids=[experiment_id], filter_string="metrics.acc > 0.5",
+                                    order_by=["metrics.acc DESC"])
+    finally:
+        mlflow.set_tracking_uri(previous)
+    info = ["run_id", "experiment_id", "status", "artifact_uri", "start_time", "end_time"]
+    assert list(theirs.columns[:6]) == info
+    pd.testing.assert_frame_equal(ours, theirs[info + sorted(theirs.columns[6:])])
+    everything = ts.search_runs(experiment_ids=[experiment_id], max_results=2, order_by=["attributes.run_name"])
+    assert list(everything["tags.mlflow.runName"]) == ["r0", "r1"]
+
+
+def test_reads_name_what_is_wrong(sdk, server):
+    with pytest.raises(NotFound, match="not found"):
+        ts.get_run(uuid.uuid4().hex)
+    with pytest.raises(InvalidInput, match="metrics.nope"):
+        ts.search_runs(filter_string="metrics.nope >>> 1")
+    other_topic = HttpReader(server.settings.server_url, extra_headers=lambda: {WRITTEN_HEADER: "elsewhere;0:5"})
+    with pytest.raises(InvalidInput, match="'elsewhere'.*TRACKSTREAM_TOPIC"):
+        other_topic.runs()
+
+
+def test_marks_of_events_stored_before_a_server_restart_do_not_wait(sdk, server):
+    """Runs last in this module: it restarts the module's server."""
+    with ts.start_run() as run:
+        ts.log_metric("x", 1.0)
+    ts.get_run(run.run_id)  # materialized now
+    marks = sdk.writer.acknowledged_offsets()
+    server.stop()
+    server.start()
+    header = {WRITTEN_HEADER: f"{server.settings.topic};" + ",".join(f"{p}:{o}" for p, o in marks.items())}
+    started = time.monotonic()
+    got = HttpReader(server.settings.server_url, timeout=60, extra_headers=lambda: header).mlflow_run(run.run_id)
+    assert got["info"]["status"] == "FINISHED"
+    assert time.monotonic() - started < 10  # not the 30 s read-your-writes timeout
