@@ -5,13 +5,11 @@ runs, the run state machine — and I/O does not: aggregate state the batch need
 through a ``StateReader`` *as of the first offset of the batch in that partition*, so that
 re-processing a batch after a crash makes exactly the same decisions as the first time.
 
-One decision crosses partitions: a ``run_created`` is refused when its experiment is unknown or
-deleted (the Default experiment "0" counts as existing until it is deleted, as in MLflow). An
-experiment's events live on its own partition, so this check uses the latest experiment state
-the materializer knows (its own and ClickHouse's, all partitions), and a batch applies its
-experiment events before its run events. Writers create an experiment before its runs, from
-one spool in order, so the experiment's events reach the worker first or in the same batch;
-only a consumer far behind on the experiment's partition alone could see a run first.
+No decision crosses partitions. A run's events and its experiment's events are keyed
+differently, so they live on different partitions whose relative order a lagging worker or a
+replay does not preserve; deciding a run by its experiment's state would make the tables depend
+on that order. Whether a run's experiment exists and is active is checked where the run is
+created (the gateway's runs/create, the SDK's ``create_run``), as MLflow checks it.
 """
 
 from __future__ import annotations
@@ -28,7 +26,6 @@ import pyarrow as pa
 from trackstream.consumers.run_state import RunState
 from trackstream.producer.inputs import DatasetInput, dedupe_dataset_inputs
 from trackstream.schemas import EXPERIMENT_EVENT_TYPES, DecodedEvent, EventCodec, MetricBatch, default_codec
-from trackstream.schemas.experiment_ids import DEFAULT_EXPERIMENT_ID
 from trackstream.errors import DecodeError, InvalidInput
 
 MAX_REJECT_RAW_BYTES = 65536
@@ -44,8 +41,6 @@ class RejectReason:
     PARAM_CONFLICT = "param_conflict"
     INVALID_EVENT = "invalid_event"
     SEQUENCE_GAP = "sequence_gap"
-    UNKNOWN_EXPERIMENT = "unknown_experiment"
-    EXPERIMENT_DELETED = "experiment_deleted"
 
 
 @dataclass(frozen=True)
@@ -71,9 +66,6 @@ class AggregateState:
 class StateReader(Protocol):
     def load(self, partition: int, before_offset: int, aggregate_ids: list[str]) -> dict[str, AggregateState]:
         """State of the given aggregates built from rows with src_offset < before_offset."""
-
-    def experiment_stages(self, experiment_ids: list[str]) -> dict[str, str]:
-        """The latest lifecycle stage of each known experiment among ``experiment_ids`` (any partition)."""
 
 
 @dataclass
@@ -171,12 +163,10 @@ class Materializer:
         self._codec = codec or default_codec()
         self._artifact_root = artifact_root.rstrip("/")
         self._state: dict[str, AggregateState] = {}
-        self._experiment_stages: dict[str, str] = {}
 
     def forget(self) -> None:
         """Drop cached state (on partition reassignment: another worker may have moved it on)."""
         self._state.clear()
-        self._experiment_stages.clear()
 
     def process(self, messages: Iterable[SourceMessage]) -> TableRows:
         out = TableRows()
@@ -185,9 +175,7 @@ class Materializer:
             event = self._decode_or_reject(msg, out)
             if event is not None:
                 decoded.append((msg, event))
-        decoded.sort(key=lambda pair: pair[1].event_type not in EXPERIMENT_EVENT_TYPES)  # stable
         self._load_missing_state(decoded)
-        self._load_experiment_stages(decoded)
         for msg, event in decoded:
             self._apply(msg, event, out)
         return out
@@ -216,22 +204,6 @@ class Materializer:
             loaded = self._reader.load(partition, first_offset[partition], sorted(aggregate_ids))
             for agg in aggregate_ids:
                 self._state[agg] = loaded.get(agg) or AggregateState()
-
-    def _load_experiment_stages(self, decoded: list[tuple[SourceMessage, DecodedEvent]]) -> None:
-        """Experiments the batch's new runs name, which this materializer has not seen yet."""
-        wanted = {event.record["experiment_id"] for _, event in decoded if event.event_type == "run_created"}
-        missing = sorted(wanted - set(self._experiment_stages))
-        if missing:
-            self._experiment_stages.update(self._reader.experiment_stages(missing))
-
-    def _experiment_refusal(self, experiment_id: str) -> tuple[str, str] | None:
-        """(reason, why) when a run cannot be created in ``experiment_id``, else None."""
-        stage = self._experiment_stages.get(experiment_id)
-        if stage is None and experiment_id != DEFAULT_EXPERIMENT_ID:
-            return RejectReason.UNKNOWN_EXPERIMENT, f"experiment {experiment_id} does not exist"
-        if stage == "deleted":
-            return RejectReason.EXPERIMENT_DELETED, f"experiment {experiment_id} is deleted"
-        return None
 
     def _reject(self, out: TableRows, msg: SourceMessage, reason: str, detail: str,
                 event: DecodedEvent | None = None) -> None:
@@ -293,7 +265,6 @@ class Materializer:
             elif kind == "experiment_restored":
                 exp["lifecycle_stage"] = "active"
         state.experiment = exp
-        self._experiment_stages[exp["experiment_id"]] = exp["lifecycle_stage"]
         out.rows["experiments"].append(experiment_row(exp, msg.partition, msg.offset))
 
     def _apply_run(self, msg: SourceMessage, event: DecodedEvent, state: AggregateState, out: TableRows) -> None:
@@ -303,11 +274,6 @@ class Materializer:
         if kind == "run_created":
             if run is not None:
                 self._reject(out, msg, RejectReason.RUN_EXISTS, f"run {rec['run_id']} was already created", event)
-                return
-            refusal = self._experiment_refusal(rec["experiment_id"])
-            if refusal is not None:
-                reason, why = refusal
-                self._reject(out, msg, reason, f"run {rec['run_id']} was not created: {why}", event)
                 return
             run = RunState(
                 run_id=rec["run_id"], experiment_id=rec["experiment_id"], run_name=rec["run_name"],

@@ -256,12 +256,6 @@ class ClickHouseStateReader:
         self.client = client
         self.db = check_database_name(database)
 
-    def experiment_stages(self, experiment_ids: list[str]) -> dict[str, str]:
-        return {experiment_id: stage for experiment_id, stage in self._rows(
-            f"SELECT experiment_id, lifecycle_stage FROM {self.db}.experiments "
-            f"WHERE experiment_id IN {{ids:Array(String)}} ORDER BY src_offset DESC LIMIT 1 BY experiment_id",
-            {"ids": experiment_ids})}
-
     def load(self, partition: int, before_offset: int, aggregate_ids: list[str]) -> dict[str, AggregateState]:
         params = {"ids": aggregate_ids, "p": partition, "o": before_offset}
         where = "src_partition = {p:UInt32} AND src_offset < {o:UInt64}"

@@ -43,7 +43,8 @@ from trackstream.producer.artifacts import (
 )
 from trackstream.producer import environment as env
 from trackstream.producer.inputs import MAX_DATASETS_PER_BATCH, DatasetInput, dataset_input, dedupe_dataset_inputs
-from trackstream.producer.experiments import ExperimentDirectory, ServerExperimentDirectory, resolve_experiment
+from trackstream.producer.experiments import (ExperimentDirectory, ServerExperimentDirectory, require_run_experiment,
+                                              resolve_experiment)
 from trackstream.producer.kafka_writer import EventWriter, SpoolWarning, close_in_multiprocessing_child
 from trackstream.producer.metric_buffer import MetricBuffer
 from trackstream.producer.provenance import collect_provenance, provenance_enabled
@@ -76,6 +77,7 @@ class TrackingClient:
         self.settings = settings or Settings.from_env()
         self.experiments = experiments or ServerExperimentDirectory(self.settings.server_url)
         self._warned_offline = False
+        self._sent_experiments: set[str] = set()  # ids whose experiment_created this client sent
         self._owns_writer = writer is None
         self.writer = writer or EventWriter(self.settings.kafka_bootstrap, self.settings.topic)
         self.secret_policy = secret_policy
@@ -131,10 +133,7 @@ class TrackingClient:
         try:
             experiment_id, new = resolve_experiment(name, self.experiments)
         except ServiceUnavailable as exc:
-            if not self._warned_offline:
-                self._warned_offline = True
-                log.warning("%s; experiment ids come from names alone until it does (a renamed experiment's "
-                            "old name then still means that experiment)", exc)
+            self._warn_offline(exc)
             experiment_id, new = candidate_experiment_ids(name)[0], True
         if not new:
             return experiment_id
@@ -143,7 +142,26 @@ class TrackingClient:
             "tags": [{"key": v.validate_key(k, "experiment tag"), "value": v.validate_experiment_tag_value(k, val)}
                      for k, val in (tags or {}).items()],
         })
+        self._sent_experiments.add(experiment_id)
         return experiment_id
+
+    def _check_run_experiment(self, experiment_id: str) -> None:
+        """MLflow's runs/create check, asked of the tracking server: ``InvalidInput`` when it reports
+        the experiment unknown or deleted; with no server answering, the run is created unchecked."""
+        try:
+            stage = self.experiments.stage_of(experiment_id)
+        except ServiceUnavailable as exc:
+            self._warn_offline(exc)
+            return
+        require_run_experiment(experiment_id, stage, experiment_id in self._sent_experiments)
+
+    def _warn_offline(self, exc: ServiceUnavailable) -> None:
+        """Once per client: what working without a tracking server gives up."""
+        if not self._warned_offline:
+            self._warned_offline = True
+            log.warning("%s; until it does, experiment ids come from names alone (a renamed experiment's old "
+                        "name then still means that experiment) and runs are created without checking that "
+                        "their experiment exists and is active", exc)
 
     # runs ----------------------------------------------------------------------------------
     def create_run(self, experiment_id: str = DEFAULT_EXPERIMENT_ID, run_name: str = "",
@@ -151,6 +169,11 @@ class TrackingClient:
                    user_id: str = "", source_name: str = "", start_time_ms: int | None = None,
                    provenance: bool = True, environment: bool | None = None) -> str:
         """Create a run and return its id.
+
+        As in MLflow, the experiment must exist and be active: the tracking server is asked, and
+        ``InvalidInput`` names the experiment it reports unknown or deleted (an experiment this
+        client created counts even before the server has it). With no server answering, the run
+        is created unchecked and the client warns once.
 
         With ``provenance`` (and unless ``TRACKSTREAM_DISABLE_PROVENANCE`` is set) the run gets
         the tags of :func:`producer.provenance.collect_provenance`; ``tags`` win over them, and
@@ -163,6 +186,7 @@ class TrackingClient:
         :mod:`producer.environment`). By default it follows ``provenance``, unless the client's
         ``capture_environment`` is off or ``TRACKSTREAM_DISABLE_ENVIRONMENT`` is set.
         """
+        self._check_run_experiment(experiment_id)
         run_id = uuid.uuid4().hex
         detected = collect_provenance() if provenance else {}
         merged: dict[Any, Any] = {**detected, **(tags or {})}

@@ -5,6 +5,11 @@ The SDK writes to Kafka, but the name -> id mapping depends on what exists (a re
 keeps its id, so the old name must get a new one), so ``set_experiment`` asks the server's
 MLflow API once per name and process. Without a server the SDK cannot see renames: it then uses
 the name's first candidate id and says so in a log warning.
+
+A new run's experiment must exist and be active, as MLflow's runs/create requires; the SDK asks
+the server before sending ``run_created`` (:func:`require_run_experiment` decides). The
+materializer does not check it: a run's events and its experiment's events live on different
+partitions, whose relative order a lagging worker or a replay does not keep.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import os
 from typing import Any, Protocol
 
 from trackstream.errors import InvalidInput, ServiceUnavailable, TrackstreamError
-from trackstream.schemas.experiment_ids import new_experiment_id
+from trackstream.schemas.experiment_ids import DEFAULT_EXPERIMENT_ID, new_experiment_id
 
 LOOKUP_TIMEOUT_S = 5.0
 
@@ -23,8 +28,8 @@ class ExperimentDirectory(Protocol):
     def by_name(self, name: str) -> tuple[str, str] | None:
         """(experiment id, lifecycle stage) of the experiment called ``name``, or None."""
 
-    def exists(self, experiment_id: str) -> bool:
-        """Whether any experiment (active or deleted) holds ``experiment_id``."""
+    def stage_of(self, experiment_id: str) -> str | None:
+        """Lifecycle stage ("active" / "deleted") of the experiment holding ``experiment_id``, or None."""
 
 
 class ServerExperimentDirectory:
@@ -42,8 +47,9 @@ class ServerExperimentDirectory:
         experiment = found["experiment"]
         return str(experiment["experiment_id"]), str(experiment.get("lifecycle_stage", "active"))
 
-    def exists(self, experiment_id: str) -> bool:
-        return self._get("/api/2.0/mlflow/experiments/get", experiment_id=experiment_id) is not None
+    def stage_of(self, experiment_id: str) -> str | None:
+        found = self._get("/api/2.0/mlflow/experiments/get", experiment_id=experiment_id)
+        return None if found is None else str(found["experiment"].get("lifecycle_stage", "active"))
 
     def _get(self, path: str, **query: str) -> dict[str, Any] | None:
         """The JSON answer, None for RESOURCE_DOES_NOT_EXIST; ServiceUnavailable if there is no server."""
@@ -76,7 +82,7 @@ class _TakenOnServer:
         self._directory = directory
 
     def __contains__(self, experiment_id: object) -> bool:
-        return self._directory.exists(str(experiment_id))
+        return self._directory.stage_of(str(experiment_id)) is not None
 
 
 def resolve_experiment(name: str, directory: ExperimentDirectory) -> tuple[str, bool]:
@@ -91,6 +97,18 @@ def resolve_experiment(name: str, directory: ExperimentDirectory) -> tuple[str, 
                                f"{experiment_id}). Restore it first, or pick another name.")
         return experiment_id, False
     return new_experiment_id(name, _TakenOnServer(directory)), True
+
+
+def require_run_experiment(experiment_id: str, stage: str | None, sent_here: bool) -> None:
+    """Refuse a new run in ``experiment_id`` unless its experiment is active, given the server's
+    ``stage`` for it (None: unknown). ``sent_here``: this client sent its ``experiment_created``,
+    which the server may not have materialized yet. The Default experiment exists until deleted."""
+    if stage == "deleted":
+        raise InvalidInput(f"Cannot create a run in experiment {experiment_id}: the experiment must be in the "
+                           f"'active' state. Current state is deleted. Restore it first, or pick another experiment.")
+    if stage is None and not sent_here and experiment_id != DEFAULT_EXPERIMENT_ID:
+        raise InvalidInput(f"Cannot create a run in experiment {experiment_id}: no experiment with id="
+                           f"{experiment_id} exists. Create it first (ts.set_experiment(name)).")
 
 
 def _error_body(exc: Any) -> dict[str, Any]:

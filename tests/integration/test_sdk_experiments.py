@@ -1,6 +1,6 @@
 """The SDK and the gateway on one experiment-id rule, through a real server (Kafka, worker,
-embedded ClickHouse) and the real mlflow client: a rename, a deleted experiment, runs the
-materializer must refuse, and resuming a finished run."""
+embedded ClickHouse) and the real mlflow client: a rename, a deleted experiment, runs refused
+where they are created (SDK and gateway, never the materializer), and resuming a finished run."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from trackstream.schemas.experiment_ids import candidate_experiment_ids
 from tests.integration.harness import ServerHandle, make_server, wait_until
 
 mlflow = pytest.importorskip("mlflow")
+import requests  # noqa: E402 - installed with mlflow
 from mlflow import MlflowClient  # noqa: E402
 
 
@@ -91,8 +92,14 @@ def test_the_gateway_applies_the_same_rule_to_a_name_freed_by_a_rename(mlflow_cl
     assert mlflow_client.create_experiment(name) == candidate_experiment_ids(name)[1]
 
 
-def test_a_deleted_experiment_is_refused_by_the_sdk_and_its_new_runs_by_the_materializer(client, mlflow_client,
-                                                                                         server):
+def post_run(server: ServerHandle, experiment_id: str) -> tuple[int, dict]:
+    """runs/create straight over HTTP, as any MLflow client sends it: (HTTP status, JSON body)."""
+    answer = requests.post(f"{server.settings.server_url}/api/2.0/mlflow/runs/create",
+                           json={"experiment_id": experiment_id, "start_time": 1}, timeout=30)
+    return answer.status_code, answer.json()
+
+
+def test_runs_in_a_deleted_or_unknown_experiment_are_refused_where_they_are_created(client, mlflow_client, server):
     name = named("doomed")
     experiment_id = ts.set_experiment(name)
     wait_experiment(mlflow_client, name)
@@ -100,19 +107,25 @@ def test_a_deleted_experiment_is_refused_by_the_sdk_and_its_new_runs_by_the_mate
     with pytest.raises(InvalidInput, match="Cannot set a deleted experiment"):
         ts.set_experiment(name)
 
-    in_deleted = client.create_run(experiment_id, provenance=False)  # a writer that did not know
-    in_unknown = client.create_run("4242424242", provenance=False)
-    client.flush()
+    with pytest.raises(InvalidInput, match=f"Cannot create a run in experiment {experiment_id}: .*deleted"):
+        client.create_run(experiment_id, provenance=False)  # a writer that kept the id from before
+    with pytest.raises(InvalidInput, match="Cannot create a run in experiment 4242424242: no experiment"):
+        ts.start_run(experiment_id="4242424242")
+    assert ts.active_run() is None
 
-    def rejected():
-        found = {r["aggregate_id"]: r for r in server.reader.rejects(200) if r["aggregate_id"] in (in_deleted, in_unknown)}
-        return found if len(found) == 2 else None
-    rejects = wait_until(rejected, 60, "both runs rejected")
-    assert rejects[in_deleted]["reason"] == "experiment_deleted"
-    assert rejects[in_unknown]["reason"] == "unknown_experiment"
-    assert "experiment 4242424242 does not exist" in rejects[in_unknown]["detail"]
-    with pytest.raises(mlflow.exceptions.MlflowException):
-        mlflow_client.get_run(in_deleted)
+    status, body = post_run(server, experiment_id)
+    assert (status, body["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
+    assert f"The experiment {experiment_id} must be in the 'active' state" in body["message"]
+    status, body = post_run(server, "4242424242")
+    assert (status, body["error_code"]) == (404, "RESOURCE_DOES_NOT_EXIST")
+    assert "4242424242" in body["message"]
+
+    mlflow_client.restore_experiment(experiment_id)
+    with ts.start_run(experiment_id=experiment_id) as run:
+        ts.log_metric("loss", 1.0)
+    ts.flush()
+    assert wait_run(mlflow_client, run.run_id, "FINISHED").info.experiment_id == experiment_id
+    assert mlflow_client.search_runs([experiment_id])[0].info.run_id == run.run_id
 
 
 def test_start_run_with_a_run_id_resumes_a_finished_run_and_ending_it_finishes_it_again(client, mlflow_client):

@@ -14,10 +14,6 @@ class EmptyStateReader:
         self.calls.append((partition, before_offset, tuple(aggregate_ids)))
         return {a: self.states[a] for a in aggregate_ids if a in self.states}
 
-    def experiment_stages(self, experiment_ids):
-        return {e: self.states[e].experiment["lifecycle_stage"] for e in experiment_ids
-                if e in self.states and self.states[e].experiment is not None}
-
 
 def reasons(rows):
     return [r[2] for r in rows.rows["rejects"]]
@@ -226,53 +222,40 @@ def test_dataset_inputs_of_an_unknown_run_or_breaking_limits_are_rejected():
     rows = Materializer(EmptyStateReader()).process(log.messages)
     assert reasons(rows) == [RejectReason.UNKNOWN_RUN, RejectReason.INVALID_EVENT]
     assert "digest exceeds the maximum length of 36" in rows.rows["rejects"][1][3]
-def experiment_state(experiment_id, name, stage="active"):
-    return AggregateState(experiment={"experiment_id": experiment_id, "name": name, "artifact_location": "",
-                                      "lifecycle_stage": stage, "creation_time": 1, "last_update_time": 1,
-                                      "tags": {}})
 
 
-def test_a_run_in_an_unknown_experiment_is_rejected_and_its_later_events_too():
-    log = EventLog()
-    log.run_created("r1", experiment_id="12345")
-    log.metrics("r1", 3)
-    rows = Materializer(EmptyStateReader()).process(log.messages)
-    assert rows.rows["runs"] == [] and rows.metric_points == 0
-    assert reasons(rows) == [RejectReason.UNKNOWN_EXPERIMENT, RejectReason.UNKNOWN_RUN]
-    assert "experiment 12345 does not exist" in rows.rows["rejects"][0][3]
-
-
-def test_a_run_in_a_deleted_experiment_is_rejected_with_the_reason():
-    reader = EmptyStateReader({"77": experiment_state("77", "gone", "deleted")})
-    log = EventLog(partition=1)
-    log.run_created("r1", experiment_id="77")
-    rows = Materializer(reader).process(log.messages)
-    assert rows.rows["runs"] == []
-    assert reasons(rows) == [RejectReason.EXPERIMENT_DELETED]
-    assert "run r1 was not created: experiment 77 is deleted" == rows.rows["rejects"][0][3]
-
-
-def test_an_experiment_created_in_the_same_batch_counts_even_after_the_run_in_log_order():
-    runs, experiments = EventLog(partition=0), EventLog(partition=1)
-    runs.run_created("r1", experiment_id="55")
-    experiments.add("experiment_created", experiment_id="55", name="e", artifact_location="", tags=[])
-    rows = Materializer(EmptyStateReader()).process(runs.messages + experiments.messages)
-    assert len(rows.rows["runs"]) == 1 and not rows.rows["rejects"]
-
-
-def test_deleting_an_experiment_refuses_runs_created_after_it():
-    log = EventLog()
-    log.add("experiment_created", experiment_id="55", name="e", artifact_location="", tags=[])
-    log.run_created("r1", experiment_id="55")
+def tables_from(*batches):
+    """Every row the batches produce, per table, in a canonical order (plus metric points)."""
     materializer = Materializer(EmptyStateReader())
-    assert not materializer.process(log.messages).rows["rejects"]
-    log.add("experiment_deleted", experiment_id="55")
-    log.run_created("r2", experiment_id="55")
-    rows = materializer.process(log.messages[2:])
-    assert reasons(rows) == [RejectReason.EXPERIMENT_DELETED]
+    tables = {}
+    for batch in batches:
+        out = materializer.process(batch)
+        for table, rows in out.rows.items():
+            tables.setdefault(table, []).extend(rows)
+        metrics = out.metrics_table()
+        if metrics is not None:
+            tables.setdefault("metrics", []).extend(tuple(r.values()) for r in metrics.to_pylist())
+    return {table: sorted(rows, key=repr) for table, rows in tables.items()}
 
 
-def test_the_default_experiment_exists_without_its_created_event():
-    log = EventLog()
-    log.run_created("r1", experiment_id="0")
-    assert not Materializer(EmptyStateReader()).process(log.messages).rows["rejects"]
+def test_the_tables_do_not_depend_on_the_order_of_run_and_experiment_partitions():
+    runs, experiments = EventLog(partition=0), EventLog(partition=1)
+    experiments.add("experiment_created", experiment_id="55", name="e", artifact_location="", tags=[])
+    runs.run_created("r1", experiment_id="55")
+    runs.add("params_set", run_id="r1", params=[{"key": "lr", "value": "0.1"}])
+    runs.metrics("r1", 3)
+    experiments.add("experiment_deleted", experiment_id="55")
+    runs.run_created("r2", experiment_id="55")  # by a writer that had not seen the delete
+    runs.metrics("r2", 2)
+    runs.run_created("r3", experiment_id="12345")  # its experiment_created is on a partition not read yet
+    runs.metrics("r3", 1)
+
+    run_partition_first = tables_from(runs.messages + experiments.messages)
+    experiment_partition_first = tables_from(experiments.messages + runs.messages)
+    lagging_on_experiments = tables_from(runs.messages, experiments.messages)
+    lagging_on_runs = tables_from(experiments.messages, runs.messages)
+
+    assert run_partition_first == experiment_partition_first == lagging_on_experiments == lagging_on_runs
+    assert sorted(r[0] for r in run_partition_first["runs"]) == ["r1", "r2", "r3"]
+    assert len(run_partition_first["metrics"]) == 6
+    assert "rejects" not in run_partition_first

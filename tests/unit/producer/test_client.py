@@ -1,5 +1,6 @@
 import hashlib
 import json
+import logging
 import math
 import threading
 from pathlib import Path
@@ -13,7 +14,7 @@ from trackstream.schemas.experiment_ids import candidate_experiment_ids
 from trackstream.producer.provenance import DISABLE_ENV
 from trackstream.schemas import MetricBatch, aggregate_id, default_codec
 from trackstream.config import Settings
-from trackstream.errors import InvalidInput
+from trackstream.errors import InvalidInput, ServiceUnavailable
 
 
 class FakeWriter:
@@ -67,8 +68,13 @@ class FakeDirectory:
     def by_name(self, name: str) -> tuple[str, str] | None:
         return next(((eid, stage) for eid, (n, stage) in self.experiments.items() if n == name), None)
 
-    def exists(self, experiment_id: str) -> bool:
-        return experiment_id in self.experiments
+    def stage_of(self, experiment_id: str) -> str | None:
+        return self.experiments[experiment_id][1] if experiment_id in self.experiments else None
+
+
+def server_knowing_seven() -> FakeDirectory:
+    """The runs of these tests go to experiment "7", which the server knows."""
+    return FakeDirectory({"7": ("seven", "active")})
 
 
 class FailingStore(LocalArtifactStore):
@@ -90,7 +96,7 @@ def writer() -> FakeWriter:
 @pytest.fixture
 def client(writer: FakeWriter, tmp_path: Path):
     c = TrackingClient(Settings(home=tmp_path / "home", kafka_bootstrap="unused"), writer=writer, linger_s=3600,
-                       experiments=FakeDirectory())
+                       experiments=server_knowing_seven())
     yield c
     c.close()
 
@@ -160,7 +166,7 @@ def test_bad_metric_raises_before_anything_is_buffered(client, writer):
 
 def test_a_full_buffer_is_sent_from_log_metric_itself(writer, tmp_path):
     client = TrackingClient(Settings(home=tmp_path, kafka_bootstrap="unused"), writer=writer, linger_s=3600,
-                            max_points_per_batch=3)
+                            max_points_per_batch=3, experiments=server_knowing_seven())
     try:
         for step in range(7):
             client.log_metric("r1", "loss", float(step), step)
@@ -226,7 +232,7 @@ def test_artifacts_of_a_run_created_elsewhere_need_attach_run(client, writer, tm
 def test_an_interrupted_upload_is_never_committed_nor_in_the_manifest(writer, tmp_path):
     store = FailingStore(tmp_path / "store")
     client = TrackingClient(Settings(home=tmp_path, kafka_bootstrap="unused"), writer=writer, linger_s=3600,
-                            artifact_store=store)
+                            artifact_store=store, experiments=server_knowing_seven())
     client.uploader.backoff = 0
     try:
         run_id = client.create_run("7", provenance=False)
@@ -324,3 +330,57 @@ def test_log_inputs_sends_the_first_of_each_dataset_once(client, writer):
     (event,) = writer.of("inputs_logged")
     assert [d["name"] for d in event["datasets"]] == ["a", "b"]
     assert client.log_inputs(run_id, []) == [] and len(writer.of("inputs_logged")) == 1
+
+
+class OfflineDirectory:
+    """No tracking server answers."""
+
+    def by_name(self, name: str) -> tuple[str, str] | None:
+        raise ServiceUnavailable("no tracking server answers at http://nowhere")
+
+    def stage_of(self, experiment_id: str) -> str | None:
+        raise ServiceUnavailable("no tracking server answers at http://nowhere")
+
+
+@pytest.mark.parametrize("experiments, why", [
+    ({}, "no experiment with id=4242 exists"),
+    ({"4242": ("gone", "deleted")}, "Current state is deleted"),
+])
+def test_create_run_refuses_an_experiment_the_server_reports_unknown_or_deleted(client, writer, experiments, why):
+    client.experiments = FakeDirectory(experiments)
+    with pytest.raises(InvalidInput, match=f"Cannot create a run in experiment 4242: .*{why}"):
+        client.create_run("4242", provenance=False)
+    assert writer.of("run_created") == []
+
+
+def test_create_run_accepts_an_experiment_this_client_created_before_the_server_has_it(client, writer):
+    experiment_id = client.create_experiment("fresh")
+    assert client.experiments.stage_of(experiment_id) is None  # not materialized yet
+    client.create_run(experiment_id, provenance=False)
+    assert [f["experiment_id"] for f in writer.of("run_created")] == [experiment_id]
+
+
+def test_create_run_refuses_an_experiment_this_client_created_once_the_server_reports_it_deleted(client, writer):
+    experiment_id = client.create_experiment("short-lived")
+    client.experiments.experiments[experiment_id] = ("short-lived", "deleted")
+    with pytest.raises(InvalidInput, match=f"experiment {experiment_id}"):
+        client.create_run(experiment_id, provenance=False)
+
+
+def test_the_default_experiment_counts_as_existing_until_the_server_reports_it_deleted(client, writer):
+    client.create_run("0", provenance=False)
+    client.experiments.experiments["0"] = ("Default", "deleted")
+    with pytest.raises(InvalidInput, match="experiment 0"):
+        client.create_run("0", provenance=False)
+    assert len(writer.of("run_created")) == 1
+
+
+def test_without_a_server_runs_are_created_unchecked_and_the_client_warns_once(client, writer, caplog):
+    client.experiments = OfflineDirectory()
+    with caplog.at_level(logging.WARNING, logger="trackstream"):
+        experiment_id = client.create_experiment("offline")
+        client.create_run(experiment_id, provenance=False)
+        client.create_run("4242", provenance=False)
+    assert [f["experiment_id"] for f in writer.of("run_created")] == [experiment_id, "4242"]
+    warnings = [r.getMessage() for r in caplog.records if "no tracking server answers" in r.getMessage()]
+    assert len(warnings) == 1 and "without checking that their experiment exists and is active" in warnings[0]

@@ -21,7 +21,7 @@ def writer(tmp_path: Path, monkeypatch):
     monkeypatch.delenv(fluent.EXPERIMENT_ID_ENV, raising=False)
     fake = FakeWriter()
     client = TrackingClient(Settings(home=tmp_path / "home", kafka_bootstrap="unused"), writer=fake, linger_s=3600,
-                            experiments=FakeDirectory())
+                            experiments=FakeDirectory({"123": ("other", "active")}))
     fluent.set_client(client)
     yield fake
     fluent._stack.runs.clear()
@@ -253,3 +253,9 @@ def test_set_experiment_of_an_existing_name_sends_nothing(writer):
     ts.get_client().experiments = FakeDirectory({"17": ("there", "active")})
     assert ts.set_experiment("there") == "17"
     assert writer.of("experiment_created") == []
+
+
+def test_start_run_in_an_experiment_the_server_does_not_know_raises_and_starts_nothing(writer):
+    with pytest.raises(InvalidInput, match="Cannot create a run in experiment 999: no experiment with id=999"):
+        ts.start_run(experiment_id="999")
+    assert ts.active_run() is None and writer.of("run_created") == []
