@@ -14,7 +14,7 @@ from trackstream.consumers.replay import BackgroundReplay
 from trackstream.server import json_codec
 from trackstream.server.reader import TrackingReader
 from trackstream.server.errors import error_middleware
-from trackstream.errors import InvalidInput
+from trackstream.errors import InvalidInput, NotFound
 from trackstream.moments import parse_moment
 
 QueryRunner = Callable[..., Awaitable[Any]]
@@ -141,3 +141,17 @@ def create_app(reader: TrackingReader, run_query: QueryRunner, stats: IngestStat
 
     app.add_routes(routes)
     return app
+
+
+def model_state_routes(models: Any, run_query: QueryRunner) -> list[web.RouteDef]:
+    """``GET /api/ts/models/{model_id}[?as_of=<time>]``: a logged model as MLflow's LoggedModel, or as
+    it was at that moment (``models`` is a ``server.model_reader.LoggedModelReader``)."""
+
+    async def get_model(request: web.Request) -> web.Response:
+        model_id = request.match_info["model_id"]
+        model = await run_query(models.model, model_id, _as_of(request))
+        if model is None:
+            raise NotFound(f"logged model {model_id!r} not found (at that time, or not materialized yet)")
+        return json_response({"model": model})
+
+    return [web.get("/api/ts/models/{model_id}", get_model)]

@@ -425,7 +425,7 @@ def test_every_served_route_has_a_decided_requirement() -> None:
 
     app = create_app(None, None, None)  # type: ignore[arg-type]
     proxy = SimpleNamespace(upload=nothing, download=nothing, list=nothing)
-    app.add_routes(mlflow_routes(None, None, proxy, None) + openapi_routes())  # type: ignore[arg-type]
+    app.add_routes(mlflow_routes(None, None, proxy, None, None) + openapi_routes())  # type: ignore[arg-type]
     admin_only = {("POST", "/api/ts/sql"), ("POST", "/api/ts/replay"), ("GET", "/api/ts/replay"),
                   ("GET", "/api/ts/rejects")}
     undecided = []
@@ -434,7 +434,7 @@ def test_every_served_route_has_a_decided_requirement() -> None:
         if method == "HEAD" or path == "/health":
             continue
         try:
-            decided = need(method, path, body={}, match={"path": "1/r/artifacts/x", "run_id": RUN})
+            decided = need(method, path, body={}, match={"path": "1/r/artifacts/x", "run_id": RUN, "model_id": "m-" + "0" * 32})
         except InvalidInput:
             continue
         if decided is Scope.ADMIN and (method, path) not in admin_only:
