@@ -63,6 +63,12 @@ def final_status(status: Any) -> str:
                            "LOGGED_MODEL_READY or LOGGED_MODEL_UPLOAD_FAILED") from None
 
 
+def _point(metric: dict[str, Any]) -> tuple[Any, ...]:
+    value = metric.get("value")
+    return (metric.get("key"), metric.get("step") or 0, metric.get("timestamp"),
+            float(value) if isinstance(value, (int, float)) else value)
+
+
 def key_values(items: Any, name: str, validate_value: Any) -> list[dict[str, str]]:
     checked: dict[str, str] = {}
     for item in _list_of_dicts(items, name):
@@ -199,6 +205,18 @@ class LoggedModelService:
             await self.active(model_id)
             await self.mlflow.appender.append("logged_model_metrics_logged",
                                               {"model_id": model_id, "run_id": run_id, "metrics": points})
+
+    async def new_run_points(self, run_id: Any, metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A log-batch's metrics without the model-tied ones the run already holds point for point.
+
+        MLflow's ``log_model`` re-logs a run's metrics of its step with the new model's id; MLflow's
+        store keeps one row per (key, step, timestamp, value), so the run's history does not grow.
+        """
+        tied = [m for m in metrics if isinstance(m, dict) and m.get("model_id")]
+        if not tied or not isinstance(run_id, str):
+            return metrics
+        known = await self.mlflow.read(self.reader.run_points, run_id, sorted({str(m.get("key")) for m in tied}))
+        return [m for m in metrics if not (m in tied and _point(m) in known)]
 
     async def link_run(self, run_id: Any, direction: str, models: Any) -> None:
         """A run's model inputs (log-inputs ``models``) or outputs (runs/outputs ``models``)."""

@@ -114,6 +114,12 @@ class LoggedModelReader:
                                    max_results, page_token)
         return self.models(ids), next_token
 
+    def run_points(self, run_id: str, keys: list[str]) -> set[tuple[str, int, int, float]]:
+        """(key, step, timestamp, value) of a run's stored points of these keys."""
+        return {(k, s, t, v) for k, s, t, v in self.client.query(
+            f"SELECT key, step, timestamp_ms, value FROM {self.db}.metrics WHERE run_id = {{r:String}} "
+            f"AND key IN {{keys:Array(String)}}", parameters={"r": run_id, "keys": keys}).result_rows}
+
     def run_models(self, run_id: str) -> dict[str, list[dict[str, Any]]]:
         """A run's ``model_inputs`` ([{model_id}]) and ``model_outputs`` ([{model_id, step}])."""
         links: dict[str, list[dict[str, Any]]] = {"model_inputs": [], "model_outputs": []}
