@@ -11,7 +11,6 @@ downloaded, so ``load_model`` fails with the model's state in the message.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any, Callable
 
 from trackstream.consumers.model_state import DELETED, FAILED, READY
@@ -24,14 +23,9 @@ from trackstream.server.model_search import (SEARCH_LOGGED_MODELS_DEFAULT_MAX, b
                                              parse_datasets, parse_model_order_by)
 from trackstream.server.model_files import MLMODEL, declared_files, missing_declared
 
-_BAD_NAME_CHARS = ("/", ":", ".", "%", '"', "'")
 _FINAL_STATUSES = {"LOGGED_MODEL_READY": READY, "LOGGED_MODEL_UPLOAD_FAILED": FAILED, 2: READY, 3: FAILED,
                    "2": READY, "3": FAILED}
 _MODEL_ID_CHARS = frozenset("0123456789abcdef")
-
-
-def new_model_id() -> str:
-    return f"m-{uuid.uuid4().hex}"
 
 
 def check_model_id(model_id: Any) -> str:
@@ -41,15 +35,6 @@ def check_model_id(model_id: Any) -> str:
     if not (model_id.startswith("m-") and len(model_id) == 34 and set(model_id[2:]) <= _MODEL_ID_CHARS):
         raise NotFound(f"Logged model with ID '{model_id}' not found.")
     return model_id
-
-
-def check_model_name(name: Any) -> str | None:
-    if name is None or name == "":
-        return None
-    if not isinstance(name, str) or any(c in name for c in _BAD_NAME_CHARS):
-        raise InvalidInput(f"Invalid model name ({name!r}) provided. Model name must be a non-empty string and "
-                           f"cannot contain the following characters: {_BAD_NAME_CHARS}")
-    return name
 
 
 def final_status(status: Any) -> str:
@@ -90,8 +75,8 @@ class LoggedModelService:
     async def create(self, body: dict[str, Any]) -> dict[str, Any]:
         experiment = await self.mlflow.active_experiment(body.get("experiment_id"))
         experiment_id = experiment["experiment_id"]
-        model_id = new_model_id()
-        name = check_model_name(body.get("name")) or model_id
+        model_id = v.new_model_id()
+        name = v.validate_model_name(body.get("name")) or model_id
         source_run_id = _string(body.get("source_run_id"), "source_run_id") or None
         if source_run_id is not None:
             await self.mlflow.known_run(source_run_id)

@@ -283,3 +283,27 @@ def test_model_events_replay_to_the_same_tables_and_read_as_of(server, autologge
     assert at_creation["model"]["info"]["status"] == "LOGGED_MODEL_PENDING"
     now = _get_json(server, f"/api/ts/models/{model_id}")
     assert now["model"]["info"]["status"] == "LOGGED_MODEL_READY"
+
+
+def test_the_sdk_log_model_is_loaded_by_the_mlflow_client_and_predicts_the_same(server, tmp_path, iris):
+    from trackstream.producer.client import TrackingClient
+
+    X, y = iris
+    model = LogisticRegression(max_iter=300).fit(X, y)
+    saved = tmp_path / "sdk-model"
+    mlflow.sklearn.save_model(model, saved, serialization_format=CLOUDPICKLE)
+    client = TrackingClient(server.settings)
+    try:
+        experiment_id = client.create_experiment("sdk-models")
+        run_id = client.create_run(experiment_id, run_name="sdk")
+        record = client.log_model(run_id, saved, name="sdk-iris", params={"max_iter": 300})
+        client.flush()
+    finally:
+        client.close()
+    assert {"MLmodel", "model.pkl"} <= set(record.files) and record.model_uri == f"models:/{record.model_id}"
+    logged = wait_until(lambda: (m := MlflowClient().get_logged_model(record.model_id)).status
+                        == LoggedModelStatus.READY and m, 60, "the SDK's model to be READY")
+    assert (logged.name, logged.source_run_id, logged.params) == ("sdk-iris", run_id, {"max_iter": "300"})
+    loaded = mlflow.sklearn.load_model(record.model_uri)
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    assert MlflowClient().get_run(run_id).outputs.model_outputs[0].model_id == record.model_id
