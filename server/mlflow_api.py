@@ -340,12 +340,10 @@ def mlflow_routes(service: MlflowService, reader: MlflowReader, artifacts: Artif
 
     @route("POST", "/mlflow/runs/log-batch")
     async def log_batch(request: web.Request) -> web.Response:
-        raw = await body_bytes(request)
-        body = decode_log_batch(raw)
+        body = decode_log_batch(await body_bytes(request))
         metrics = body.get("metrics")
-        if body["model_metrics"]:  # the rare path: metrics tied to a logged model, as objects
-            listed = json_codec.decode_object(raw).get("metrics")
-            metrics = await models.new_run_points(body.get("run_id"), listed) if isinstance(listed, list) else listed
+        if body["model_metrics"]:  # metrics tied to a logged model (decoded as objects)
+            metrics = await models.new_run_points(body.get("run_id"), metrics)
         await service.log_batch(body.get("run_id"), metrics, body.get("params"), body.get("tags"))
         if body["model_metrics"]:
             await models.log_metrics(body["run_id"], body["model_metrics"])

@@ -99,11 +99,10 @@ def test_sklearn_autolog_ties_a_ready_logged_model_to_the_run(autologged):
     assert {"MLmodel", "model.pkl"} <= files
 
 
+@pytest.mark.xfail(strict=True, reason="dataset inputs of runs/log-inputs are stored by the datasets branch "
+                                       "(migration 004), not merged into this one: remove this mark when it is")
 def test_sklearn_autolog_records_the_training_dataset_input(autologged):
-    """Needs the dataset inputs of `runs/log-inputs` (the datasets branch, issue for log-inputs)."""
     inputs = autologged.inputs.dataset_inputs
-    if not inputs:
-        pytest.xfail("dataset inputs are stored by the log-inputs datasets branch, not merged here")
     assert any(tag.value == "train" for d in inputs for tag in d.tags if tag.key == "mlflow.data.context")
 
 
