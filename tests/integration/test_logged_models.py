@@ -146,6 +146,21 @@ def test_search_logged_models_by_experiment_and_by_metric_filter(server, iris):
     by_name = client.search_logged_models(experiment_ids=[experiment_id], filter_string="name = 'c10_0'")
     assert [m.model_id for m in by_name] == [ids[10.0]]
 
+    # metrics tied to a model and a dataset (log-batch), and a search restricted to that dataset
+    from mlflow.entities import Metric
+
+    with mlflow.start_run() as run:
+        client.log_batch(run.info.run_id, metrics=[
+            Metric("f1", 0.2, 1, 0, model_id=ids[0.01], dataset_name="holdout", dataset_digest="d1"),
+            Metric("f1", 0.95, 1, 0, model_id=ids[0.01], dataset_name="train", dataset_digest="d2")])
+    on_holdout = client.search_logged_models(experiment_ids=[experiment_id], filter_string="metrics.f1 > 0.5",
+                                             datasets=[{"dataset_name": "holdout"}])
+    on_train = client.search_logged_models(experiment_ids=[experiment_id], filter_string="metrics.f1 > 0.5",
+                                           datasets=[{"dataset_name": "train", "dataset_digest": "d2"}])
+    assert (list(on_holdout), [m.model_id for m in on_train]) == ([], [ids[0.01]])
+    tied = {(m.key, m.dataset_name) for m in client.get_logged_model(ids[0.01]).metrics}
+    assert {("f1", "holdout"), ("f1", "train"), ("accuracy", None)} <= tied
+
 
 def test_logged_model_tags_params_and_delete_follow_mlflow(server):
     client = MlflowClient()
@@ -282,6 +297,13 @@ def test_model_events_replay_to_the_same_tables_and_read_as_of(server, autologge
     assert at_creation["model"]["info"]["status"] == "LOGGED_MODEL_PENDING"
     now = _get_json(server, f"/api/ts/models/{model_id}")
     assert now["model"]["info"]["status"] == "LOGGED_MODEL_READY"
+    db = server.settings.database  # the example query of docs/clickhouse-schema.md
+    ranked = server.sql(
+        f"SELECT m.model_id, m.name, argMax(x.value, (x.step, x.timestamp_ms)) AS accuracy "
+        f"FROM {db}.logged_models_latest m JOIN {db}.logged_model_metrics x USING model_id "
+        f"WHERE m.experiment_id = '{autologged.info.experiment_id}' AND m.status = 'READY' "
+        f"AND x.key = 'training_accuracy_score' GROUP BY m.model_id, m.name ORDER BY accuracy DESC")
+    assert [row[0] for row in ranked] == [model_id]
 
 
 def test_the_sdk_log_model_is_loaded_by_the_mlflow_client_and_predicts_the_same(server, tmp_path, iris):
