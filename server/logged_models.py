@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from trackstream.consumers.model_state import DELETED, FAILED, READY
+from trackstream.consumers.model_state import DELETED, FAILED, PENDING, READY
 from trackstream.errors import InvalidInput, NotFound
 from trackstream.producer import validation as v
 from trackstream.server.mlflow_fields import json_int64
@@ -221,6 +221,16 @@ class LoggedModelService:
     async def commit_artifact(self, model_id: str, path: str, size: int, sha256: str, uri: str) -> None:
         await self.mlflow.appender.append("logged_model_artifact_committed", {
             "model_id": model_id, "path": path, "size": size, "sha256": sha256, "uri": uri})
+
+    async def experiment_for_upload(self, model_id: str) -> str:
+        """The experiment of a model that may still take files: a READY or FAILED model's files are final."""
+        row = (await self.mlflow.read(self.reader.rows, [check_model_id(model_id)])).get(model_id)
+        if row is None or row["lifecycle_stage"] == DELETED:
+            raise NotFound(f"Logged model with ID '{model_id}' not found.")
+        if row["status"] != PENDING:
+            raise InvalidInput(f"Logged model {model_id} is {row['status']}: its files are final, no more can be "
+                               "uploaded")
+        return row["experiment_id"]
 
     async def require_ready(self, model_id: str) -> None:
         """Files of a model are served only once it is READY: a half-uploaded model must not load."""

@@ -103,7 +103,7 @@ class ArtifactProxy:
             if self.models is None:
                 raise NotFound("logged models are not served here")
             model_id = owner.removeprefix("models/")
-            if await self.models.experiment_of(model_id) != experiment_id:
+            if await self.models.experiment_for_upload(model_id) != experiment_id:
                 raise InvalidInput(f"logged model {model_id} does not belong to experiment {experiment_id}")
             return model_id, model_artifact_key(experiment_id, model_id, rel), self.models.commit_artifact
         if await self.service.run_experiment(owner) != experiment_id:

@@ -227,6 +227,10 @@ def test_an_upload_cut_off_half_way_never_makes_the_model_ready(server, tmp_path
 
     client.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
     assert client.get_logged_model(model.model_id).status == LoggedModelStatus.FAILED
+    late = http.client.HTTPConnection(urlparse(server.settings.server_url).netloc, timeout=30)
+    late.request("PUT", f"/api/2.0/mlflow-artifacts/artifacts/{root}/model.pkl", body=pickled)
+    refused = late.getresponse()
+    assert (refused.status, json.loads(refused.read())["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
     with pytest.raises(LOAD_ERRORS, match="FAILED, not READY"):
         mlflow.pyfunc.load_model(f"models:/{model.model_id}")
 
