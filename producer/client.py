@@ -254,6 +254,10 @@ class TrackingClient:
         local = Path(local_path)
         if not local.exists():
             raise InvalidInput(f"Invalid model path {str(local)!r}: no such file or directory")
+        files = [(p, p.relative_to(local).as_posix()) for p in sorted(local.rglob("*")) if p.is_file()] \
+            if local.is_dir() else [(local, local.name)]
+        if not files:
+            raise InvalidInput(f"Invalid model path {str(local)!r}: the directory holds no files")
         experiment_id = self.experiment_of(run_id)
         model_id = v.new_model_id()
         name = v.validate_model_name(name) or model_id
@@ -266,8 +270,6 @@ class TrackingClient:
         self.writer.append("run_models_linked", {"run_id": run_id, "direction": "OUTPUT",
                                                  "models": [{"model_id": model_id, "step": 0}]})
         uploader = self.model_uploader
-        files = [(p, p.relative_to(local).as_posix()) for p in sorted(local.rglob("*")) if p.is_file()] \
-            if local.is_dir() else [(local, local.name)]
         try:
             for path, rel in files:
                 uploader.upload(model_id, experiment_id, path, rel, key=model_artifact_key(experiment_id, model_id, rel))

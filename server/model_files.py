@@ -32,9 +32,11 @@ def declared_files(mlmodel_text: str | bytes) -> list[str]:
         spec = yaml.safe_load(mlmodel_text)
     except yaml.YAMLError as exc:
         raise InvalidInput(f"the model's MLmodel file is not valid YAML: {exc}") from exc
-    flavors = spec.get("flavors") if isinstance(spec, dict) else None
+    if not isinstance(spec, dict):
+        raise InvalidInput("the model's MLmodel file is not a YAML mapping")
+    flavors = spec.get("flavors") or {}  # an external model's MLmodel names no flavors: nothing more declared
     if not isinstance(flavors, dict):
-        raise InvalidInput("the model's MLmodel file has no 'flavors' section")
+        raise InvalidInput("the 'flavors' section of the model's MLmodel file is not a mapping")
     declared: dict[str, None] = {}
     for flavor in flavors.values():
         if not isinstance(flavor, dict):

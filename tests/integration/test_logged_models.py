@@ -180,6 +180,8 @@ def test_logged_model_tags_params_and_delete_follow_mlflow(server):
     assert missing.value.error_code == "RESOURCE_DOES_NOT_EXIST"
     deleted = _get_json(server, f"/api/2.0/mlflow/logged-models/{model.model_id}?allow_deleted=true")
     assert deleted["model"]["info"]["model_id"] == model.model_id
+    external = mlflow.create_external_model(name="served-elsewhere")  # an MLmodel with no flavors, then READY
+    assert client.get_logged_model(external.model_id).status == LoggedModelStatus.READY
     with pytest.raises(MlflowException) as bad:
         client.create_logged_model(experiment_id, name="a/b")
     assert bad.value.error_code == "INVALID_PARAMETER_VALUE"

@@ -40,7 +40,11 @@ def test_paths_outside_the_model_are_not_declared_files():
     assert declared_files(text) == []
 
 
-@pytest.mark.parametrize("text", ["flavors: [", "artifact_path: model\n"])
+def test_an_mlmodel_without_flavors_declares_nothing_more():
+    assert declared_files("artifact_path: model\nmodel_id: m-1\n") == []
+
+
+@pytest.mark.parametrize("text", ["flavors: [", "- a list\n", "flavors: [a, b]\n"])
 def test_an_unreadable_mlmodel_is_a_clear_error(text):
     with pytest.raises(InvalidInput, match="MLmodel"):
         declared_files(text)
