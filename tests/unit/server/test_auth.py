@@ -20,6 +20,7 @@ from trackstream.server.auth import (
     AuthConfigError,
     ExperimentName,
     Experiments,
+    Models,
     Runs,
     Scope,
     User,
@@ -221,6 +222,20 @@ def test_mlflow_routes(prefix: str) -> None:
     assert need("POST", m + "/runs/search", body={"experiment_ids": ["1", 2]}) == Experiments(Access.READ, ("1", "2"))
     assert need("POST", m + "/runs/search", body={}) == Experiments(Access.READ, ())
     assert need("POST", m + "/logged-models/search", body={"experiment_ids": ["3"]}) == Experiments(Access.READ, ("3",))
+
+
+@pytest.mark.parametrize("prefix", ["/api/2.0", "/ajax-api/2.0"])
+def test_logged_model_routes_need_the_models_experiment(prefix: str) -> None:
+    m, model = prefix + "/mlflow/logged-models", "m-" + "1" * 32
+    assert need("POST", m, body={"experiment_id": "5"}) == Experiments(Access.WRITE, ("5",))
+    on_model = {"model_id": model, "tag_key": "k"}
+    assert need("GET", m + "/{model_id}", match=on_model) == Models(Access.READ, (model,))
+    assert need("GET", m + "/{model_id}/artifacts/directories", match=on_model) == Models(Access.READ, (model,))
+    for method, route in (("PATCH", "/{model_id}"), ("DELETE", "/{model_id}"), ("PATCH", "/{model_id}/tags"),
+                          ("DELETE", "/{model_id}/tags/{tag_key}"), ("POST", "/{model_id}/params")):
+        assert need(method, m + route, body={}, match=on_model) == Models(Access.WRITE, (model,)), route
+    assert need("POST", prefix + "/mlflow/runs/outputs", body={"run_id": RUN}) == Runs(Access.WRITE, (RUN,))
+    assert need("GET", "/api/ts/models/{model_id}", match=on_model) == Models(Access.READ, (model,))
 
 
 def test_artifact_routes_check_the_experiment_directory() -> None:
