@@ -18,7 +18,7 @@ from trackstream.errors import InvalidInput, NotFound
 from trackstream.producer import validation as v
 from trackstream.server.mlflow_fields import json_int64
 from trackstream.server.mlflow_service import MlflowService, _list_of_dicts, _string
-from trackstream.server.model_reader import LoggedModelReader
+from trackstream.server.model_reader import LoggedModelReader, mlflow_logged_model
 from trackstream.server.model_search import (SEARCH_LOGGED_MODELS_DEFAULT_MAX, build_logged_model_search_query,
                                              parse_datasets, parse_model_order_by)
 from trackstream.server.model_files import MLMODEL, declared_files, missing_declared
@@ -91,8 +91,6 @@ class LoggedModelService:
 
     @staticmethod
     def _entity_from_created(record: dict[str, Any]) -> dict[str, Any]:
-        from trackstream.server.model_reader import mlflow_logged_model
-
         row = dict(record, status="PENDING", status_message="", lifecycle_stage="active",
                    source_run_id=record["source_run_id"] or "", creation_timestamp_ms=record["timestamp_ms"],
                    last_updated_timestamp_ms=record["timestamp_ms"])
