@@ -23,13 +23,14 @@ from typing import Any, Iterable, Protocol
 import numpy as np
 import pyarrow as pa
 
+from trackstream.consumers.model_state import ModelState
 from trackstream.consumers.run_state import RunState
 from trackstream.producer.inputs import DatasetInput, dedupe_dataset_inputs
-from trackstream.schemas import EXPERIMENT_EVENT_TYPES, DecodedEvent, EventCodec, MetricBatch, default_codec
+from trackstream.schemas import EXPERIMENT_EVENT_TYPES, MODEL_EVENT_TYPES, DecodedEvent, EventCodec, MetricBatch, default_codec
 from trackstream.errors import DecodeError, InvalidInput
 
 MAX_REJECT_RAW_BYTES = 65536
-ENVELOPE_FIELDS = ("event_id", "writer_id", "seq", "timestamp_ms", "run_id", "experiment_id")
+ENVELOPE_FIELDS = ("event_id", "writer_id", "seq", "timestamp_ms", "run_id", "experiment_id", "model_id")
 
 
 class RejectReason:
@@ -41,6 +42,8 @@ class RejectReason:
     PARAM_CONFLICT = "param_conflict"
     INVALID_EVENT = "invalid_event"
     SEQUENCE_GAP = "sequence_gap"
+    UNKNOWN_MODEL = "unknown_model"
+    MODEL_DELETED = "model_deleted"
 
 
 @dataclass(frozen=True)
@@ -54,10 +57,12 @@ class SourceMessage:
 
 @dataclass
 class AggregateState:
-    """What the materializer must know about one run or experiment to decide on its next event."""
+    """What the materializer must know about one run, experiment or logged model to decide on its next
+    event (``params`` are the run's or the model's)."""
 
     run: RunState | None = None
     experiment: dict[str, Any] | None = None
+    model: ModelState | None = None
     params: dict[str, str] = field(default_factory=dict)
     writer_seqs: dict[str, int] = field(default_factory=dict)
     datasets: set[tuple[str, str]] = field(default_factory=set)  # (name, digest) of the run's inputs
@@ -129,6 +134,16 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "artifacts": ("run_id", "path", "size", "sha256", "uri", "committed_at", "src_partition", "src_offset"),
     "dataset_inputs": ("run_id", "name", "digest", "source_type", "source", "schema", "profile", "tag_keys",
                        "tag_values", "logged_at", "src_partition", "src_offset"),
+    "logged_models": ("model_id", "experiment_id", "name", "model_type", "source_run_id", "artifact_location",
+                      "status", "status_message", "lifecycle_stage", "creation_timestamp_ms",
+                      "last_updated_timestamp_ms", "src_partition", "src_offset"),
+    "logged_model_params": ("model_id", "key", "value", "src_partition", "src_offset"),
+    "logged_model_tags": ("model_id", "key", "value", "deleted", "src_partition", "src_offset"),
+    "logged_model_metrics": ("model_id", "run_id", "key", "value", "step", "timestamp_ms", "dataset_name",
+                             "dataset_digest", "src_partition", "src_offset"),
+    "logged_model_artifacts": ("model_id", "path", "size", "sha256", "uri", "committed_at", "src_partition",
+                               "src_offset"),
+    "run_model_links": ("run_id", "direction", "model_id", "step", "src_partition", "src_offset"),
     "rejects": ("src_partition", "src_offset", "reason", "detail", "event_type", "event_id", "aggregate_id",
                 "raw_base64"),
 }
@@ -138,6 +153,12 @@ def run_row(state: RunState, partition: int, offset: int) -> tuple:
     return (state.run_id, state.experiment_id, state.run_name, state.user_id, state.source_name,
             state.parent_run_id, state.status, state.start_time, state.end_time, state.lifecycle_stage,
             state.artifact_uri, list(state.missing_artifacts), partition, offset)
+
+
+def model_row(m: ModelState, partition: int, offset: int) -> tuple:
+    return (m.model_id, m.experiment_id, m.name, m.model_type, m.source_run_id, m.artifact_location, m.status,
+            m.status_message, m.lifecycle_stage, m.creation_timestamp_ms, m.last_updated_timestamp_ms,
+            partition, offset)
 
 
 def experiment_row(exp: dict[str, Any], partition: int, offset: int) -> tuple:
@@ -233,6 +254,8 @@ class Materializer:
         state.writer_seqs[rec["writer_id"]] = rec["seq"]
         if event.event_type in EXPERIMENT_EVENT_TYPES:
             self._apply_experiment(msg, event, state, out)
+        elif event.event_type in MODEL_EVENT_TYPES:
+            self._apply_model(msg, event, state, out)
         else:
             self._apply_run(msg, event, state, out)
         out.counts[event.event_type] += 1
@@ -324,6 +347,60 @@ class Materializer:
             self._set_run(state, run.restore(), p, o, out)
         elif kind == "inputs_logged":
             self._apply_inputs(msg, event, state, out)
+        elif kind == "run_models_linked":
+            for link in rec["models"]:
+                out.rows["run_model_links"].append((run.run_id, rec["direction"], link["model_id"], link["step"], p, o))
+
+    def _apply_model(self, msg: SourceMessage, event: DecodedEvent, state: AggregateState, out: TableRows) -> None:
+        rec, kind = event.record, event.event_type
+        p, o, at = msg.partition, msg.offset, rec["timestamp_ms"]
+        model = state.model
+        if kind == "logged_model_created":
+            if model is not None:
+                self._reject(out, msg, RejectReason.INVALID_EVENT, f"model {rec['model_id']} was already created",
+                             event)
+                return
+            state.model = ModelState(
+                model_id=rec["model_id"], experiment_id=rec["experiment_id"], name=rec["name"],
+                model_type=rec["model_type"], source_run_id=rec["source_run_id"] or "",
+                artifact_location=rec["artifact_location"], creation_timestamp_ms=at, last_updated_timestamp_ms=at)
+            out.rows["logged_models"].append(model_row(state.model, p, o))
+            for tag in rec["tags"]:
+                out.rows["logged_model_tags"].append((rec["model_id"], tag["key"], tag["value"], 0, p, o))
+            self._apply_params(msg, event, state, out, "logged_model_params")
+            return
+        if model is None:
+            self._reject(out, msg, RejectReason.UNKNOWN_MODEL, f"no logged_model_created seen for model "
+                                                               f"{rec['model_id']}", event)
+            return
+        if model.is_deleted:
+            self._reject(out, msg, RejectReason.MODEL_DELETED, f"model {model.model_id} is deleted; {kind} was not "
+                                                               "applied", event)
+            return
+        new = model
+        if kind == "logged_model_params_set":
+            self._apply_params(msg, event, state, out, "logged_model_params")
+        elif kind == "logged_model_tags_set":
+            for tag in rec["tags"]:
+                out.rows["logged_model_tags"].append((model.model_id, tag["key"], tag["value"], 0, p, o))
+        elif kind == "logged_model_tag_deleted":
+            out.rows["logged_model_tags"].append((model.model_id, rec["key"], "", 1, p, o))
+        elif kind == "logged_model_metrics_logged":
+            for m in rec["metrics"]:
+                out.rows["logged_model_metrics"].append((
+                    model.model_id, rec["run_id"], m["key"], m["value"], m["step"], m["timestamp_ms"],
+                    m["dataset_name"], m["dataset_digest"], p, o))
+        elif kind == "logged_model_artifact_committed":
+            out.rows["logged_model_artifacts"].append((model.model_id, rec["path"], rec["size"], rec["sha256"],
+                                                       rec["uri"], at, p, o))
+            new = model.commit_artifact(rec["path"], at)
+        elif kind == "logged_model_finalized":
+            new = model.finalize(rec["status"], rec["manifest"], at)
+        elif kind == "logged_model_deleted":
+            new = model.delete(at)
+        state.model = new
+        if model_row(new, p, o) != model_row(model, p, o):
+            out.rows["logged_models"].append(model_row(new, p, o))
 
     @staticmethod
     def _set_run(state: AggregateState, new: RunState, p: int, o: int, out: TableRows,
@@ -334,7 +411,9 @@ class Materializer:
             return
         out.rows["runs"].append(run_row(new, p, o))
 
-    def _apply_params(self, msg: SourceMessage, event: DecodedEvent, state: AggregateState, out: TableRows) -> None:
+    def _apply_params(self, msg: SourceMessage, event: DecodedEvent, state: AggregateState, out: TableRows,
+                      table: str = "params") -> None:
+        """Params of a run (``params``) or of a model (``logged_model_params``): immutable per key."""
         rec = event.record
         conflicts = []
         for param in rec["params"]:
@@ -342,8 +421,11 @@ class Materializer:
             known = state.params.get(key)
             if known is None:
                 state.params[key] = value
-                out.rows["params"].append((rec["run_id"], key, value, rec["timestamp_ms"], rec["event_id"],
-                                           msg.partition, msg.offset))
+                if table == "params":
+                    out.rows["params"].append((rec["run_id"], key, value, rec["timestamp_ms"], rec["event_id"],
+                                               msg.partition, msg.offset))
+                else:
+                    out.rows[table].append((rec["model_id"], key, value, msg.partition, msg.offset))
             elif known != value:
                 conflicts.append({"key": key, "old_value": known, "new_value": value})
         if conflicts:

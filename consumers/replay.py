@@ -18,14 +18,14 @@ from clickhouse_connect.driver.client import Client
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from trackstream.consumers.materializer import TABLE_COLUMNS, Materializer, SourceMessage
-from trackstream.consumers.store import ClickHouseSink, ClickHouseStateReader, SchemaManager, check_database_name
+from trackstream.consumers.store import MODEL_TABLES, ClickHouseSink, ClickHouseStateReader, SchemaManager, check_database_name
 from trackstream.config import Settings
 from trackstream.errors import InvalidInput, ServiceUnavailable
 
 POLL_BATCH = 5000
 IGNORED_COLUMNS = {"events": ("ingested_at",), "rejects": ("received_at",)}
 COMPARED_TABLES = ("experiments", "runs", "params", "metrics", "tags", "artifacts", "dataset_inputs", "rejects",
-                   "events")
+                   "events", *MODEL_TABLES)
 METRIC_COLUMNS = ("run_id", "key", "step", "timestamp_ms", "value", "src_partition", "src_offset")
 
 

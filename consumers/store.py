@@ -20,12 +20,15 @@ import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 
 from trackstream.consumers.materializer import TABLE_COLUMNS, AggregateState, TableRows
+from trackstream.consumers.model_state import ModelState
 from trackstream.consumers.run_state import RunState
 from trackstream.errors import StorageError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+MODEL_TABLES = ("logged_models", "logged_model_params", "logged_model_tags", "logged_model_metrics",
+                "logged_model_artifacts", "run_model_links")
 IDEMPOTENT_TABLES = ("experiments", "runs", "params", "tags", "artifacts", "dataset_inputs", "rejects", "metrics",
-                     "events")
+                     "events", *MODEL_TABLES)
 MAX_ROWS_PER_INSERT = 500_000
 _DATABASE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
@@ -142,8 +145,11 @@ class SchemaManager:
         return self.known_version
 
 
-# metrics first (their own columnar path), runs last: a run's status is the visible "commit".
-WRITE_ORDER = ("experiments", "params", "tags", "artifacts", "dataset_inputs", "rejects", "events", "runs")
+# metrics first (their own columnar path), runs last: a run's status is the visible "commit"; a
+# model's status row likewise comes after its files, params, tags and metrics.
+WRITE_ORDER = ("experiments", "params", "tags", "artifacts", "dataset_inputs", "logged_model_params",
+               "logged_model_tags", "logged_model_metrics", "logged_model_artifacts", "run_model_links", "rejects",
+               "events", "logged_models", "runs")
 
 
 class ClickHouseSink:
@@ -279,6 +285,7 @@ class ClickHouseStateReader:
             keys = ("experiment_id", "name", "artifact_location", "lifecycle_stage", "creation_time",
                     "last_update_time", "tags")
             states[row[0]].experiment = dict(zip(keys, row))
+        self._load_models(states, params, where)
         for run_id, key, value in self._rows(
             f"SELECT run_id, key, value FROM {self.db}.params WHERE run_id IN {{ids:Array(String)}} AND {where}",
             params):
@@ -292,6 +299,23 @@ class ClickHouseStateReader:
             f"WHERE aggregate_id IN {{ids:Array(String)}} AND {where} GROUP BY aggregate_id, writer_id", params):
             states[agg].writer_seqs[writer] = int(seq)
         return dict(states)
+
+    def _load_models(self, states: dict[str, AggregateState], params: dict[str, Any], where: str) -> None:
+        committed: dict[str, frozenset[str]] = {}
+        for model_id, paths in self._rows(
+            f"SELECT model_id, groupUniqArray(path) FROM {self.db}.logged_model_artifacts "
+            f"WHERE model_id IN {{ids:Array(String)}} AND {where} GROUP BY model_id", params):
+            committed[model_id] = frozenset(paths)
+        for row in self._rows(
+            f"SELECT model_id, experiment_id, name, model_type, source_run_id, artifact_location, status, "
+            f"status_message, lifecycle_stage, creation_timestamp_ms, last_updated_timestamp_ms "
+            f"FROM {self.db}.logged_models WHERE model_id IN {{ids:Array(String)}} AND {where} "
+            f"ORDER BY src_offset DESC LIMIT 1 BY model_id", params):
+            states[row[0]].model = ModelState(*row, committed_artifacts=committed.get(row[0], frozenset()))
+        for model_id, key, value in self._rows(
+            f"SELECT model_id, key, value FROM {self.db}.logged_model_params "
+            f"WHERE model_id IN {{ids:Array(String)}} AND {where}", params):
+            states[model_id].params[key] = value
 
     def _rows(self, sql: str, params: dict[str, Any]) -> list[tuple]:
         return self.client.query(sql, parameters=params).result_rows

@@ -137,6 +137,13 @@ def artifact_key(experiment_id: str, run_id: str, artifact_path: str) -> str:
                      validate_artifact_path(artifact_path)))
 
 
+def model_artifact_key(experiment_id: str, model_id: str, artifact_path: str) -> str:
+    """The store key of a logged model's file: ``<experiment_id>/models/<model_id>/artifacts/<artifact_path>``
+    (MLflow 3's layout, so ``mlflow-artifacts:/<exp>/models/<id>/artifacts`` resolves to it)."""
+    return "/".join((_validate_experiment_id(experiment_id), "models", validate_run_id(model_id), "artifacts",
+                     validate_artifact_path(artifact_path)))
+
+
 def _check_staging_key(staging_key: str) -> str:
     if not isinstance(staging_key, str) or not _STAGING_KEY.fullmatch(staging_key):
         raise InvalidInput(f"Invalid staging key {staging_key!r}: expected 32 lowercase hex digits (uuid4().hex)")
@@ -435,9 +442,11 @@ class ArtifactUploader:
         self._manifests: dict[str, dict[str, ArtifactRecord]] = {}
 
     def upload(self, run_id: str, experiment_id: str, local_path: str | os.PathLike[str],
-               artifact_path: str) -> ArtifactRecord:
-        """Store ``local_path`` as the run's artifact ``artifact_path`` (the full relative file path)."""
-        key = artifact_key(experiment_id, run_id, artifact_path)
+               artifact_path: str, *, key: str | None = None) -> ArtifactRecord:
+        """Store ``local_path`` as the run's artifact ``artifact_path`` (the full relative file path).
+        ``key``: another store key (a logged model's file, ``model_artifact_key``); ``run_id`` is then
+        the id the commit callback and the manifest are kept under."""
+        key = key or artifact_key(experiment_id, run_id, artifact_path)
         local = Path(local_path)
         if not local.is_file():
             raise InvalidInput(f"Invalid local file {str(local)!r}: does not exist or is not a regular file")

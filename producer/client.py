@@ -25,6 +25,7 @@ import time
 import uuid
 import warnings
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -36,6 +37,7 @@ from trackstream.producer.artifacts import (
     ArtifactStore,
     ArtifactUploader,
     figure_to_png,
+    model_artifact_key,
     open_artifact_store,
     validate_artifact_path,
     write_temp_json,
@@ -86,6 +88,7 @@ class TrackingClient:
         self._send_lock = threading.Lock()
         self._artifact_store = artifact_store
         self._uploader: ArtifactUploader | None = None
+        self._model_uploader: ArtifactUploader | None = None
         self._uploader_lock = threading.Lock()
         self._run_experiments: dict[str, str] = {}
         self.capture_environment = capture_environment
@@ -371,6 +374,60 @@ class TrackingClient:
                 self._uploader = ArtifactUploader(store, self._commit_artifact)
             return self._uploader
 
+    def log_model(self, run_id: str, local_path: str | os.PathLike[str], name: str | None = None, *,
+                  model_type: str = "", params: Mapping[str, Any] | None = None,
+                  tags: Mapping[str, Any] | None = None) -> LoggedModelRecord:
+        """Log a saved model (a directory, e.g. what ``mlflow.sklearn.save_model`` wrote, or one file) as an
+        MLflow 3 LoggedModel of ``run_id``: created PENDING, every file uploaded, verified and committed
+        under ``<experiment>/models/<model_id>/artifacts``, then finalized READY with the list of those
+        files — the worker makes it READY only if every one was committed. If an upload fails the model
+        is finalized FAILED and ``ArtifactUploadError`` is raised. The model is not serialized here:
+        save it first in whatever format its loader reads (MLflow clients load ``MLmodel`` directories
+        with ``mlflow.<flavor>.load_model("models:/<model_id>")`` through the gateway)."""
+        local = Path(local_path)
+        if not local.exists():
+            raise InvalidInput(f"Invalid model path {str(local)!r}: no such file or directory")
+        files = [(p, p.relative_to(local).as_posix()) for p in sorted(local.rglob("*")) if p.is_file()] \
+            if local.is_dir() else [(local, local.name)]
+        if not files:
+            raise InvalidInput(f"Invalid model path {str(local)!r}: the directory holds no files")
+        experiment_id = self.experiment_of(run_id)
+        model_id = v.new_model_id()
+        name = v.validate_model_name(name) or model_id
+        self.writer.append("logged_model_created", {
+            "model_id": model_id, "experiment_id": experiment_id, "name": name, "model_type": model_type,
+            "source_run_id": run_id, "artifact_location": f"mlflow-artifacts:/{experiment_id}/models/{model_id}/artifacts",
+            "params": [{"key": v.validate_key(k, "param"), "value": v.validate_param_value(k, str(val))}
+                       for k, val in (params or {}).items()],
+            "tags": [self._tag(k, val) for k, val in (tags or {}).items()]})
+        self.writer.append("run_models_linked", {"run_id": run_id, "direction": "OUTPUT",
+                                                 "models": [{"model_id": model_id, "step": 0}]})
+        uploader = self.model_uploader
+        try:
+            for path, rel in files:
+                uploader.upload(model_id, experiment_id, path, rel, key=model_artifact_key(experiment_id, model_id, rel))
+        except BaseException:
+            self.writer.append("logged_model_finalized", {"model_id": model_id, "status": "FAILED", "manifest": []})
+            uploader.forget_run(model_id)
+            raise
+        manifest = [entry["path"] for entry in uploader.manifest(model_id)]
+        uploader.forget_run(model_id)
+        self.writer.append("logged_model_finalized", {"model_id": model_id, "status": "READY", "manifest": manifest})
+        return LoggedModelRecord(model_id, name, experiment_id, f"models:/{model_id}", tuple(manifest))
+
+    @property
+    def model_uploader(self) -> ArtifactUploader:
+        """Uploads logged models' files to the same store; commits them as logged_model_artifact_committed."""
+        store = self.uploader.store
+        with self._uploader_lock:
+            if self._model_uploader is None:
+                self._model_uploader = ArtifactUploader(store, self._commit_model_artifact)
+            return self._model_uploader
+
+    def _commit_model_artifact(self, model_id: str, path: str, size: int, sha256: str, uri: str) -> None:
+        self.writer.append("logged_model_artifact_committed", {"model_id": model_id, "path": path, "size": size,
+                                                               "sha256": sha256, "uri": uri})
+
     def log_artifact(self, run_id: str, local_path: str | os.PathLike[str],
                      artifact_path: str | None = None) -> ArtifactRecord:
         """Upload one file as ``<artifact_path>/<file name>`` (MLflow's layout); raises
@@ -505,6 +562,17 @@ def _clients_after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_clients_after_fork_in_child)
+
+
+@dataclass(frozen=True)
+class LoggedModelRecord:
+    """What ``log_model`` logged: the model's id, its ``models:/<id>`` URI and the committed files."""
+
+    model_id: str
+    name: str
+    experiment_id: str
+    model_uri: str
+    files: tuple[str, ...]
 
 
 def _manifest_entry(entry: Mapping[str, Any]) -> dict[str, Any]:

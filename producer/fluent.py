@@ -31,7 +31,7 @@ from typing import Any, Mapping
 
 from trackstream.producer.artifacts import ArtifactRecord
 from trackstream.producer.inputs import DatasetInput, dataset_input
-from trackstream.producer.client import DEFAULT_EXPERIMENT_ID, DEFAULT_EXPERIMENT_NAME, TrackingClient
+from trackstream.producer.client import DEFAULT_EXPERIMENT_ID, DEFAULT_EXPERIMENT_NAME, LoggedModelRecord, TrackingClient
 from trackstream.errors import InvalidInput
 
 __all__ = [
@@ -268,6 +268,14 @@ def log_input(dataset: Any = None, context: str | None = None, tags: Mapping[str
 
 def log_artifact(local_path: str | os.PathLike[str], artifact_path: str | None = None) -> ArtifactRecord:
     return get_client().log_artifact(_current().run_id, local_path, artifact_path)
+
+
+def log_model(local_path: str | os.PathLike[str], name: str | None = None, *, model_type: str = "",
+              params: Mapping[str, Any] | None = None, tags: Mapping[str, Any] | None = None) -> LoggedModelRecord:
+    """Log a saved model directory (or file) as an MLflow 3 LoggedModel of the active run
+    (see :meth:`TrackingClient.log_model`)."""
+    return get_client().log_model(_current().run_id, local_path, name, model_type=model_type, params=params,
+                                  tags=tags)
 
 
 def log_artifacts(local_dir: str | os.PathLike[str], artifact_path: str | None = None) -> list[ArtifactRecord]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import posixpath
 import re
+import uuid
 import warnings
 from functools import lru_cache
 from typing import Any, Sequence
@@ -360,6 +361,24 @@ def validate_metric_arrays(
         _metric_int_array("steps", arrays["steps"], INT64_MIN),
         _metric_int_array("timestamps", arrays["timestamps"], 0),
     )
+
+
+def new_model_id() -> str:
+    """A fresh logged-model id in MLflow 3's form, ``m-<32 hex>``."""
+    return f"m-{uuid.uuid4().hex}"
+
+
+MODEL_NAME_BAD_CHARS = ("/", ":", ".", "%", '"', "'")
+
+
+def validate_model_name(name: Any) -> str | None:
+    """A logged model's name (MLflow's ``_validate_logged_model_name``); None or "" means "generate one"."""
+    if name is None or name == "":
+        return None
+    if not isinstance(name, str) or any(c in name for c in MODEL_NAME_BAD_CHARS):
+        raise InvalidInput(f"Invalid model name ({_short(name)}) provided. Model name must be a non-empty string "
+                           f"and cannot contain the following characters: {MODEL_NAME_BAD_CHARS}")
+    return name
 
 
 def validate_run_id(run_id: Any) -> str:

@@ -2,6 +2,7 @@
 
 from trackstream.schemas.codec import (
     EXPERIMENT_EVENT_TYPES,
+    MODEL_EVENT_TYPES,
     RUN_EVENT_TYPES,
     DecodedEvent,
     EventCodec,
@@ -12,6 +13,6 @@ from trackstream.schemas.codec import (
 from trackstream.schemas.metric_batch import MetricBatch
 
 __all__ = [
-    "EXPERIMENT_EVENT_TYPES", "RUN_EVENT_TYPES", "DecodedEvent", "EventCodec", "MetricBatch",
+    "EXPERIMENT_EVENT_TYPES", "MODEL_EVENT_TYPES", "RUN_EVENT_TYPES", "DecodedEvent", "EventCodec", "MetricBatch",
     "SchemaRegistry", "aggregate_id", "default_codec",
 ]

@@ -29,10 +29,17 @@ RUN_EVENT_TYPES = frozenset({
     "run_created", "params_set", "metrics_logged", "tags_set", "tag_deleted",
     "artifact_committed", "run_status_changed", "finalize_requested", "run_deleted", "run_restored",
     "inputs_logged",
+    "run_models_linked",
 })
 EXPERIMENT_EVENT_TYPES = frozenset({
     "experiment_created", "experiment_renamed", "experiment_tag_set", "experiment_deleted",
     "experiment_restored",
+})
+# MLflow 3 LoggedModels: their own aggregate, keyed by model_id.
+MODEL_EVENT_TYPES = frozenset({
+    "logged_model_created", "logged_model_params_set", "logged_model_tags_set", "logged_model_tag_deleted",
+    "logged_model_artifact_committed", "logged_model_finalized", "logged_model_deleted",
+    "logged_model_metrics_logged",
 })
 
 
@@ -63,8 +70,11 @@ KAFKA_PARTITIONER = "murmur2_random"
 
 
 def aggregate_id(event_type: str, record: Mapping[str, Any]) -> str:
-    """The Kafka message key: run events by run_id, experiment events by experiment_id."""
-    return record["run_id"] if event_type in RUN_EVENT_TYPES else record["experiment_id"]
+    """The Kafka message key: run events by run_id, model events by model_id, experiment events by
+    experiment_id."""
+    if event_type in RUN_EVENT_TYPES:
+        return record["run_id"]
+    return record["model_id"] if event_type in MODEL_EVENT_TYPES else record["experiment_id"]
 
 
 class SchemaRegistry:

@@ -48,7 +48,7 @@ from trackstream.errors import InvalidInput, PermissionDenied, Unauthenticated
 
 __all__ = [
     "Access", "AllExperiments", "AuthConfig", "AuthConfigError", "Experiments", "ExperimentName", "Requirement",
-    "Runs", "Scope", "User", "VisibleExperiments", "auth_middleware", "authorize", "check_exposure",
+    "Models", "Runs", "Scope", "User", "VisibleExperiments", "auth_middleware", "authorize", "check_exposure",
     "experiments_visible_to", "hash_secret", "is_loopback", "load_auth", "requirement", "routing_fields",
 ]
 
@@ -305,6 +305,13 @@ class Runs:
 
 
 @dataclass(frozen=True)
+class Models:
+    """Logged models; resolved to their experiments by the glue."""
+    access: Access
+    model_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class ExperimentName:
     """Resolved to the experiment's id by the glue."""
     access: Access
@@ -321,7 +328,7 @@ class VisibleExperiments:
     """Allowed for anyone; the response is cut down to the experiments the user may read."""
 
 
-Requirement = Scope | Experiments | Runs | ExperimentName | AllExperiments | VisibleExperiments
+Requirement = Scope | Experiments | Runs | Models | ExperimentName | AllExperiments | VisibleExperiments
 
 Query = MultiMapping[str]
 Body = Mapping[str, Any]
@@ -368,7 +375,8 @@ _MLFLOW_ROUTES: dict[tuple[str, str], Callable[[Query, Body], Requirement]] = {
     ("POST", "/mlflow/runs/search"): _searched_experiments,
     **{("POST", f"/mlflow/runs/{action}"): _run_in("body", Access.WRITE)
        for action in ("update", "delete", "restore", "log-metric", "log-parameter", "set-tag", "delete-tag",
-                      "log-batch", "log-inputs")},
+                      "log-batch", "log-inputs", "outputs")},
+    ("POST", "/mlflow/logged-models"): _experiment_in("body", Access.WRITE),
     ("GET", "/mlflow/metrics/get-history"): _run_in("query", Access.READ),
     ("GET", "/mlflow/artifacts/list"): _run_in("query", Access.READ),
     ("POST", "/mlflow/logged-models/search"): _searched_experiments,
@@ -376,6 +384,7 @@ _MLFLOW_ROUTES: dict[tuple[str, str], Callable[[Query, Body], Requirement]] = {
     ("GET", "/mlflow-artifacts/artifacts"): _artifact_listing,
 }
 _ARTIFACT_FILE = "/mlflow-artifacts/artifacts/{path}"
+_MODEL_ROUTE = "/mlflow/logged-models/{model_id}"  # get, finalize, delete, tags, params, artifact listing
 
 
 def requirement(method: str, route: str, query: Query, body: Body | None, match: Mapping[str, str]) -> Requirement:
@@ -395,6 +404,8 @@ def requirement(method: str, route: str, query: Query, body: Body | None, match:
         return _trackstream_requirement(method, route, query, match)
     if route == _ARTIFACT_FILE and method in ("GET", "PUT"):
         return Experiments(Access.WRITE if method == "PUT" else Access.READ, (_artifact_experiment(match["path"]),))
+    if route.startswith(_MODEL_ROUTE):
+        return Models(Access.READ if method == "GET" else Access.WRITE, (match["model_id"],))
     decide = _MLFLOW_ROUTES.get((method, route))
     return decide(query, body if body is not None else {}) if decide else Scope.ADMIN
 
@@ -407,6 +418,8 @@ def _trackstream_requirement(method: str, route: str, query: Query, match: Mappi
         return Experiments(Access.READ, (experiment_id,)) if experiment_id else AllExperiments(Access.READ)
     if route in ("/api/ts/runs/{run_id}", "/api/ts/runs/{run_id}/metrics/{key}") and method == "GET":
         return Runs(Access.READ, (match["run_id"],))
+    if route == "/api/ts/models/{model_id}" and method == "GET":
+        return Models(Access.READ, (match["model_id"],))
     if route == "/api/ts/compare" and method == "GET":
         return Runs(Access.READ, tuple(query.getall("run_id", [])))
     return Scope.ADMIN
@@ -460,6 +473,12 @@ class Resolver(Protocol):
     async def get_experiment_by_name(self, name: Any) -> dict[str, Any]: ...
 
 
+class ModelResolver(Protocol):
+    """What the glue needs from LoggedModelService to map logged models to experiments."""
+
+    async def experiment_of(self, model_id: str) -> str: ...
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -494,7 +513,7 @@ def unauthenticated_response(exc: Unauthenticated) -> web.Response:
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
-def auth_middleware(config: AuthConfig, resolver: Resolver) -> Middleware:
+def auth_middleware(config: AuthConfig, resolver: Resolver, models: ModelResolver | None = None) -> Middleware:
     """Authenticate every request but ``/health``, then check the route's :func:`requirement`.
     Must sit inside ``error_middleware`` so PermissionDenied and friends become MLflow error bodies."""
 
@@ -516,6 +535,10 @@ def auth_middleware(config: AuthConfig, resolver: Resolver) -> Middleware:
         need = requirement(request.method, route, request.query, body, request.match_info)
         if isinstance(need, Runs):
             need = Experiments(need.access, tuple([await resolver.run_experiment(r) for r in need.run_ids]))
+        elif isinstance(need, Models):
+            if models is None:
+                raise PermissionDenied("logged models are not served here")
+            need = Experiments(need.access, tuple([await models.experiment_of(m) for m in need.model_ids]))
         elif isinstance(need, ExperimentName):
             need = Experiments(need.access, ((await resolver.get_experiment_by_name(need.name))["experiment_id"],))
         authorize(user, need)

@@ -15,7 +15,7 @@ from trackstream.server import json_codec
 from trackstream.server.event_log import ReadYourWrites
 from trackstream.server.reader import TrackingReader
 from trackstream.server.errors import error_middleware
-from trackstream.errors import InvalidInput
+from trackstream.errors import InvalidInput, NotFound
 from trackstream.moments import parse_moment
 from trackstream.read_protocol import COLUMNS_MEDIA_TYPE, WRITTEN_HEADER, encode_history_columns, parse_written
 
@@ -178,3 +178,17 @@ def _history_columns(reader: TrackingReader, run_id: str, key: str, as_of_ms: in
     """The history in the ``format=columns`` layout, encoded on the read thread."""
     history = reader.metric_history(run_id, key, None, as_of_ms)
     return encode_history_columns(history["step"], history["value"], history["timestamp_ms"])
+
+
+def model_state_routes(models: Any, run_query: QueryRunner) -> list[web.RouteDef]:
+    """``GET /api/ts/models/{model_id}[?as_of=<time>]``: a logged model as MLflow's LoggedModel, or as
+    it was at that moment (``models`` is a ``server.model_reader.LoggedModelReader``)."""
+
+    async def get_model(request: web.Request) -> web.Response:
+        model_id = request.match_info["model_id"]
+        model = await run_query(models.model, model_id, _as_of(request))
+        if model is None:
+            raise NotFound(f"logged model {model_id!r} not found (at that time, or not materialized yet)")
+        return json_response({"model": model})
+
+    return [web.get("/api/ts/models/{model_id}", get_model)]

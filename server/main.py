@@ -18,9 +18,11 @@ from trackstream.consumers.worker import MaterializerService, build_app
 from trackstream.infra.topics import ensure_topics
 from trackstream.server.auth import auth_middleware, load_auth
 from trackstream.server.event_log import EventAppender, ReadYourWrites
-from trackstream.server.http import create_app, written_marks_middleware
+from trackstream.server.http import create_app, model_state_routes, written_marks_middleware
 from trackstream.server.mlflow_api import ArtifactProxy, mlflow_routes
+from trackstream.server.logged_models import LoggedModelService
 from trackstream.server.mlflow_service import READ_YOUR_WRITES_TIMEOUT_S, MlflowService
+from trackstream.server.model_reader import LoggedModelReader
 from trackstream.server.openapi import openapi_routes
 from trackstream.server.reader import MlflowReader
 from trackstream.server.run_cache import RunDataCache
@@ -57,6 +59,7 @@ def serve(settings: Settings, loglevel: str = "warning") -> None:
     read_executor = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="clickhouse-read")
     reader = MlflowReader(read_executor.submit(connect, settings.clickhouse_dsn, "read").result(), settings.database,
                           run_cache)
+    model_reader = LoggedModelReader(reader.client, settings.database)
     state_file = server_state_file(settings)
 
     async def run_read(fn: Any, *args: Any) -> Any:
@@ -68,10 +71,13 @@ def serve(settings: Settings, loglevel: str = "warning") -> None:
         replay = BackgroundReplay(settings, lambda: connect(settings.clickhouse_dsn, "replay"))
         http_app = create_app(reader, run_read, service.stats, replay)
         artifacts = ArtifactProxy(mlflow, settings.artifact_root)
-        http_app.add_routes(mlflow_routes(mlflow, reader, artifacts, _run_search(settings, reader, mlflow)))
+        models = LoggedModelService(mlflow, model_reader, settings.database, artifacts.read_bytes)
+        artifacts.models = models
+        http_app.add_routes(mlflow_routes(mlflow, reader, artifacts, _run_search(settings, reader, mlflow), models))
+        http_app.add_routes(model_state_routes(model_reader, run_read))
         http_app.add_routes(openapi_routes())
         if auth is not None:
-            http_app.middlewares.append(auth_middleware(auth, mlflow))
+            http_app.middlewares.append(auth_middleware(auth, mlflow, models))
         http_app.middlewares.append(written_marks_middleware(consistency, settings.topic, settings.partitions,
                                                              READ_YOUR_WRITES_TIMEOUT_S))
         runner = web.AppRunner(http_app, access_log=None)

@@ -15,10 +15,11 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from trackstream.producer.artifacts import (ArtifactUploadError, ArtifactUploader, LocalArtifactStore, artifact_key,
-                                validate_artifact_path)
+                                            model_artifact_key, validate_artifact_path)
 from trackstream.server import json_codec
 from trackstream.server.http import json_response, read_body
 from trackstream.server.mlflow_fields import decode_history_token, decode_log_batch, encode_history_token
+from trackstream.server.logged_models import LoggedModelService
 from trackstream.server.mlflow_service import MlflowService, _list_of_dicts, _run_id
 from trackstream.server.reader import HistoryPosition, MlflowReader
 from trackstream.errors import InvalidInput, NotFound
@@ -68,25 +69,50 @@ def run_id_param(source: Any) -> str:
     return _run_id(source.get("run_id") or source.get("run_uuid"))
 
 
-class ArtifactProxy:
-    """`mlflow-artifacts` proxy: uploads are verified and committed through the event log."""
+def model_of(key: str) -> str | None:
+    """The logged model a store key belongs to (``<experiment>/models/<model_id>/...``), if any."""
+    parts = key.split("/")
+    return parts[2] if len(parts) >= 3 and parts[1] == "models" else None
 
-    def __init__(self, service: MlflowService, root: Path) -> None:
+
+class ArtifactProxy:
+    """`mlflow-artifacts` proxy: uploads are verified and committed through the event log. Run files live
+    at ``<experiment>/<run>/artifacts/``, logged models' at ``<experiment>/models/<model_id>/artifacts/``;
+    a model's files are served only once it is READY."""
+
+    def __init__(self, service: MlflowService, root: Path, models: LoggedModelService | None = None) -> None:
         self.service = service
+        self.models = models
         self.store = LocalArtifactStore(root)
 
     @staticmethod
     def split(path: str) -> tuple[str, str, str]:
-        """``<experiment>/<run>/artifacts/<relative path>`` -> (experiment, run, relative path)."""
+        """``<experiment>/<run>/artifacts/<relative path>`` -> (experiment, run, relative path);
+        ``<experiment>/models/<model_id>/artifacts/<relative path>`` -> (experiment, "models/<model_id>", ...)."""
         parts = safe_artifact_path(path).split("/")
+        if len(parts) >= 5 and parts[1] == "models" and parts[3] == "artifacts":
+            return parts[0], f"models/{parts[2]}", "/".join(parts[4:])
         if len(parts) < 4 or parts[2] != "artifacts":
-            raise InvalidInput(f"artifact path {path!r} must look like <experiment_id>/<run_id>/artifacts/<path>")
+            raise InvalidInput(f"artifact path {path!r} must look like <experiment_id>/<run_id>/artifacts/<path> "
+                               "or <experiment_id>/models/<model_id>/artifacts/<path>")
         return parts[0], parts[1], "/".join(parts[3:])
 
+    async def _upload_target(self, experiment_id: str, owner: str, rel: str) -> tuple[str, str | None, Any]:
+        """(id the commit is kept under, store key or None for a run's, async commit function)."""
+        if owner.startswith("models/"):
+            if self.models is None:
+                raise NotFound("logged models are not served here")
+            model_id = owner.removeprefix("models/")
+            if await self.models.experiment_for_upload(model_id) != experiment_id:
+                raise InvalidInput(f"logged model {model_id} does not belong to experiment {experiment_id}")
+            return model_id, model_artifact_key(experiment_id, model_id, rel), self.models.commit_artifact
+        if await self.service.run_experiment(owner) != experiment_id:
+            raise InvalidInput(f"run {owner} does not belong to experiment {experiment_id}")
+        return owner, None, self.service.commit_artifact
+
     async def upload(self, request: web.Request) -> web.Response:
-        experiment_id, run_id, rel = self.split(request.match_info["path"])
-        if await self.service.run_experiment(run_id) != experiment_id:
-            raise InvalidInput(f"run {run_id} does not belong to experiment {experiment_id}")
+        experiment_id, owner, rel = self.split(request.match_info["path"])
+        owner_id, key, commit_fn = await self._upload_target(experiment_id, owner, rel)
         if request.content_length is not None and request.content_length > MAX_ARTIFACT_BYTES:
             raise InvalidInput(f"artifact is larger than the {MAX_ARTIFACT_BYTES} byte limit")
         fd, tmp = tempfile.mkstemp(prefix="upload-", dir=self.store.root)
@@ -100,13 +126,12 @@ class ArtifactProxy:
                         raise InvalidInput(f"artifact is larger than the {MAX_ARTIFACT_BYTES} byte limit")
                     out.write(chunk)
 
-            def commit(run: str, path: str, nbytes: int, sha256: str, uri: str) -> None:
-                asyncio.run_coroutine_threadsafe(
-                    self.service.commit_artifact(run, path, nbytes, sha256, uri), loop).result(60)
+            def commit(owner_id: str, path: str, nbytes: int, sha256: str, uri: str) -> None:
+                asyncio.run_coroutine_threadsafe(commit_fn(owner_id, path, nbytes, sha256, uri), loop).result(60)
 
             uploader = ArtifactUploader(self.store, commit, progress=False)
             try:
-                await loop.run_in_executor(None, uploader.upload, run_id, experiment_id, tmp, rel)
+                await loop.run_in_executor(None, lambda: uploader.upload(owner_id, experiment_id, tmp, rel, key=key))
             except ArtifactUploadError as exc:
                 if isinstance(exc.__cause__, (NotADirectoryError, IsADirectoryError, FileExistsError)):
                     raise InvalidInput(f"Invalid artifact path {rel!r}: it collides with an existing file or "
@@ -116,8 +141,20 @@ class ArtifactProxy:
             Path(tmp).unlink(missing_ok=True)
         return web.Response(status=200)
 
+    async def _require_ready_model(self, key: str) -> None:
+        model_id = model_of(key)
+        if model_id is not None:
+            if self.models is None:
+                raise NotFound("logged models are not served here")
+            await self.models.require_ready(model_id)
+
+    def read_bytes(self, key: str) -> bytes:
+        with self.store.open(safe_artifact_path(key)) as handle:
+            return handle.read()
+
     async def download(self, request: web.Request) -> web.StreamResponse:
         key = safe_artifact_path(request.match_info["path"])
+        await self._require_ready_model(key)
         try:
             handle = self.store.open(key)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
@@ -154,13 +191,25 @@ class ArtifactProxy:
                     entries[head] = {"path": head, "is_dir": False, "file_size": real.stat().st_size}
         return [entries[k] for k in sorted(entries)]
 
+    def rooted_listing(self, base: str, sub: str, root_uri: str) -> dict[str, Any]:
+        """MLflow's ListArtifacts answer for the directory ``sub`` under the store key ``base``:
+        ``{root_uri, files: [{path relative to the root, is_dir, file_size}]}``."""
+        sub = _trim_dir(sub)
+        children = self.children(f"{base}/{safe_artifact_path(sub)}" if sub else base) or []
+        prefix = f"{sub}/" if sub else ""
+        files = [dict(c, path=prefix + c["path"]) for c in children]
+        return {"root_uri": root_uri, **({"files": files} if files else {})}
+
     async def list(self, request: web.Request) -> web.Response:
-        children = self.children(_trim_dir(request.query.get("path", "")))
+        path = _trim_dir(request.query.get("path", ""))
+        await self._require_ready_model(safe_artifact_path(path) if path else "")
+        children = self.children(path)
         return ok({} if children is None or not children else {"files": children})
 
 
 def mlflow_routes(service: MlflowService, reader: MlflowReader, artifacts: ArtifactProxy,
-                  search: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]) -> list[web.RouteDef]:
+                  search: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
+                  models: LoggedModelService) -> list[web.RouteDef]:
     handlers: dict[tuple[str, str], Callable[[web.Request], Awaitable[web.StreamResponse]]] = {}
 
     def route(method: str, path: str) -> Callable:
@@ -237,7 +286,13 @@ def mlflow_routes(service: MlflowService, reader: MlflowReader, artifacts: Artif
 
     @route("GET", "/mlflow/runs/get")
     async def get_run(request: web.Request) -> web.Response:
-        return ok({"run": await service.get_run(run_id_param(request.query))})
+        run = await service.get_run(run_id_param(request.query))
+        links = await models.run_links(run["info"]["run_id"])
+        if links["model_inputs"]:
+            run["inputs"] = dict(run.get("inputs") or {}, model_inputs=links["model_inputs"])
+        if links["model_outputs"]:
+            run["outputs"] = {"model_outputs": links["model_outputs"]}
+        return ok({"run": run})
 
     @route("POST", "/mlflow/runs/update")
     async def update_run(request: web.Request) -> web.Response:
@@ -261,6 +316,8 @@ def mlflow_routes(service: MlflowService, reader: MlflowReader, artifacts: Artif
         body = await body_json(request)
         metric = {k: body.get(k) for k in ("key", "value", "timestamp", "step")}
         await service.log_batch(run_id_param(body), [metric], [], [])
+        if body.get("model_id"):
+            await models.log_metrics(run_id_param(body), [body])
         return ok()
 
     @route("POST", "/mlflow/runs/log-parameter")
@@ -284,14 +341,28 @@ def mlflow_routes(service: MlflowService, reader: MlflowReader, artifacts: Artif
     @route("POST", "/mlflow/runs/log-batch")
     async def log_batch(request: web.Request) -> web.Response:
         body = decode_log_batch(await body_bytes(request))
-        await service.log_batch(body.get("run_id"), body.get("metrics"), body.get("params"), body.get("tags"))
+        metrics = body.get("metrics")
+        if body["model_metrics"]:  # metrics tied to a logged model (decoded as objects)
+            metrics = await models.new_run_points(body.get("run_id"), metrics)
+        await service.log_batch(body.get("run_id"), metrics, body.get("params"), body.get("tags"))
+        if body["model_metrics"]:
+            await models.log_metrics(body["run_id"], body["model_metrics"])
         return ok()
 
     @route("POST", "/mlflow/runs/log-inputs")
     async def log_inputs(request: web.Request) -> web.Response:
         body = await body_json(request)
-        _list_of_dicts(body.get("models"), "models")  # model inputs are not stored yet
+        _list_of_dicts(body.get("models"), "models")  # checked before anything is appended
         await service.log_inputs(run_id_param(body), body.get("datasets"))
+        await models.link_run(run_id_param(body), "INPUT", body.get("models"))
+        return ok()
+
+    @route("POST", "/mlflow/runs/outputs")
+    async def log_outputs(request: web.Request) -> web.Response:
+        body = await body_json(request)
+        if not body.get("models"):
+            raise InvalidInput("Missing value for required parameter 'models'.")
+        await models.link_run(run_id_param(body), "OUTPUT", body.get("models"))
         return ok()
 
     @route("POST", "/mlflow/runs/search")
@@ -315,15 +386,54 @@ def mlflow_routes(service: MlflowService, reader: MlflowReader, artifacts: Artif
         run = await service.get_run(run_id_param(request.query))
         info = run["info"]
         base = artifact_key(info["experiment_id"], info["run_id"], "x")[:-2]
-        sub = _trim_dir(request.query.get("path", ""))
-        children = artifacts.children(f"{base}/{safe_artifact_path(sub)}" if sub else base) or []
-        prefix = f"{sub}/" if sub else ""
-        files = [dict(c, path=prefix + c["path"]) for c in children]
-        return ok({"root_uri": info["artifact_uri"], **({"files": files} if files else {})})
+        return ok(artifacts.rooted_listing(base, request.query.get("path", ""), info["artifact_uri"]))
+
+    @route("POST", "/mlflow/logged-models")
+    async def create_logged_model(request: web.Request) -> web.Response:
+        return ok(await models.create(await body_json(request)))
+
+    @route("GET", "/mlflow/logged-models/{model_id}")
+    async def get_logged_model(request: web.Request) -> web.Response:
+        allow_deleted = request.query.get("allow_deleted", "false").lower() == "true"
+        return ok({"model": await models.get(request.match_info["model_id"], allow_deleted)})
+
+    @route("PATCH", "/mlflow/logged-models/{model_id}")
+    async def finalize_logged_model(request: web.Request) -> web.Response:
+        body = await body_json(request)
+        return ok(await models.finalize(request.match_info["model_id"], body.get("status")))
+
+    @route("DELETE", "/mlflow/logged-models/{model_id}")
+    async def delete_logged_model(request: web.Request) -> web.Response:
+        await models.delete(request.match_info["model_id"])
+        return ok()
 
     @route("POST", "/mlflow/logged-models/search")
     async def search_logged_models(request: web.Request) -> web.Response:
+        return ok(await models.search(await body_json(request)))
+
+    @route("PATCH", "/mlflow/logged-models/{model_id}/tags")
+    async def set_logged_model_tags(request: web.Request) -> web.Response:
+        await models.set_tags(request.match_info["model_id"], (await body_json(request)).get("tags"))
         return ok()
+
+    @route("DELETE", "/mlflow/logged-models/{model_id}/tags/{tag_key}")
+    async def delete_logged_model_tag(request: web.Request) -> web.Response:
+        await models.delete_tag(request.match_info["model_id"], request.match_info["tag_key"])
+        return ok()
+
+    @route("POST", "/mlflow/logged-models/{model_id}/params")
+    async def log_logged_model_params(request: web.Request) -> web.Response:
+        await models.log_params(request.match_info["model_id"], (await body_json(request)).get("params"))
+        return ok()
+
+    @route("GET", "/mlflow/logged-models/{model_id}/artifacts/directories")
+    async def list_logged_model_artifacts(request: web.Request) -> web.Response:
+        model = await models.get(request.match_info["model_id"])
+        info = model["info"]
+        await models.require_ready(info["model_id"])
+        base = model_artifact_key(info["experiment_id"], info["model_id"], "x")[:-2]
+        return ok(artifacts.rooted_listing(base, request.query.get("artifact_directory_path", ""),
+                                           info["artifact_uri"]))
 
     routes = []
     for (method, path), handler in handlers.items():

@@ -89,7 +89,10 @@ class MetricColumns:
 
 def decode_log_batch(raw: bytes) -> dict[str, Any]:
     """A log-batch request body; ``metrics`` is a :class:`MetricColumns` when every metric is plain
-    (see the module docstring), else the list of objects as sent."""
+    (see the module docstring), else the list of objects as sent. ``model_metrics``: the metrics tied
+    to a logged model (``model_id`` set), as objects."""
+    if b'"model_id"' in raw:  # MLflow 3 metrics tied to a logged model: the rare path, as objects
+        return _log_batch_objects(raw)
     try:
         body = _LOG_BATCH_DECODER.decode(raw)
         metrics = body.metrics
@@ -97,8 +100,17 @@ def decode_log_batch(raw: bytes) -> dict[str, Any]:
                                 np.array([m.step for m in metrics], np.int64),
                                 np.array([m.timestamp for m in metrics], np.int64))
     except (msgspec.DecodeError, OverflowError):  # msgspec's ValidationError is a DecodeError
-        return json_codec.decode_object(raw)
-    return {"run_id": body.run_id, "metrics": columns, "params": body.params, "tags": body.tags}
+        return _log_batch_objects(raw)
+    return {"run_id": body.run_id, "metrics": columns, "params": body.params, "tags": body.tags,
+            "model_metrics": []}
+
+
+def _log_batch_objects(raw: bytes) -> dict[str, Any]:
+    body = json_codec.decode_object(raw)
+    listed = body.get("metrics")
+    body["model_metrics"] = [m for m in listed if isinstance(m, dict) and m.get("model_id")] \
+        if isinstance(listed, list) else []
+    return body
 
 
 def metric_batch_from_json(metrics: list[dict[str, Any]] | MetricColumns) -> MetricBatch:

@@ -33,6 +33,16 @@ class HistoryPosition:
     seen_at_position: int
 
 
+def log_cut(client: Client, db: str, as_of_ms: int) -> tuple[str, dict[str, Any]]:
+    """A row condition (and its parameters) keeping only rows of events whose Kafka timestamp is at or
+    before ``as_of_ms`` — the same cut `trackstream replay --until` makes."""
+    cutoffs = client.query(
+        f"SELECT src_partition, max(src_offset) FROM {db}.events WHERE kafka_timestamp_ms <= {{t:Int64}} "
+        f"GROUP BY src_partition", parameters={"t": as_of_ms}).result_rows
+    return ("toInt64(src_offset) <= transform(src_partition, {cut_p:Array(UInt32)}, {cut_o:Array(Int64)}, "
+            "toInt64(-1))", {"cut_p": [int(p) for p, _ in cutoffs], "cut_o": [int(o) for _, o in cutoffs]})
+
+
 @dataclass(frozen=True)
 class StateSources:
     """Table expressions for the current state, or for the state as of a moment in the log."""
@@ -59,11 +69,7 @@ class TrackingReader:
             return StateSources(f"{db}.runs_latest", f"{db}.params", f"{db}.tags_latest",
                                 f"(SELECT run_id, key, max(latest) AS latest FROM {db}.latest_metrics GROUP BY run_id, key)",
                                 f"{db}.metrics", {}, f"{db}.dataset_inputs")
-        cutoffs = self.client.query(
-            f"SELECT src_partition, max(src_offset) FROM {db}.events WHERE kafka_timestamp_ms <= {{t:Int64}} "
-            f"GROUP BY src_partition", parameters={"t": as_of_ms}).result_rows
-        cut = ("toInt64(src_offset) <= transform(src_partition, {cut_p:Array(UInt32)}, {cut_o:Array(Int64)}, "
-               "toInt64(-1))")
+        cut, cut_params = log_cut(self.client, db, as_of_ms)
         return StateSources(
             runs=f"(SELECT * FROM {db}.runs WHERE {cut} ORDER BY run_id, src_offset DESC LIMIT 1 BY run_id)",
             params=f"(SELECT * FROM {db}.params WHERE {cut})",
@@ -72,7 +78,7 @@ class TrackingReader:
             latest_metrics=(f"(SELECT run_id, key, max((step, timestamp_ms, value)) AS latest FROM {db}.metrics "
                             f"WHERE {cut} GROUP BY run_id, key)"),
             metrics=f"(SELECT * FROM {db}.metrics WHERE {cut})",
-            parameters={"cut_p": [int(p) for p, _ in cutoffs], "cut_o": [int(o) for _, o in cutoffs]},
+            parameters=cut_params,
             dataset_inputs=f"(SELECT * FROM {db}.dataset_inputs WHERE {cut})",
         )
 

@@ -71,7 +71,26 @@ _STRING_ATTRIBUTES = ("run_id", "run_name", "status", "user_id", "artifact_uri")
 _NUMERIC_ATTRIBUTES = ("start_time", "end_time")
 _ATTRIBUTE_ALIASES = {"created": "start_time", "Created": "start_time",
                       "run name": "run_name", "Run name": "run_name", "Run Name": "run_name"}
-_VALID_ATTRIBUTE_KEYS = sorted(_STRING_ATTRIBUTES + _NUMERIC_ATTRIBUTES + tuple(_ATTRIBUTE_ALIASES))
+
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The attributes one kind of entity can be searched and ordered by (runs, logged models)."""
+
+    string_attributes: tuple[str, ...]
+    numeric_attributes: tuple[str, ...]
+    aliases: dict[str, str]
+    list_attributes: tuple[str, ...] = ()  # attributes that take IN / NOT IN lists
+    dataset_filters: bool = False  # datasets.<name|digest|context> (runs' dataset inputs)
+
+    @property
+    def valid_keys(self) -> list[str]:
+        return sorted(self.string_attributes + self.numeric_attributes + tuple(self.aliases))
+
+
+RUN_VOCABULARY = Vocabulary(_STRING_ATTRIBUTES, _NUMERIC_ATTRIBUTES, _ATTRIBUTE_ALIASES, ("run_id",),
+                            dataset_filters=True)
 
 _NUMERIC_COMPARATORS = ("=", "!=", "<", "<=", ">", ">=")
 _COMPARATORS: dict[str, tuple[str, ...]] = {
@@ -213,12 +232,12 @@ def _read_identifier(s: str, start: int) -> _Token:
     return _Token("ident", s[start:i], start, first, quote=quote)
 
 
-def _resolve(token: _Token, orderable: bool = False) -> tuple[Kind, str]:
+def _resolve(token: _Token, orderable: bool = False, vocab: Vocabulary = RUN_VOCABULARY) -> tuple[Kind, str]:
     """(kind, canonical key) of an identifier token; attribute aliases are translated."""
     key: str = token.value
     if token.entity is None:
         kind: Kind = "attribute"
-    elif token.entity in _DATASET_TYPES:
+    elif token.entity in _DATASET_TYPES and vocab.dataset_filters:
         if orderable:
             raise _SyntaxError(token.pos, f"Ordering by datasets ({token.text}) is not supported")
         if key not in _DATASET_KEYS:
@@ -233,22 +252,23 @@ def _resolve(token: _Token, orderable: bool = False) -> tuple[Kind, str]:
     if key == "":
         raise _SyntaxError(token.pos, f"empty key in {token.text}")
     if kind == "attribute":
-        key = _ATTRIBUTE_ALIASES.get(key, key)
-        if key not in _STRING_ATTRIBUTES + _NUMERIC_ATTRIBUTES:
+        key = vocab.aliases.get(key, key)
+        if key not in vocab.string_attributes + vocab.numeric_attributes:
             raise _SyntaxError(token.pos, f"Invalid attribute key '{token.value}' specified. "
-                                          f"Valid keys are {_VALID_ATTRIBUTE_KEYS}")
+                                          f"Valid keys are {vocab.valid_keys}")
     return kind, key
 
 
-def _comparator_group(kind: Kind, key: str) -> str:
+def _comparator_group(kind: Kind, key: str, vocab: Vocabulary) -> str:
     if kind != "attribute":
         return kind
-    return "numeric_attribute" if key in _NUMERIC_ATTRIBUTES else "string_attribute"
+    return "numeric_attribute" if key in vocab.numeric_attributes else "string_attribute"
 
 
 class _FilterParser:
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, vocab: Vocabulary = RUN_VOCABULARY) -> None:
         self.source = source
+        self.vocab = vocab
         self.tokens = _tokenize(source)
         self.i = 0
 
@@ -289,10 +309,10 @@ class _FilterParser:
             raise self.invalid_clause(ident) or _SyntaxError(
                 ident.pos, f"expected an identifier such as metrics.<key>, params.<key>, tags.<key> or an "
                            f"attribute, got {ident.text}")
-        kind, key = _resolve(ident)
+        kind, key = _resolve(ident, vocab=self.vocab)
         op_token = self.next()
         comparator = self.comparator(op_token, ident)
-        allowed = _COMPARATORS[_comparator_group(kind, key)]
+        allowed = _COMPARATORS[_comparator_group(kind, key, self.vocab)]
         if comparator.startswith("IS"):
             if kind not in ("param", "tag"):
                 raise _SyntaxError(op_token.pos, f"IS NULL / IS NOT NULL is only supported for tags and params, "
@@ -302,13 +322,14 @@ class _FilterParser:
             raise _SyntaxError(op_token.pos, f"Invalid comparator '{comparator}' for {ident.text}, "
                                              f"not one of {[a for a in allowed if not a.startswith('IS')]}")
         if comparator in ("IN", "NOT IN"):
-            if key != "run_id" and kind != "dataset":
-                raise _SyntaxError(op_token.pos, "Only the 'run_id' attribute and the dataset 'name', 'digest' and "
-                                                 "'context' support comparison with a list of quoted string values, "
-                                                 f"not {ident.text}")
+            if kind != "dataset" and key not in self.vocab.list_attributes:
+                allowed_lists = " or ".join(f"'{a}'" for a in self.vocab.list_attributes) or "no"
+                datasets = " and the dataset 'name', 'digest' and 'context'" if self.vocab.dataset_filters else ""
+                raise _SyntaxError(op_token.pos, f"Only the {allowed_lists} attribute{datasets} {'support' if datasets else 'supports'} comparison "
+                                                 f"with a list of quoted string values, not {ident.text}")
             return Comparison(kind, key, comparator, self.string_list(), ident.pos)
         value_token = self.next()
-        if kind == "metric" or key in _NUMERIC_ATTRIBUTES:
+        if kind == "metric" or (kind == "attribute" and key in self.vocab.numeric_attributes):
             if value_token.kind != "number":
                 what = "metric" if kind == "metric" else f"numeric attribute: {key}"
                 raise _SyntaxError(value_token.pos, f"Expected numeric value type for {what}. "
@@ -367,24 +388,24 @@ def _shown(text: str) -> str:
     return text if len(text) <= _SHOWN_FILTER_CHARS else text[:_SHOWN_FILTER_CHARS] + "…"
 
 
-def parse_filter(filter_string: str | None) -> list[Comparison]:
-    """The AND-ed comparisons of an MLflow search_runs filter; an empty filter matches every run."""
+def parse_filter(filter_string: str | None, vocab: Vocabulary = RUN_VOCABULARY) -> list[Comparison]:
+    """The AND-ed comparisons of an MLflow search filter; an empty filter matches everything."""
     if filter_string is not None and not isinstance(filter_string, str):
         raise InvalidInput(f"Invalid filter: expected a string, got {type(filter_string).__name__}")
     if not filter_string or not filter_string.strip():
         return []
     try:
-        return _FilterParser(filter_string).parse()
+        return _FilterParser(filter_string, vocab).parse()
     except _SyntaxError as exc:
         raise InvalidInput(f'Invalid filter "{_shown(filter_string)}" at position {exc.pos}: {exc.detail}') from None
 
 
-def parse_order_by(items: list[str] | None) -> list[OrderTerm]:
+def parse_order_by(items: list[str] | None, vocab: Vocabulary = RUN_VOCABULARY) -> list[OrderTerm]:
     """MLflow order_by clauses, ``"<identifier> [ASC|DESC]"``; ascending unless DESC."""
     terms: list[OrderTerm] = []
     for item in items or []:
         try:
-            term = _parse_order_item(item)
+            term = _parse_order_item(item, vocab)
         except _SyntaxError as exc:
             raise InvalidInput(f"Invalid order_by clause '{_shown(item)}' at position {exc.pos}: {exc.detail}") \
                 from None
@@ -394,14 +415,14 @@ def parse_order_by(items: list[str] | None) -> list[OrderTerm]:
     return terms
 
 
-def _parse_order_item(item: str) -> OrderTerm:
+def _parse_order_item(item: str, vocab: Vocabulary = RUN_VOCABULARY) -> OrderTerm:
     if not isinstance(item, str):
         raise _SyntaxError(0, f"expected a string, got {type(item).__name__}")
     tokens = _tokenize(item)
     ident = tokens[0]
     if ident.kind != "ident":
         raise _SyntaxError(ident.pos, f"Could not be parsed: expected an identifier, got {ident.text}")
-    kind, key = _resolve(ident, orderable=True)
+    kind, key = _resolve(ident, orderable=True, vocab=vocab)
     ascending = True
     if tokens[1].kind != "end":
         direction = tokens[1]
@@ -491,17 +512,22 @@ class _Joins:
     matches) and ``IS NULL`` and NULLS LAST ordering need no special case.
     """
 
-    def __init__(self, db: str, p: _Params) -> None:
+    def __init__(self, db: str, p: _Params, sources: dict[str, str] | None = None, id_column: str = "run_id",
+                 outer: str = "r") -> None:
         self.db, self.p = db, p
-        self.aliases: dict[tuple[str, str], str] = {}
+        self.sources = _KEYED_SOURCES if sources is None else sources
+        self.id_column, self.outer = id_column, outer
+        self.aliases: dict[tuple[str, str, str], str] = {}
         self.clauses: list[str] = []
 
-    def column(self, kind: str, key: str) -> str:
-        alias = self.aliases.get((kind, key))
+    def column(self, kind: str, key: str, extra: str = "") -> str:
+        """``extra``: an already bound SQL condition some sources take (a logged-model metric's datasets)."""
+        alias = self.aliases.get((kind, key, extra))
         if alias is None:
-            alias = self.aliases[(kind, key)] = f"{kind[0]}{len(self.aliases)}"
-            source = _KEYED_SOURCES[kind].format(db=self.db, key=self.p.bind(key, "String"))
-            self.clauses.append(f"LEFT ANY JOIN ({source}) AS {alias} ON {alias}.run_id = r.run_id")
+            alias = self.aliases[(kind, key, extra)] = f"{kind[0]}{len(self.aliases)}"
+            source = self.sources[kind].format(db=self.db, key=self.p.bind(key, "String"), extra=extra)
+            self.clauses.append(f"LEFT ANY JOIN ({source}) AS {alias} "
+                                f"ON {alias}.{self.id_column} = {self.outer}.{self.id_column}")
         return f"{alias}.v"
 
 

@@ -27,7 +27,7 @@ from typing import Any
 _FLUENT = (
     "ActiveRun", "EXPERIMENT_ID_ENV", "active_run", "end_run", "flush", "get_client", "set_client", "set_experiment", "start_run",
     "log_param", "log_params", "log_metric", "log_metrics", "set_tag", "set_tags", "delete_tag",
-    "log_input", "log_artifact", "log_artifacts", "log_dict", "log_text", "log_figure",
+    "log_input", "log_artifact", "log_artifacts", "log_dict", "log_text", "log_figure", "log_model",
 )
 _ERRORS = (
     "TrackstreamError", "InvalidInput", "ParamConflict", "NotFound", "ResourceAlreadyExists",
@@ -41,6 +41,7 @@ _EXPORTS: dict[str, str] = {
     **{name: "trackstream.reads" for name in _READS},
     "TrackingClient": "trackstream.producer.client",
     "DatasetInput": "trackstream.producer.inputs",
+    "LoggedModelRecord": "trackstream.producer.client",
     "ArtifactRecord": "trackstream.producer.artifacts",
     "ArtifactUploadError": "trackstream.producer.artifacts",
     "ArtifactVerificationError": "trackstream.producer.artifacts",

@@ -395,3 +395,27 @@ def test_an_upload_onto_a_link_replaces_the_link_not_its_target(target: Target) 
     assert (target.outside / "secret.txt").read_text() == target.sentinel
     assert sorted(p.name for p in target.outside.iterdir()) == ["secret.txt"]
     assert target.api.raw("GET", f"{ARTIFACTS}/{target.run_prefix}/secret-link.txt") == (200, b"replaced")
+
+
+def test_logged_models_follow_their_experiments_permissions(secured: Secured) -> None:
+    ids = secured.ids
+    alice, root = secured.api("alice"), secured.api("root")
+    status, created = alice.post(API + "/logged-models", {"experiment_id": ids["alpha"], "name": "mine"})
+    assert status == 200, created
+    mine = created["model"]["info"]["model_id"]
+    status, theirs = root.post(API + "/logged-models", {"experiment_id": ids["gamma"], "name": "theirs"})
+    assert status == 200, theirs
+    theirs_id = theirs["model"]["info"]["model_id"]
+    tags = {"tags": [{"key": "k", "value": "v"}]}
+
+    def patch(model_id: str) -> int:
+        return requests.patch(f"{alice.base_url}{API}/logged-models/{model_id}/tags", json=tags,
+                              headers=alice.headers, timeout=60).status_code
+
+    assert (alice.post(API + "/logged-models", {"experiment_id": ids["beta"]})[0],
+            alice.get(f"{API}/logged-models/{mine}")[0], alice.get(f"{API}/logged-models/{theirs_id}")[0],
+            patch(mine), patch(theirs_id),
+            alice.put(f"{ARTIFACTS}/{ids['alpha']}/models/{mine}/artifacts/MLmodel", b"flavors: {}\n")[0],
+            alice.put(f"{ARTIFACTS}/{ids['gamma']}/models/{theirs_id}/artifacts/MLmodel", b"x")[0],
+            alice.post(API + "/logged-models/search", {"experiment_ids": [ids["gamma"]]})[0],
+            alice.get(f"/api/ts/models/{theirs_id}")[0]) == (403, 200, 403, 200, 403, 200, 403, 403, 403)

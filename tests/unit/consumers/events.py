@@ -4,7 +4,7 @@ import uuid
 
 import numpy as np
 
-from trackstream.schemas import MetricBatch, default_codec
+from trackstream.schemas import MetricBatch, aggregate_id, default_codec
 from trackstream.consumers.materializer import SourceMessage
 
 
@@ -18,7 +18,7 @@ class EventLog:
         self._seq: dict[str, int] = {}
 
     def add(self, event_type: str, seq: int | None = None, writer_id: str | None = None, **fields) -> SourceMessage:
-        agg = fields.get("run_id") or fields["experiment_id"]
+        agg = aggregate_id(event_type, fields)
         writer = writer_id or self.writer_id
         if seq is None:
             seq = self._seq.get((writer, agg), 0) + 1

@@ -384,3 +384,51 @@ def test_without_a_server_runs_are_created_unchecked_and_the_client_warns_once(c
     assert [f["experiment_id"] for f in writer.of("run_created")] == [experiment_id, "4242"]
     warnings = [r.getMessage() for r in caplog.records if "no tracking server answers" in r.getMessage()]
     assert len(warnings) == 1 and "without checking that their experiment exists and is active" in warnings[0]
+def model_dir(tmp_path: Path) -> Path:
+    saved = tmp_path / "saved-model"
+    (saved / "data").mkdir(parents=True)
+    (saved / "MLmodel").write_text("flavors: {}\n")
+    (saved / "data" / "weights.bin").write_bytes(b"\x00\x01" * 100)
+    return saved
+
+
+def test_log_model_commits_every_file_then_finalizes_ready_with_them(client, writer, tmp_path):
+    run_id = client.create_run("7", provenance=False)
+    record = client.log_model(run_id, model_dir(tmp_path), name="net", params={"lr": 0.1}, tags={"team": "a"})
+    model_events = [t for t in writer.types() if t.startswith(("logged_model", "run_models"))]
+    assert model_events == ["logged_model_created", "run_models_linked", "logged_model_artifact_committed",
+                            "logged_model_artifact_committed", "logged_model_finalized"]
+    created = writer.of("logged_model_created")[0]
+    assert (created["model_id"], created["experiment_id"], created["source_run_id"], created["params"]) == \
+        (record.model_id, "7", run_id, [{"key": "lr", "value": "0.1"}])
+    assert writer.of("run_models_linked")[0]["models"] == [{"model_id": record.model_id, "step": 0}]
+    finalized = writer.of("logged_model_finalized")[0]
+    assert (finalized["status"], finalized["manifest"]) == ("READY", ["MLmodel", "data/weights.bin"])
+    assert record.files == ("MLmodel", "data/weights.bin") and record.model_uri == f"models:/{record.model_id}"
+    stored = tmp_path / "home" / "artifacts" / "7" / "models" / record.model_id / "artifacts" / "data" / "weights.bin"
+    assert stored.read_bytes() == b"\x00\x01" * 100
+
+
+def test_log_model_whose_upload_fails_is_finalized_failed_and_raises(writer, tmp_path):
+    client = TrackingClient(Settings(home=tmp_path, kafka_bootstrap="unused"), writer=writer, linger_s=3600,
+                            artifact_store=FailingStore(tmp_path / "store"))
+    client.model_uploader.backoff = 0
+    try:
+        run_id = client.create_run("7", provenance=False)
+        with pytest.raises(ArtifactUploadError, match="connection reset"):
+            client.log_model(run_id, model_dir(tmp_path))
+        assert "logged_model_artifact_committed" not in writer.types()
+        assert writer.of("logged_model_finalized")[0] == {
+            "model_id": writer.of("logged_model_created")[0]["model_id"], "status": "FAILED", "manifest": []}
+    finally:
+        client.close()
+
+
+def test_log_model_refuses_bad_names_and_empty_directories(client, writer, tmp_path):
+    run_id = client.create_run("7", provenance=False)
+    with pytest.raises(InvalidInput, match="Invalid model name"):
+        client.log_model(run_id, model_dir(tmp_path), name="a.b")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InvalidInput, match="holds no files"):
+        client.log_model(run_id, tmp_path / "empty")
+    assert "logged_model_created" not in writer.types()

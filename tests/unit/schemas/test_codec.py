@@ -5,7 +5,7 @@ import uuid
 import numpy as np
 import pytest
 
-from trackstream.schemas import EXPERIMENT_EVENT_TYPES, RUN_EVENT_TYPES, EventCodec, MetricBatch, SchemaRegistry
+from trackstream.schemas import EXPERIMENT_EVENT_TYPES, MODEL_EVENT_TYPES, RUN_EVENT_TYPES, EventCodec, MetricBatch, SchemaRegistry
 from trackstream.schemas.codec import HEADER_LEN, SINGLE_OBJECT_MAGIC
 from trackstream.errors import DecodeError, EncodeError, UnknownEventType
 
@@ -36,10 +36,10 @@ def example_record(event_type: str, version: int | None = None) -> dict:
 
 
 def test_every_event_type_of_the_design_has_a_schema():
-    assert RUN_EVENT_TYPES | EXPERIMENT_EVENT_TYPES == set(CODEC.registry.event_types)
+    assert RUN_EVENT_TYPES | EXPERIMENT_EVENT_TYPES | MODEL_EVENT_TYPES == set(CODEC.registry.event_types)
 
 
-@pytest.mark.parametrize("event_type", sorted(RUN_EVENT_TYPES | EXPERIMENT_EVENT_TYPES))
+@pytest.mark.parametrize("event_type", sorted(RUN_EVENT_TYPES | EXPERIMENT_EVENT_TYPES | MODEL_EVENT_TYPES))
 def test_every_event_type_round_trips(event_type):
     record = example_record(event_type)
     decoded = CODEC.decode(CODEC.encode(event_type, record))

@@ -20,6 +20,7 @@ from trackstream.server.auth import (
     AuthConfigError,
     ExperimentName,
     Experiments,
+    Models,
     Runs,
     Scope,
     User,
@@ -221,6 +222,20 @@ def test_mlflow_routes(prefix: str) -> None:
     assert need("POST", m + "/runs/search", body={"experiment_ids": ["1", 2]}) == Experiments(Access.READ, ("1", "2"))
     assert need("POST", m + "/runs/search", body={}) == Experiments(Access.READ, ())
     assert need("POST", m + "/logged-models/search", body={"experiment_ids": ["3"]}) == Experiments(Access.READ, ("3",))
+
+
+@pytest.mark.parametrize("prefix", ["/api/2.0", "/ajax-api/2.0"])
+def test_logged_model_routes_need_the_models_experiment(prefix: str) -> None:
+    m, model = prefix + "/mlflow/logged-models", "m-" + "1" * 32
+    assert need("POST", m, body={"experiment_id": "5"}) == Experiments(Access.WRITE, ("5",))
+    on_model = {"model_id": model, "tag_key": "k"}
+    assert need("GET", m + "/{model_id}", match=on_model) == Models(Access.READ, (model,))
+    assert need("GET", m + "/{model_id}/artifacts/directories", match=on_model) == Models(Access.READ, (model,))
+    for method, route in (("PATCH", "/{model_id}"), ("DELETE", "/{model_id}"), ("PATCH", "/{model_id}/tags"),
+                          ("DELETE", "/{model_id}/tags/{tag_key}"), ("POST", "/{model_id}/params")):
+        assert need(method, m + route, body={}, match=on_model) == Models(Access.WRITE, (model,)), route
+    assert need("POST", prefix + "/mlflow/runs/outputs", body={"run_id": RUN}) == Runs(Access.WRITE, (RUN,))
+    assert need("GET", "/api/ts/models/{model_id}", match=on_model) == Models(Access.READ, (model,))
 
 
 def test_artifact_routes_check_the_experiment_directory() -> None:
@@ -425,7 +440,7 @@ def test_every_served_route_has_a_decided_requirement() -> None:
 
     app = create_app(None, None, None)  # type: ignore[arg-type]
     proxy = SimpleNamespace(upload=nothing, download=nothing, list=nothing)
-    app.add_routes(mlflow_routes(None, None, proxy, None) + openapi_routes())  # type: ignore[arg-type]
+    app.add_routes(mlflow_routes(None, None, proxy, None, None) + openapi_routes())  # type: ignore[arg-type]
     admin_only = {("POST", "/api/ts/sql"), ("POST", "/api/ts/replay"), ("GET", "/api/ts/replay"),
                   ("GET", "/api/ts/rejects")}
     undecided = []
@@ -434,7 +449,7 @@ def test_every_served_route_has_a_decided_requirement() -> None:
         if method == "HEAD" or path == "/health":
             continue
         try:
-            decided = need(method, path, body={}, match={"path": "1/r/artifacts/x", "run_id": RUN})
+            decided = need(method, path, body={}, match={"path": "1/r/artifacts/x", "run_id": RUN, "model_id": "m-" + "0" * 32})
         except InvalidInput:
             continue
         if decided is Scope.ADMIN and (method, path) not in admin_only:
