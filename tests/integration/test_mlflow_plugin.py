@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import urllib.error
-import urllib.request
 import uuid
 
 import numpy as np
@@ -64,18 +62,6 @@ def writers_of(server, run_id: str) -> set[str]:
                                          f"WHERE aggregate_id = '{run_id}'")}
 
 
-def logged_models_supported(server) -> bool:
-    """Whether the gateway has MLflow 3's /logged-models routes (another branch adds them): a POST
-    with an empty body gets a 400 from a real route, a 404 when there is none."""
-    request = urllib.request.Request(f"{server.settings.server_url}/api/2.0/mlflow/logged-models", data=b"{}",
-                                     headers={"Content-Type": "application/json"}, method="POST")
-    try:
-        urllib.request.urlopen(request, timeout=10).close()
-        return True
-    except urllib.error.HTTPError as exc:
-        return exc.code != 404
-
-
 def test_fluent_logging_goes_through_the_sdk_and_reads_see_it_at_once(plugin_uri, server, rest, tmp_path):
     experiment_id = mlflow.set_experiment(f"plugin-{uuid.uuid4().hex[:6]}").experiment_id
     notes = tmp_path / "notes.txt"
@@ -127,10 +113,7 @@ def test_sklearn_autolog_records_params_metrics_and_artifacts(plugin_uri, server
     from sklearn.linear_model import LogisticRegression
 
     mlflow.set_experiment(f"sklearn-{uuid.uuid4().hex[:6]}")
-    # Without the /logged-models routes, MLflow 3's model logging gets a 404 and autolog marks the
-    # run FAILED (over http:// too); with them (the logged-models branch), the model is checked below.
-    with_models = logged_models_supported(server)
-    mlflow.sklearn.autolog(log_models=with_models)
+    mlflow.sklearn.autolog()  # MLflow 3 logs the model through the LoggedModel routes (REST, via the store)
     try:
         X, y = load_iris(return_X_y=True)
         LogisticRegression(C=0.5, max_iter=300).fit(X, y)
@@ -144,12 +127,11 @@ def test_sklearn_autolog_records_params_metrics_and_artifacts(plugin_uri, server
     assert got.data.tags["estimator_class"] == "sklearn.linear_model._logistic.LogisticRegression"
     artifacts = {f.path for f in rest.list_artifacts(run_id)}
     assert "training_confusion_matrix.png" in artifacts
-    if with_models:  # needs the /logged-models routes of the logged-models branch
-        models = rest.search_logged_models(experiment_ids=[got.info.experiment_id],
-                                           filter_string=f"source_run_id = '{run_id}'")
-        assert len(models) == 1
-        files = {f.path for f in rest.list_logged_model_artifacts(models[0].model_id)}
-        assert {"MLmodel", "model.pkl"} <= files
+    models = rest.search_logged_models(experiment_ids=[got.info.experiment_id],
+                                       filter_string=f"source_run_id = '{run_id}'")
+    assert len(models) == 1
+    files = {f.path for f in rest.list_logged_model_artifacts(models[0].model_id)}
+    assert {"MLmodel", "model.pkl"} <= files
 
 
 def test_lightgbm_autolog_records_every_boosting_round(plugin_uri, rest):
