@@ -43,6 +43,7 @@ from trackstream.server.errors import error_response
 from trackstream.server import json_codec
 from trackstream.server.mlflow_api import _trim_dir, body_bytes, ok, run_id_param, safe_artifact_path
 from trackstream.server.mlflow_service import _experiment_id
+from trackstream.server.ui import is_ui_page
 from trackstream.server.passwords import SCRYPT_N, SCRYPT_P, SCRYPT_R, PasswordHash, PasswordHashError
 from trackstream.errors import InvalidInput, PermissionDenied, Unauthenticated
 
@@ -407,6 +408,8 @@ def _trackstream_requirement(method: str, route: str, query: Query, match: Mappi
         return Experiments(Access.READ, (experiment_id,)) if experiment_id else AllExperiments(Access.READ)
     if route in ("/api/ts/runs/{run_id}", "/api/ts/runs/{run_id}/metrics/{key}") and method == "GET":
         return Runs(Access.READ, (match["run_id"],))
+    if route == "/api/ts/experiments/activity" and method == "GET":
+        return Experiments(Access.READ, tuple(query.getall("experiment_id", [])))
     if route == "/api/ts/compare" and method == "GET":
         return Runs(Access.READ, tuple(query.getall("run_id", [])))
     return Scope.ADMIN
@@ -500,7 +503,7 @@ def auth_middleware(config: AuthConfig, resolver: Resolver) -> Middleware:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in OPEN_PATHS and request.method in ("GET", "HEAD"):
+        if (request.path in OPEN_PATHS or is_ui_page(request.path)) and request.method in ("GET", "HEAD"):
             return await handler(request)
         header = request.headers.get("Authorization")
         try:

@@ -52,6 +52,20 @@ def _as_of(request: web.Request) -> int | None:
     return parse_moment(raw, "as_of") if raw else None
 
 
+def _step_range(request: web.Request) -> tuple[int | None, int | None]:
+    """Optional inclusive ``step_min`` / ``step_max``: the steps a zoomed chart shows."""
+    ends = []
+    for name in ("step_min", "step_max"):
+        raw = request.query.get(name)
+        try:
+            ends.append(None if raw is None else int(raw))
+        except ValueError:
+            raise InvalidInput(f"query parameter {name!r} must be an integer step, got {raw!r}") from None
+    if ends[0] is not None and ends[1] is not None and ends[0] > ends[1]:
+        raise InvalidInput(f"step_min ({ends[0]}) must not be greater than step_max ({ends[1]})")
+    return ends[0], ends[1]
+
+
 def create_app(reader: TrackingReader, run_query: QueryRunner, stats: IngestStats,
                replay: BackgroundReplay | None = None) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_REQUEST_BYTES)
@@ -88,7 +102,8 @@ def create_app(reader: TrackingReader, run_query: QueryRunner, stats: IngestStat
         run_id, key = request.match_info["run_id"], request.match_info["key"]
         if "buckets" in request.query:
             buckets = _int_param(request, "buckets", 1000, 100_000)
-            return json_response({"history": await run_query(reader.metric_downsampled, run_id, key, buckets)})
+            return json_response({"history": await run_query(reader.metric_downsampled, run_id, key, buckets,
+                                                              _step_range(request))})
         wants = request.query.get("format", "json")
         if wants not in ("json", "arrow"):
             raise InvalidInput(f"query parameter 'format' must be json or arrow, got {wants!r}")
@@ -96,6 +111,13 @@ def create_app(reader: TrackingReader, run_query: QueryRunner, stats: IngestStat
             body = await run_query(reader.metric_history_arrow, run_id, key, _as_of(request))
             return web.Response(body=body, content_type=ARROW_STREAM)
         return json_response({"history": await run_query(reader.metric_history, run_id, key, None, _as_of(request))})
+
+    @routes.get("/api/ts/experiments/activity")
+    async def experiment_activity(request: web.Request) -> web.Response:
+        ids = request.query.getall("experiment_id", [])
+        if not ids or len(ids) > 1000:
+            raise InvalidInput(f"experiments/activity takes 1 to 1000 experiment_id parameters, got {len(ids)}")
+        return json_response({"experiments": await run_query(reader.experiment_activity, ids)})
 
     @routes.get("/api/ts/compare")
     async def compare(request: web.Request) -> web.Response:

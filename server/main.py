@@ -24,6 +24,8 @@ from trackstream.server.mlflow_service import MlflowService
 from trackstream.server.openapi import openapi_routes
 from trackstream.server.reader import MlflowReader
 from trackstream.server.run_cache import RunDataCache
+from trackstream.server.ui import is_ui_page, ui_routes
+from trackstream.server.web_security import WebPolicy, install_web_security
 from trackstream.config import Settings
 
 READ_THREADS = 2
@@ -67,8 +69,11 @@ def serve(settings: Settings, loglevel: str = "warning") -> None:
         artifacts = ArtifactProxy(mlflow, settings.artifact_root)
         http_app.add_routes(mlflow_routes(mlflow, reader, artifacts, _run_search(settings, reader, mlflow)))
         http_app.add_routes(openapi_routes())
+        http_app.add_routes(ui_routes())
         if auth is not None:
             http_app.middlewares.append(auth_middleware(auth, mlflow))
+        install_web_security(http_app, WebPolicy.of(settings.server_host, settings.allowed_hosts,
+                                                    settings.cors_origins), is_ui_page)
         runner = web.AppRunner(http_app, access_log=None)
         await runner.setup()
         # Recorded before the port answers: whoever sees /health answer also finds this file, and

@@ -37,6 +37,10 @@ class Settings:
     # Where the SDK stores artifacts: "" is the local store at ``artifact_root``; ``s3://bucket/prefix``
     # an S3-compatible bucket (endpoint and credentials as boto3 reads them: AWS_ENDPOINT_URL, ...).
     artifact_store: str = ""
+    # Browser-facing checks (server/web_security.py): Host names accepted besides loopback ones
+    # (DNS rebinding), and foreign origins allowed to make cross-origin requests (CORS, closed by default).
+    allowed_hosts: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -57,6 +61,8 @@ class Settings:
             auth_file=Path(env["TRACKSTREAM_AUTH_FILE"]).expanduser() if env.get("TRACKSTREAM_AUTH_FILE") else None,
             batch_window_s=_positive_ms(env, "TRACKSTREAM_BATCH_WINDOW_MS", 100) / 1000,
             artifact_store=artifact_store_location(env.get("TRACKSTREAM_ARTIFACT_STORE", "")),
+            allowed_hosts=_comma_list(env.get("TRACKSTREAM_ALLOWED_HOSTS", "")),
+            cors_origins=_comma_list(env.get("TRACKSTREAM_CORS_ORIGINS", "")),
         )
 
     @property
@@ -97,3 +103,7 @@ def _positive_ms(env: Mapping[str, str], name: str, default: int) -> int:
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 60_000:
         raise InvalidInput(f"{name} must be a whole number of milliseconds between 1 and 60000, got {raw!r}")
     return int(raw)
+
+
+def _comma_list(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
