@@ -78,7 +78,7 @@ export function metricChart(key, runs, options = {}) {
     ];
   })];
 
-  const bands = () => runs.map((r, i) => ({series: [2 + 3 * i, 1 + 3 * i], fill: `${COLORS[i % COLORS.length]}33`}));
+  const bands = () => runs.map((r, i) => ({series: [2 + 3 * i, 1 + 3 * i], fill: `${COLORS[i % COLORS.length]}55`}));
 
   const data = () => {
     const tables = state.histories.map((hist, i) => {

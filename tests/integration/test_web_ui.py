@@ -132,7 +132,17 @@ def page(browser, tmp_path: Path) -> Iterator[object]:
     p = context.new_page()
     p.errors = []
     p.on("pageerror", lambda exc: p.errors.append(str(exc)))
-    p.on("dialog", lambda dialog: dialog.dismiss())
+    p.dialog_answers = []  # what the next prompt()/confirm() gets; an unexpected dialog (an alert) is recorded
+    p.unexpected_dialogs = []
+
+    def answer(dialog) -> None:
+        if p.dialog_answers:
+            dialog.accept(p.dialog_answers.pop(0))
+        else:
+            p.unexpected_dialogs.append(dialog.message)
+            dialog.dismiss()
+
+    p.on("dialog", answer)
     yield p
     p.screenshot(path=str(tmp_path / "last.png"), full_page=True)
     context.close()
@@ -140,6 +150,7 @@ def page(browser, tmp_path: Path) -> Iterator[object]:
 
 def no_script_ran(page) -> None:
     assert page.evaluate("window.__xss") is None, "a payload ran as script"
+    assert page.unexpected_dialogs == []
     assert page.locator('img[src="x"]').count() == 0, "a payload became an <img> element"
 
 
@@ -276,19 +287,22 @@ def test_experiment_rename_delete_and_restore(server, client, page):
     base = server.settings.server_url
     experiment_id = client.create_experiment(f"to-rename-{uuid.uuid4().hex[:6]}")
     assert client.flush(30) == 0
+    wait_until(lambda: requests.get(f"{base}/api/2.0/mlflow/experiments/get", params={"experiment_id": experiment_id},
+                                    timeout=30).ok, 30, "the experiment to be materialized")
     page.goto(base + "/")
     row = page.locator(f'#experiments tr[data-experiment="{experiment_id}"]')
     row.wait_for()
-    page.once("dialog", lambda dialog: dialog.accept("renamed-by-ui"))
+    page.dialog_answers.append("renamed-by-ui")
     row.get_by_role("button", name="Rename").click()
     page.wait_for_selector(f'#experiments tr[data-experiment="{experiment_id}"] a:text-is("renamed-by-ui")')
-    page.once("dialog", lambda dialog: dialog.accept())
+    page.dialog_answers.append("")
     row.get_by_role("button", name="Delete").click()
     row.wait_for(state="detached")
     page.check("#show-deleted")
     assert "deleted" in page.locator(f'#experiments tr[data-experiment="{experiment_id}"]').get_attribute("class")
     page.locator(f'#experiments tr[data-experiment="{experiment_id}"]').get_by_role("button", name="Restore").click()
     page.wait_for_selector(f'#experiments tr[data-experiment="{experiment_id}"]:not(.deleted)')
+    assert page.unexpected_dialogs == []
 
 
 def test_the_ui_pages_carry_a_strict_csp_and_assets_are_compressed(server):

@@ -1,15 +1,15 @@
 // A run: params, tags (set and delete), latest metrics with charts, provenance, artifacts with
 // download and safe preview, parent and children links, and its lifecycle.
 import {MLFLOW, artifactUrl, get, getAsOf, post, tsGet} from '../api.js';
-import {clear, errorBox, fmtDuration, fmtNumber, fmtTime, h, route, statusBadge} from '../dom.js';
+import {append, clear, errorBox, fmtDuration, fmtNumber, fmtTime, h, route, statusBadge} from '../dom.js';
 import {metricChart} from '../charts.js';
 import {previewArtifact} from '../preview.js';
 
 const LIVE_MS = 1000;
 const PROVENANCE = [
-  ['mlflow.source.git.commit', 'git commit'], ['trackstream.git.dirty', 'git dirty'],
+  ['mlflow.source.git.commit', 'git commit'], ['mlflow.source.git.dirty', 'git dirty'],
   ['mlflow.source.name', 'source'], ['mlflow.source.type', 'source type'], ['trackstream.host', 'host'],
-  ['mlflow.user', 'user'], ['trackstream.packages', 'packages'],
+  ['mlflow.user', 'user'], ['trackstream.python', 'python'], ['trackstream.packages', 'packages'],
 ];
 
 function kvTable(id, rows, extraHead = []) {
@@ -89,7 +89,7 @@ export async function runView(experimentId, runId) {
         info.end_time ? ` · ended ${fmtTime(info.end_time)}` : '', ` · ${fmtDuration(info.start_time, info.end_time)}`),
       ts && ts.missing_artifacts && ts.missing_artifacts.length ? h('div', {class: 'warn', id: 'missing-artifacts'},
         'Waiting for manifest artifacts: ', h('ul', null, ts.missing_artifacts.map((a) => h('li', null, a)))) : null);
-    clear(el).append(
+    append(clear(el), [
       h('p', {class: 'crumbs'}, h('a', {href: '#/'}, 'Experiments'), ' / ',
         h('a', {href: route('experiments', info.experiment_id)}, `experiment ${info.experiment_id}`), ' /'),
       h('h1', {id: 'run-title'}, info.run_name || runId),
@@ -111,7 +111,7 @@ export async function runView(experimentId, runId) {
           h('tr', null, h('td', null, k), h('td', null, v), h('td', null, historic ? null : h('button', {class: 'tag-delete', 'data-key': k, onclick: deleteTag(k)}, 'Delete')))), [''])),
       ),
       h('h2', null, 'Artifacts'), historic ? h('p', {class: 'muted'}, 'not shown for a past moment') : artifactBrowser(run),
-    );
+    ]);
     await Promise.all(charts.map((c) => c.ready.catch(() => null)));
     return run;
   };
