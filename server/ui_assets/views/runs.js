@@ -91,7 +91,7 @@ async function historicPage(experimentId) {
 }
 
 export async function runsView(experimentId) {
-  const experiment = (await get(`${MLFLOW}/experiments/get`, {experiment_id: experimentId})).experiment;
+  const experimentRequest = get(`${MLFLOW}/experiments/get`, {experiment_id: experimentId}); // in parallel with the runs
   const storageKey = `ts.columns.${experimentId}`;
   const state = {filter: '', order: 'attributes.start_time DESC', tokens: [null], page: 0, selected: new Set(),
     extra: JSON.parse(localStorage.getItem(storageKey) || '[]'), collapsed: new Set(), runs: [], next: null};
@@ -192,6 +192,7 @@ export async function runsView(experimentId) {
     load();
   });
   await load();
+  const experiment = (await experimentRequest).experiment;
   const el = h('section', null,
     h('p', {class: 'crumbs'}, h('a', {href: '#/'}, 'Experiments'), ' / '),
     h('h1', null, experiment.name),
