@@ -49,6 +49,7 @@ class Data:
         self.live_run = ""
         self.mlflow_url = ""
         self.mlflow_run = ""
+        self.before_mlflow_s = 0.0
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +103,9 @@ def data(server: ServerHandle, client: TrackingClient, tmp_path_factory: pytest.
 
     import mlflow
 
+    time.sleep(1.1)
+    d.before_mlflow_s = time.time()
+    time.sleep(1.1)
     mlflow.set_tracking_uri(server.settings.server_url)
     mlflow.set_experiment("ui-demo")
     printed = io.StringIO()
@@ -231,6 +235,32 @@ def test_points_logged_while_the_page_is_open_appear(server, data, client, page)
     print(f"live update shown {seen_after:.2f} s after the flush returned")
     assert seen_after < 5  # the target is 2 s; slack for the CPU shared with other suites
     assert chart.locator("canvas").count() >= 1
+
+
+def test_the_as_of_picker_shows_the_experiment_as_it_was(server, data, page):
+    page.goto(f"{server.settings.server_url}/#/experiments/{data.experiment_id}")
+    expect(page.locator("#runs tbody tr[data-run]")).to_have_count(4)
+    moment = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(data.before_mlflow_s))
+    page.fill("#as-of", moment)
+    page.locator("#as-of").dispatch_event("change")
+    expect(page.locator("#runs tbody tr[data-run]")).to_have_count(3)  # the mlflow run came later
+    assert page.locator(f'#runs tr[data-run="{data.mlflow_run}"]').count() == 0
+    page.fill("#as-of", "")
+    page.locator("#as-of").dispatch_event("change")
+    expect(page.locator("#runs tbody tr[data-run]")).to_have_count(4)
+
+
+def test_column_picker_adds_a_param_column_and_headers_sort(server, data, page):
+    page.goto(f"{server.settings.server_url}/#/experiments/{data.experiment_id}")
+    page.wait_for_selector("#runs tbody tr[data-run]")
+    page.locator(".picker summary").click()
+    page.locator('input[data-column="param:lr"]').check()
+    expect(page.locator("#runs th", has_text="p: lr")).to_have_count(1)
+    assert page.locator(f'#runs tr[data-run="{data.inner}"] td').last.inner_text() == "0.1"
+    page.locator("#runs th", has_text="Name").click()  # ascending by name, server side
+    expect(page.locator("#runs th", has_text="Name ▲")).to_have_count(1)
+    names = page.locator("#runs a.run-name").all_inner_texts()
+    assert names == ["from-mlflow", "live", "outer", "inner"]  # sorted, the child right under its parent
 
 
 def test_a_bad_filter_shows_the_servers_message(server, data, page):
