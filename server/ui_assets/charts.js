@@ -73,11 +73,13 @@ export function metricChart(key, runs, options = {}) {
     return [
       {label: `${name} min`, stroke: 'transparent', points: {show: false}, value: (u, v) => (v == null ? '' : fmtNumber(v))},
       {label: `${name} max`, stroke: 'transparent', points: {show: false}, value: (u, v) => (v == null ? '' : fmtNumber(v))},
-      {label: name, stroke: color, width: 1.5, spanGaps: true, points: {show: false},
+      {label: name, stroke: color, width: 1.5, spanGaps: true, points: {show: fewPoints()},
         value: (u, v) => (v == null ? '' : fmtNumber(v))},
     ];
   })];
 
+  // A handful of buckets (a single logged value, say) would be an invisible line: mark the points.
+  const fewPoints = () => state.histories.every((hist) => hist.step_min.length <= 20);
   const bands = () => runs.map((r, i) => ({series: [2 + 3 * i, 1 + 3 * i], fill: `${COLORS[i % COLORS.length]}55`}));
 
   const data = () => {

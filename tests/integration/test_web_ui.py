@@ -223,6 +223,21 @@ def test_the_link_the_mlflow_client_prints_opens_that_run(server, data, page):
     assert page.locator('#params td', has_text="adam").count() == 1
 
 
+def test_tags_are_set_and_deleted_from_the_run_page(server, data, page):
+    page.goto(f"{server.settings.server_url}/#/experiments/{data.experiment_id}/runs/{data.mlflow_run}")
+    page.wait_for_selector("#tag-key")
+    page.fill("#tag-key", "reviewed")
+    page.fill("#tag-value", "<i>yes</i>")
+    page.click("#tag-save")
+    expect(page.locator('#tags button.tag-delete[data-key="reviewed"]')).to_have_count(1)
+    assert page.locator("#tags tr", has_text="reviewed").locator("td").nth(1).inner_text() == "<i>yes</i>"
+    page.locator('#tags button.tag-delete[data-key="reviewed"]').click()
+    expect(page.locator('#tags button.tag-delete[data-key="reviewed"]')).to_have_count(0)
+    tags = requests.get(f"{server.settings.server_url}/api/2.0/mlflow/runs/get", params={"run_id": data.mlflow_run},
+                        timeout=30).json()["run"]["data"]["tags"]
+    assert "reviewed" not in {t["key"] for t in tags}
+
+
 def test_points_logged_while_the_page_is_open_appear(server, data, client, page):
     page.goto(f"{server.settings.server_url}/#/experiments/{data.experiment_id}/runs/{data.live_run}")
     chart = page.locator('#charts figure[data-key="live_loss"]')
