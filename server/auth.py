@@ -55,6 +55,7 @@ __all__ = [
 
 REALM = "trackstream"
 OPEN_PATHS = frozenset({"/health"})
+SESSION_PATH = "/api/ts/session"  # browser sign-in (server/web_session.py)
 MLFLOW_PREFIXES = ("/api/2.0", "/ajax-api/2.0")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _USER_KEYS = {"password_hash", "password_sha256", "tokens_sha256", "experiments", "admin"}
@@ -497,18 +498,27 @@ def unauthenticated_response(exc: Unauthenticated) -> web.Response:
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
-def auth_middleware(config: AuthConfig, resolver: Resolver) -> Middleware:
-    """Authenticate every request but ``/health``, then check the route's :func:`requirement`.
+def auth_middleware(config: AuthConfig, resolver: Resolver,
+                    session_user: Callable[[web.Request], str | None] | None = None) -> Middleware:
+    """Authenticate every request but ``/health``, the UI's static files and browser sign-in, then
+    check the route's :func:`requirement`. Without an ``Authorization`` header, ``session_user``
+    (the web UI's session cookie, server/web_session.py) may name the user.
     Must sit inside ``error_middleware`` so PermissionDenied and friends become MLflow error bodies."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if (request.path in OPEN_PATHS or is_ui_page(request.path)) and request.method in ("GET", "HEAD"):
             return await handler(request)
+        if session_user is not None and request.path == SESSION_PATH:
+            return await handler(request)  # signing in, out, or asking who is signed in
         header = request.headers.get("Authorization")
+        by_cookie = session_user(request) if session_user is not None and not header else None
         try:
-            user = (config.authenticate(header) if config.is_quick(header)
-                    else await asyncio.to_thread(config.authenticate, header))
+            if by_cookie is not None and by_cookie in config.users:
+                user = config.users[by_cookie]
+            else:
+                user = (config.authenticate(header) if config.is_quick(header)
+                        else await asyncio.to_thread(config.authenticate, header))
         except Unauthenticated as exc:
             return unauthenticated_response(exc)
         if request.match_info.http_exception is not None:

@@ -25,6 +25,7 @@ from trackstream.server.openapi import openapi_routes
 from trackstream.server.reader import MlflowReader
 from trackstream.server.run_cache import RunDataCache
 from trackstream.server.ui import is_ui_page, ui_routes
+from trackstream.server.web_session import SessionStore, cookie_user, quiet_ui_challenges, session_routes
 from trackstream.server.web_security import WebPolicy, install_web_security
 from trackstream.config import Settings
 
@@ -71,7 +72,10 @@ def serve(settings: Settings, loglevel: str = "warning") -> None:
         http_app.add_routes(openapi_routes())
         http_app.add_routes(ui_routes())
         if auth is not None:
-            http_app.middlewares.append(auth_middleware(auth, mlflow))
+            sessions = SessionStore()
+            http_app.add_routes(session_routes(auth, sessions))
+            http_app.on_response_prepare.append(quiet_ui_challenges)
+            http_app.middlewares.append(auth_middleware(auth, mlflow, cookie_user(sessions)))
         install_web_security(http_app, WebPolicy.of(settings.server_host, settings.allowed_hosts,
                                                     settings.cors_origins), is_ui_page)
         runner = web.AppRunner(http_app, access_log=None)

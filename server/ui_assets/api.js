@@ -26,12 +26,14 @@ function query(params) {
 }
 
 async function request(method, path, body) {
-  const init = {method, credentials: 'same-origin', headers: {}};
+  // The marker header tells the server to answer 401 without a basic-auth challenge (our form signs in).
+  const init = {method, credentials: 'same-origin', headers: {'X-Trackstream-UI': '1'}};
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
   }
   const response = await fetch(path, init);
+  if (response.status === 401) window.dispatchEvent(new CustomEvent('ts-unauthenticated'));
   const text = await response.text();
   let data = {};
   try { data = text ? JSON.parse(text) : {}; } catch { data = {message: text}; }

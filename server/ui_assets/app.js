@@ -7,6 +7,7 @@ import {runView} from './views/run.js';
 import {compareView} from './views/compare.js';
 import {ingestView} from './views/ingest.js';
 import {sqlView} from './views/sql.js';
+import {signInView} from './views/signin.js';
 
 const ROUTES = [
   [/^#?\/?$/, () => experimentsView()],
@@ -38,10 +39,12 @@ async function render() {
   }
   try {
     const view = await make();
+    if (current && current.signIn) { if (view.stop) view.stop(); return; }
     current = view;
     clear(main).append(view.el);
     document.title = `trackstream · ${view.title || ''}`;
   } catch (error) {
+    if (error.status === 401) return; // the sign-in form is up
     clear(main).append(errorBox(error));
   }
 }
@@ -55,6 +58,13 @@ function initAsOf() {
   });
 }
 
+// Auth is on and we have no session: show the sign-in form; after signing in, the page asked for.
+window.addEventListener('ts-unauthenticated', () => {
+  if (current && current.signIn) return;
+  if (current && current.stop) current.stop();
+  current = signInView(render);
+  clear(document.getElementById('view')).append(current.el);
+});
 window.addEventListener('hashchange', render);
 initAsOf();
 render();
