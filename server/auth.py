@@ -407,7 +407,8 @@ def _trackstream_requirement(method: str, route: str, query: Query, match: Mappi
     if route == "/api/ts/runs" and method == "GET":
         experiment_id = query.get("experiment_id")
         return Experiments(Access.READ, (experiment_id,)) if experiment_id else AllExperiments(Access.READ)
-    if route in ("/api/ts/runs/{run_id}", "/api/ts/runs/{run_id}/metrics/{key}") and method == "GET":
+    if route in ("/api/ts/runs/{run_id}", "/api/ts/runs/{run_id}/metrics/{key}",
+                 "/api/ts/runs/{run_id}/lifecycle") and method == "GET":
         return Runs(Access.READ, (match["run_id"],))
     if route == "/api/ts/experiments/activity" and method == "GET":
         return Experiments(Access.READ, tuple(query.getall("experiment_id", [])))

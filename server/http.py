@@ -94,6 +94,10 @@ def create_app(reader: TrackingReader, run_query: QueryRunner, stats: IngestStat
     async def get_run(request: web.Request) -> web.Response:
         return json_response({"run": await run_query(reader.run, request.match_info["run_id"], _as_of(request))})
 
+    @routes.get("/api/ts/runs/{run_id}/lifecycle")
+    async def run_lifecycle(request: web.Request) -> web.Response:
+        return json_response({"events": await run_query(reader.run_lifecycle, request.match_info["run_id"])})
+
     @routes.get("/api/ts/runs/{run_id}/metrics/{key:.+}")
     async def metric_history(request: web.Request) -> web.Response:
         """Full history as JSON columns, or as an Arrow IPC stream with ``?format=arrow`` (or ``Accept:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +19,24 @@ READ_ONLY_SETTINGS = {"readonly": 1}
 ROLLUP_SHIFT = 6                      # metric_rollups blocks: 2**6 = 64 steps (migration 003)
 ROLLUP_STEPS = 1 << ROLLUP_SHIFT
 DOWNSAMPLED_COLUMNS = ("bucket", "step_min", "step_max", "min", "max", "last", "points")
+
+
+LIFECYCLE_EVENTS = ("run_created", "run_status_changed", "finalize_requested", "artifact_committed", "run_deleted",
+                    "run_restored")
+
+
+def lifecycle_entry(event_type: str, timestamp_ms: int, kafka_timestamp_ms: int, payload: str) -> dict[str, Any]:
+    """One lifecycle event for the UI: what happened (a status, a manifest, an artifact path) and when
+    the client made it and the log took it."""
+    body = json.loads(payload or "{}")
+    detail: Any = None
+    if event_type == "run_status_changed":
+        detail = body.get("status")
+    elif event_type == "finalize_requested":
+        detail = [entry.get("path") for entry in body.get("manifest") or []]
+    elif event_type == "artifact_committed":
+        detail = body.get("path")
+    return {"event_type": event_type, "timestamp_ms": timestamp_ms, "logged_ms": kafka_timestamp_ms, "detail": detail}
 
 
 def _rows_as_dicts(result: Any) -> list[dict[str, Any]]:
@@ -162,6 +182,15 @@ class TrackingReader:
             params.update(lo=lo, hi=hi, per=max(1, width))
         table = self.client.query_arrow(sql, parameters=params)
         return {name: table.column(name).to_numpy() for name in DOWNSAMPLED_COLUMNS}
+
+    def run_lifecycle(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's lifecycle events from the event log, in log order (see :func:`lifecycle_entry`)."""
+        rows = self.client.query(
+            f"SELECT event_type, timestamp_ms, kafka_timestamp_ms, payload FROM {self.db}.events "
+            f"WHERE aggregate_id = {{r:String}} AND event_type IN {{types:Array(String)}} "
+            f"ORDER BY kafka_timestamp_ms, src_partition, src_offset LIMIT 1000",
+            parameters={"r": run_id, "types": list(LIFECYCLE_EVENTS)}).result_rows
+        return [lifecycle_entry(*row) for row in rows]
 
     def experiment_activity(self, experiment_ids: list[str]) -> list[dict[str, Any]]:
         """Per experiment: its (not deleted) runs, how many are RUNNING, and the last start or end time."""

@@ -177,6 +177,11 @@ def test_click_through_experiments_runs_run_chart_compare(server, data, page, tm
     assert page.locator("#run-title").inner_text() == "outer"
     assert page.locator('#params td', has_text="0.01").count() == 1
     assert page.locator(f'#children a[href$="{data.inner}"]').count() == 1
+    page.locator("#events summary").click()  # the lifecycle, read from the event log
+    assert page.locator('#events tr[data-event="run_created"]').count() == 1
+    finish = page.locator('#events tr[data-event="finalize_requested"]').inner_text()
+    assert "config.json" in finish and "data/table.csv" in finish  # FINISHED waits for this manifest
+    assert page.locator('#events tr[data-event="artifact_committed"]').count() == 2
     loss = page.locator('#charts figure[data-key="loss"]')
     assert loss.get_attribute("data-points") == "2000"
     loss.locator("canvas").first.wait_for()

@@ -66,12 +66,14 @@ export async function runView(experimentId, runId) {
   const load = async () => {
     const run = historic ? mlflowShaped(await tsGet(`/api/ts/runs/${encodeURIComponent(runId)}`))
       : (await get(`${MLFLOW}/runs/get`, {run_id: runId})).run;
-    const ts = historic ? null : await tsGet(`/api/ts/runs/${encodeURIComponent(runId)}`).catch(() => null);
-    return {run, ts};
+    const [ts, events] = historic ? [null, []] : await Promise.all([
+      tsGet(`/api/ts/runs/${encodeURIComponent(runId)}`).catch(() => null),
+      get(`/api/ts/runs/${encodeURIComponent(runId)}/lifecycle`).then((r) => r.events).catch(() => [])]);
+    return {run, ts, events};
   };
 
   const render = async () => {
-    const {run, ts} = await load();
+    const {run, ts, events} = await load();
     const info = run.info;
     const tags = Object.fromEntries((run.data.tags || []).map((t) => [t.key, t.value]));
     const parent = tags['mlflow.parentRunId'];
@@ -88,7 +90,11 @@ export async function runView(experimentId, runId) {
       h('p', null, statusBadge(info.status), ` started ${fmtTime(info.start_time)}`,
         info.end_time ? ` · ended ${fmtTime(info.end_time)}` : '', ` · ${fmtDuration(info.start_time, info.end_time)}`),
       ts && ts.missing_artifacts && ts.missing_artifacts.length ? h('div', {class: 'warn', id: 'missing-artifacts'},
-        'Waiting for manifest artifacts: ', h('ul', null, ts.missing_artifacts.map((a) => h('li', null, a)))) : null);
+        'Waiting for manifest artifacts: ', h('ul', null, ts.missing_artifacts.map((a) => h('li', null, a)))) : null,
+      events.length ? h('details', {id: 'events'}, h('summary', null, `Lifecycle (${events.length} events from the log)`),
+        h('table', {class: 'grid'}, h('tbody', null, events.map((e) => h('tr', {'data-event': e.event_type},
+          h('td', null, fmtTime(e.logged_ms || e.timestamp_ms)), h('td', null, e.event_type),
+          h('td', null, Array.isArray(e.detail) ? `manifest: ${e.detail.join(', ')}` : e.detail ?? '')))))) : null);
     append(clear(el), [
       h('p', {class: 'crumbs'}, h('a', {href: '#/'}, 'Experiments'), ' / ',
         h('a', {href: route('experiments', info.experiment_id)}, `experiment ${info.experiment_id}`), ' /'),
