@@ -50,6 +50,7 @@ class Data:
         self.mlflow_url = ""
         self.mlflow_run = ""
         self.before_mlflow_s = 0.0
+        self.finalizing = ("", "")
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +97,11 @@ def data(server: ServerHandle, client: TrackingClient, tmp_path_factory: pytest.
     (files / XSS_ARTIFACT).write_text(XSS_TEXT)
     client.log_artifact(d.xss_run, files / XSS_ARTIFACT)
     client.set_terminated(d.xss_run, "FINISHED")
+
+    waiting = client.create_experiment("ui-finalizing")
+    run = client.create_run(waiting, run_name="waits-for-its-model")
+    client.set_terminated(run, "FINISHED", manifest=[{"path": "model/weights.bin"}])  # never uploaded
+    d.finalizing = (waiting, run)
 
     d.live_run = client.create_run(d.experiment_id, run_name="live")
     client.log_metric_arrays(d.live_run, "live_loss", np.ones(10), np.arange(10))
@@ -220,6 +226,16 @@ def test_zoom_fetches_finer_buckets_for_the_visible_steps(server, data, page):
     assert spike > 5
 
 
+def test_a_finalizing_run_shows_the_manifest_artifacts_it_waits_for(server, data, page):
+    experiment, run = data.finalizing
+    wait_until(lambda: server.reader.run(run)["status"] == "FINALIZING", 30, "the run to be FINALIZING")
+    page.goto(f"{server.settings.server_url}/#/experiments/{experiment}")
+    assert page.locator(f'#runs tr[data-run="{run}"] .badge').inner_text() == "FINALIZING"
+    page.goto(f"{server.settings.server_url}/#/experiments/{experiment}/runs/{run}")
+    expect(page.locator("#missing-artifacts li")).to_have_text(["model/weights.bin"])
+    assert page.locator("#lifecycle .badge").inner_text() == "FINALIZING"
+
+
 def test_the_link_the_mlflow_client_prints_opens_that_run(server, data, page):
     assert data.mlflow_url.startswith(server.settings.server_url + "/#/experiments/")
     page.goto(data.mlflow_url)
@@ -265,6 +281,11 @@ def test_the_as_of_picker_shows_the_experiment_as_it_was(server, data, page):
     page.locator("#as-of").dispatch_event("change")
     expect(page.locator("#runs tbody tr[data-run]")).to_have_count(3)  # the mlflow run came later
     assert page.locator(f'#runs tr[data-run="{data.mlflow_run}"]').count() == 0
+    page.locator(f'#runs tr[data-run="{data.outer}"] a.run-name').click()  # the run as it was, too
+    expect(page.locator("#run-title")).to_have_text("outer")
+    assert page.locator("#params td", has_text="0.01").count() == 1
+    page.go_back()
+    expect(page.locator("#runs tbody tr[data-run]")).to_have_count(3)
     page.fill("#as-of", "")
     page.locator("#as-of").dispatch_event("change")
     expect(page.locator("#runs tbody tr[data-run]")).to_have_count(4)

@@ -64,10 +64,10 @@ export async function runView(experimentId, runId) {
   const historic = getAsOf() != null;
 
   const load = async () => {
-    const run = historic ? mlflowShaped(await tsGet(`/api/ts/runs/${encodeURIComponent(runId)}`))
+    const run = historic ? mlflowShaped((await tsGet(`/api/ts/runs/${encodeURIComponent(runId)}`)).run)
       : (await get(`${MLFLOW}/runs/get`, {run_id: runId})).run;
     const [ts, events] = historic ? [null, []] : await Promise.all([
-      tsGet(`/api/ts/runs/${encodeURIComponent(runId)}`).catch(() => null),
+      tsGet(`/api/ts/runs/${encodeURIComponent(runId)}`).then((r) => r.run).catch(() => null),
       get(`/api/ts/runs/${encodeURIComponent(runId)}/lifecycle`).then((r) => r.events).catch(() => [])]);
     return {run, ts, events};
   };
@@ -75,6 +75,7 @@ export async function runView(experimentId, runId) {
   const render = async () => {
     const {run, ts, events} = await load();
     const info = run.info;
+    if (ts && ts.status) info.status = ts.status; // FINALIZING, which MLflow's API reports as RUNNING
     const tags = Object.fromEntries((run.data.tags || []).map((t) => [t.key, t.value]));
     const parent = tags['mlflow.parentRunId'];
     const children = historic ? [] : ((await post(`${MLFLOW}/runs/search`, {experiment_ids: [info.experiment_id],

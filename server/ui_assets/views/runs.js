@@ -84,6 +84,16 @@ function pickerColumns(runs) {
   })));
 }
 
+/** MLflow's API reports FINALIZING as RUNNING (its clients know no FINALIZING); trackstream's run
+ * route has the real status, asked only for the page's RUNNING runs. */
+async function showFinalizing(runs) {
+  await Promise.all(runs.filter((r) => r.info.status === 'RUNNING').map(async (r) => {
+    try {
+      r.info.status = (await tsGet(`/api/ts/runs/${encodeURIComponent(r.info.run_id)}`)).run.status || r.info.status;
+    } catch { /* keep MLflow's answer */ }
+  }));
+}
+
 /** as-of reads go through trackstream's history route, which takes no filter: shown as MLflow-shaped runs. */
 async function historicPage(experimentId) {
   const runs = (await tsGet('/api/ts/runs', {experiment_id: experimentId, limit: PAGE_SIZE})).runs;
@@ -175,6 +185,7 @@ export async function runsView(experimentId) {
         page_token: state.tokens[state.page] || undefined});
       state.runs = result.runs || [];
       state.next = result.next_page_token || null;
+      await showFinalizing(state.runs);
       clear(filterError);
       renderPicker();
       renderTable();
