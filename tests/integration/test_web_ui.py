@@ -400,3 +400,38 @@ def test_cross_origin_writes_and_foreign_hosts_are_refused(server):
     preflight = requests.options(create, headers={"Origin": "http://evil.example",
                                                   "Access-Control-Request-Method": "POST"}, timeout=30)
     assert preflight.status_code == 403 and "Access-Control-Allow-Origin" not in preflight.headers
+
+
+def test_chart_axes_log_scale_smoothing_and_hover_values(server, data, page):
+    page.goto(f"{server.settings.server_url}/#/experiments/{data.experiment_id}/runs/{data.outer}")
+    chart = page.locator('#charts figure[data-key="loss"]')
+    page.wait_for_selector('#charts figure[data-key="loss"][data-points]')
+    box = chart.locator(".u-over").bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] / 2)
+    values = chart.locator(".u-legend .u-value").all_inner_texts()
+    assert values[0] != "--" and any(re.fullmatch(r"[0-9.e-]+", v) for v in values[1:])  # the hovered bucket
+    chart.locator("input.log-y").check()
+    chart.locator("input.ema").check()
+    chart.locator("select").select_option("relative")
+    expect(chart.locator(".u-legend")).to_contain_text("seconds")  # x is time since the first point now
+    chart.locator("select").select_option("wall")
+    chart.locator("canvas").wait_for()
+    assert page.errors == []
+
+
+def test_sql_console_shows_rows_and_downloads_csv_and_ingest_page_shows_status(server, data, page):
+    page.goto(f"{server.settings.server_url}/#/sql")
+    page.fill("#sql-query", f"SELECT run_name FROM {server.settings.database}.runs_latest "
+                            f"WHERE experiment_id = '{data.experiment_id}' ORDER BY run_name")
+    page.click("#sql-run")
+    expect(page.locator("#sql-result td")).to_have_text(["from-mlflow", "inner", "live", "outer"])
+    with page.expect_download() as download:
+        page.click("#sql-csv")
+    assert Path(download.value.path()).read_text() == "run_name\nfrom-mlflow\ninner\nlive\nouter\n"
+    page.fill("#sql-query", "SELEC nonsense")
+    page.click("#sql-run")
+    expect(page.locator("#sql-result .error")).to_be_visible()
+    page.goto(f"{server.settings.server_url}/#/ingest")
+    expect(page.locator("#ingest-status td").first).to_be_visible()
+    assert page.locator("#ingest-status td", has_text="partition").count() + \
+        page.locator("#ingest-status td", has_text="lag").count() > 0
