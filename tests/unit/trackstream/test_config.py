@@ -47,3 +47,14 @@ def test_an_artifact_store_that_is_not_an_s3_location_is_refused_by_name(monkeyp
     monkeypatch.setenv("TRACKSTREAM_ARTIFACT_STORE", raw)
     with pytest.raises(InvalidInput, match="TRACKSTREAM_ARTIFACT_STORE must be s3://bucket"):
         Settings.from_env()
+
+
+def test_allowed_hosts_and_cors_origins_are_comma_lists_empty_by_default(monkeypatch):
+    monkeypatch.delenv("TRACKSTREAM_ALLOWED_HOSTS", raising=False)
+    monkeypatch.delenv("TRACKSTREAM_CORS_ORIGINS", raising=False)
+    assert Settings.from_env().allowed_hosts == () and Settings.from_env().cors_origins == ()
+    monkeypatch.setenv("TRACKSTREAM_ALLOWED_HOSTS", " tracker.example , ,10.0.0.5")
+    monkeypatch.setenv("TRACKSTREAM_CORS_ORIGINS", "https://notebook.example")
+    settings = Settings.from_env()
+    assert settings.allowed_hosts == ("tracker.example", "10.0.0.5")
+    assert settings.cors_origins == ("https://notebook.example",)
