@@ -43,6 +43,7 @@ from trackstream.server.errors import error_response
 from trackstream.server import json_codec
 from trackstream.server.mlflow_api import _trim_dir, body_bytes, ok, run_id_param, safe_artifact_path
 from trackstream.server.mlflow_service import _experiment_id
+from trackstream.server.ui import is_ui_page
 from trackstream.server.passwords import SCRYPT_N, SCRYPT_P, SCRYPT_R, PasswordHash, PasswordHashError
 from trackstream.errors import InvalidInput, PermissionDenied, Unauthenticated
 
@@ -54,6 +55,7 @@ __all__ = [
 
 REALM = "trackstream"
 OPEN_PATHS = frozenset({"/health"})
+SESSION_PATH = "/api/ts/session"  # browser sign-in (server/web_session.py)
 MLFLOW_PREFIXES = ("/api/2.0", "/ajax-api/2.0")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _USER_KEYS = {"password_hash", "password_sha256", "tokens_sha256", "experiments", "admin"}
@@ -416,10 +418,13 @@ def _trackstream_requirement(method: str, route: str, query: Query, match: Mappi
     if route == "/api/ts/runs" and method == "GET":
         experiment_id = query.get("experiment_id")
         return Experiments(Access.READ, (experiment_id,)) if experiment_id else AllExperiments(Access.READ)
-    if route in ("/api/ts/runs/{run_id}", "/api/ts/runs/{run_id}/metrics/{key}") and method == "GET":
+    if route in ("/api/ts/runs/{run_id}", "/api/ts/runs/{run_id}/metrics/{key}",
+                 "/api/ts/runs/{run_id}/lifecycle") and method == "GET":
         return Runs(Access.READ, (match["run_id"],))
     if route == "/api/ts/models/{model_id}" and method == "GET":
         return Models(Access.READ, (match["model_id"],))
+    if route == "/api/ts/experiments/activity" and method == "GET":
+        return Experiments(Access.READ, tuple(query.getall("experiment_id", [])))
     if route == "/api/ts/compare" and method == "GET":
         return Runs(Access.READ, tuple(query.getall("run_id", [])))
     return Scope.ADMIN
@@ -513,18 +518,27 @@ def unauthenticated_response(exc: Unauthenticated) -> web.Response:
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
-def auth_middleware(config: AuthConfig, resolver: Resolver, models: ModelResolver | None = None) -> Middleware:
-    """Authenticate every request but ``/health``, then check the route's :func:`requirement`.
+def auth_middleware(config: AuthConfig, resolver: Resolver, models: ModelResolver | None = None,
+                    session_user: Callable[[web.Request], str | None] | None = None) -> Middleware:
+    """Authenticate every request but ``/health``, the UI's static files and browser sign-in, then
+    check the route's :func:`requirement`. Without an ``Authorization`` header, ``session_user``
+    (the web UI's session cookie, server/web_session.py) may name the user.
     Must sit inside ``error_middleware`` so PermissionDenied and friends become MLflow error bodies."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in OPEN_PATHS and request.method in ("GET", "HEAD"):
+        if (request.path in OPEN_PATHS or is_ui_page(request.path)) and request.method in ("GET", "HEAD"):
             return await handler(request)
+        if session_user is not None and request.path == SESSION_PATH:
+            return await handler(request)  # signing in, out, or asking who is signed in
         header = request.headers.get("Authorization")
+        by_cookie = session_user(request) if session_user is not None and not header else None
         try:
-            user = (config.authenticate(header) if config.is_quick(header)
-                    else await asyncio.to_thread(config.authenticate, header))
+            if by_cookie is not None and by_cookie in config.users:
+                user = config.users[by_cookie]
+            else:
+                user = (config.authenticate(header) if config.is_quick(header)
+                        else await asyncio.to_thread(config.authenticate, header))
         except Unauthenticated as exc:
             return unauthenticated_response(exc)
         if request.match_info.http_exception is not None:

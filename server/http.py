@@ -79,6 +79,20 @@ def written_marks_middleware(consistency: ReadYourWrites, topic: str, partitions
     return wait_for_written
 
 
+def _step_range(request: web.Request) -> tuple[int | None, int | None]:
+    """Optional inclusive ``step_min`` / ``step_max``: the steps a zoomed chart shows."""
+    ends = []
+    for name in ("step_min", "step_max"):
+        raw = request.query.get(name)
+        try:
+            ends.append(None if raw is None else int(raw))
+        except ValueError:
+            raise InvalidInput(f"query parameter {name!r} must be an integer step, got {raw!r}") from None
+    if ends[0] is not None and ends[1] is not None and ends[0] > ends[1]:
+        raise InvalidInput(f"step_min ({ends[0]}) must not be greater than step_max ({ends[1]})")
+    return ends[0], ends[1]
+
+
 def create_app(reader: TrackingReader, run_query: QueryRunner, stats: IngestStats,
                replay: BackgroundReplay | None = None) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_REQUEST_BYTES)
@@ -107,6 +121,10 @@ def create_app(reader: TrackingReader, run_query: QueryRunner, stats: IngestStat
     async def get_run(request: web.Request) -> web.Response:
         return json_response({"run": await run_query(reader.run, request.match_info["run_id"], _as_of(request))})
 
+    @routes.get("/api/ts/runs/{run_id}/lifecycle")
+    async def run_lifecycle(request: web.Request) -> web.Response:
+        return json_response({"events": await run_query(reader.run_lifecycle, request.match_info["run_id"])})
+
     @routes.get("/api/ts/runs/{run_id}/metrics/{key:.+}")
     async def metric_history(request: web.Request) -> web.Response:
         """Full history as JSON columns, as an Arrow IPC stream with ``?format=arrow`` (or ``Accept:
@@ -116,7 +134,8 @@ def create_app(reader: TrackingReader, run_query: QueryRunner, stats: IngestStat
         run_id, key = request.match_info["run_id"], request.match_info["key"]
         if "buckets" in request.query:
             buckets = _int_param(request, "buckets", 1000, 100_000)
-            return json_response({"history": await run_query(reader.metric_downsampled, run_id, key, buckets)})
+            return json_response({"history": await run_query(reader.metric_downsampled, run_id, key, buckets,
+                                                              _step_range(request))})
         wants = request.query.get("format", "json")
         if wants not in ("json", "arrow", "columns"):
             raise InvalidInput(f"query parameter 'format' must be json, arrow or columns, got {wants!r}")
@@ -127,6 +146,13 @@ def create_app(reader: TrackingReader, run_query: QueryRunner, stats: IngestStat
             body = await run_query(_history_columns, reader, run_id, key, _as_of(request))
             return web.Response(body=body, content_type=COLUMNS_MEDIA_TYPE)
         return json_response({"history": await run_query(reader.metric_history, run_id, key, None, _as_of(request))})
+
+    @routes.get("/api/ts/experiments/activity")
+    async def experiment_activity(request: web.Request) -> web.Response:
+        ids = request.query.getall("experiment_id", [])
+        if not ids or len(ids) > 1000:
+            raise InvalidInput(f"experiments/activity takes 1 to 1000 experiment_id parameters, got {len(ids)}")
+        return json_response({"experiments": await run_query(reader.experiment_activity, ids)})
 
     @routes.get("/api/ts/compare")
     async def compare(request: web.Request) -> web.Response:

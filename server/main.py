@@ -26,6 +26,9 @@ from trackstream.server.model_reader import LoggedModelReader
 from trackstream.server.openapi import openapi_routes
 from trackstream.server.reader import MlflowReader
 from trackstream.server.run_cache import RunDataCache
+from trackstream.server.ui import is_ui_page, ui_routes
+from trackstream.server.web_session import SessionStore, cookie_user, quiet_ui_challenges, session_routes
+from trackstream.server.web_security import WebPolicy, install_web_security
 from trackstream.config import Settings
 
 READ_THREADS = 2
@@ -76,10 +79,16 @@ def serve(settings: Settings, loglevel: str = "warning") -> None:
         http_app.add_routes(mlflow_routes(mlflow, reader, artifacts, _run_search(settings, reader, mlflow), models))
         http_app.add_routes(model_state_routes(model_reader, run_read))
         http_app.add_routes(openapi_routes())
+        http_app.add_routes(ui_routes())
         if auth is not None:
-            http_app.middlewares.append(auth_middleware(auth, mlflow, models))
+            sessions = SessionStore()
+            http_app.add_routes(session_routes(auth, sessions))
+            http_app.on_response_prepare.append(quiet_ui_challenges)
+            http_app.middlewares.append(auth_middleware(auth, mlflow, models, cookie_user(sessions)))
         http_app.middlewares.append(written_marks_middleware(consistency, settings.topic, settings.partitions,
                                                              READ_YOUR_WRITES_TIMEOUT_S))
+        install_web_security(http_app, WebPolicy.of(settings.server_host, settings.allowed_hosts,
+                                                    settings.cors_origins), is_ui_page)
         runner = web.AppRunner(http_app, access_log=None)
         await runner.setup()
         # Recorded before the port answers: whoever sees /health answer also finds this file, and

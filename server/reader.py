@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +19,24 @@ READ_ONLY_SETTINGS = {"readonly": 1}
 ROLLUP_SHIFT = 6                      # metric_rollups blocks: 2**6 = 64 steps (migration 003)
 ROLLUP_STEPS = 1 << ROLLUP_SHIFT
 DOWNSAMPLED_COLUMNS = ("bucket", "step_min", "step_max", "min", "max", "last", "points")
+
+
+LIFECYCLE_EVENTS = ("run_created", "run_status_changed", "finalize_requested", "artifact_committed", "run_deleted",
+                    "run_restored")
+
+
+def lifecycle_entry(event_type: str, timestamp_ms: int, kafka_timestamp_ms: int, payload: str) -> dict[str, Any]:
+    """One lifecycle event for the UI: what happened (a status, a manifest, an artifact path) and when
+    the client made it and the log took it."""
+    body = json.loads(payload or "{}")
+    detail: Any = None
+    if event_type == "run_status_changed":
+        detail = body.get("status")
+    elif event_type == "finalize_requested":
+        detail = [entry.get("path") for entry in body.get("manifest") or []]
+    elif event_type == "artifact_committed":
+        detail = body.get("path")
+    return {"event_type": event_type, "timestamp_ms": timestamp_ms, "logged_ms": kafka_timestamp_ms, "detail": detail}
 
 
 def _rows_as_dicts(result: Any) -> list[dict[str, Any]]:
@@ -150,14 +170,16 @@ class TrackingReader:
             sql += " LIMIT {limit:UInt64}"
         return sql, {"r": run_id, "k": key, "limit": limit, **src.parameters}
 
-    def metric_downsampled(self, run_id: str, key: str, buckets: int) -> dict[str, Any]:
+    def metric_downsampled(self, run_id: str, key: str, buckets: int,
+                           step_range: tuple[int | None, int | None] = (None, None)) -> dict[str, Any]:
         """At most ``buckets`` equal step ranges, each with min / max / last value and its point count,
         so spikes survive.
 
         The step range comes from ``metric_rollups`` (per 64-step block summaries). When a bucket
         spans at least four blocks the buckets are built from those summaries — whole blocks, so
         bucket widths are multiples of 64 steps and a 10M-point run reads 156k rows, not 10M; finer
-        buckets are computed from the points themselves.
+        buckets are computed from the points themselves. ``step_range`` (inclusive, either end open)
+        narrows the buckets to the steps a zoomed chart shows; rollup buckets then cover whole blocks.
         """
         params = {"r": run_id, "k": key}
         (lo, hi, points), = self.client.query(
@@ -165,23 +187,45 @@ class TrackingReader:
             f"WHERE run_id = {{r:String}} AND key = {{k:String}}", parameters=params).result_rows
         if not points:
             return {name: np.empty(0) for name in DOWNSAMPLED_COLUMNS}
+        lo = lo if step_range[0] is None else max(lo, step_range[0])
+        hi = hi if step_range[1] is None else min(hi, step_range[1])
+        if hi < lo:
+            return {name: np.empty(0) for name in DOWNSAMPLED_COLUMNS}
         width = -(-(hi - lo + 1) // buckets)
         if width >= 4 * ROLLUP_STEPS:
             lo_block, hi_block = lo >> ROLLUP_SHIFT, hi >> ROLLUP_SHIFT
             sql = (f"SELECT intDiv(block - {{lo:Int64}}, {{per:Int64}}) AS bucket, min(min_step) AS step_min, "
                    f"max(max_step) AS step_max, min(min_value) AS min, max(max_value) AS max, "
                    f"argMaxMerge(last) AS last, sum(points) AS points FROM {self.db}.metric_rollups "
-                   f"WHERE run_id = {{r:String}} AND key = {{k:String}} GROUP BY bucket ORDER BY bucket")
-            params.update(lo=lo_block, per=-(-(hi_block - lo_block + 1) // buckets))
+                   f"WHERE run_id = {{r:String}} AND key = {{k:String}} AND block BETWEEN {{lo:Int64}} AND {{hi:Int64}} "
+                   f"GROUP BY bucket ORDER BY bucket")
+            params.update(lo=lo_block, hi=hi_block, per=-(-(hi_block - lo_block + 1) // buckets))
         else:
             sql = (f"SELECT intDiv(step - {{lo:Int64}}, {{per:Int64}}) AS bucket, min(step) AS step_min, "
                    f"max(step) AS step_max, min(value) AS min, max(value) AS max, "
                    f"argMax(value, bitShiftLeft(toInt128(step), 64) + timestamp_ms) AS last, count() AS points "
                    f"FROM {self.db}.metrics WHERE run_id = {{r:String}} AND key = {{k:String}} "
-                   f"GROUP BY bucket ORDER BY bucket")
-            params.update(lo=lo, per=max(1, width))
+                   f"AND step BETWEEN {{lo:Int64}} AND {{hi:Int64}} GROUP BY bucket ORDER BY bucket")
+            params.update(lo=lo, hi=hi, per=max(1, width))
         table = self.client.query_arrow(sql, parameters=params)
         return {name: table.column(name).to_numpy() for name in DOWNSAMPLED_COLUMNS}
+
+    def run_lifecycle(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's lifecycle events from the event log, in log order (see :func:`lifecycle_entry`)."""
+        rows = self.client.query(
+            f"SELECT event_type, timestamp_ms, kafka_timestamp_ms, payload FROM {self.db}.events "
+            f"WHERE aggregate_id = {{r:String}} AND event_type IN {{types:Array(String)}} "
+            f"ORDER BY kafka_timestamp_ms, src_partition, src_offset LIMIT 1000",
+            parameters={"r": run_id, "types": list(LIFECYCLE_EVENTS)}).result_rows
+        return [lifecycle_entry(*row) for row in rows]
+
+    def experiment_activity(self, experiment_ids: list[str]) -> list[dict[str, Any]]:
+        """Per experiment: its (not deleted) runs, how many are RUNNING, and the last start or end time."""
+        return _rows_as_dicts(self.client.query(
+            f"SELECT experiment_id, count() AS runs, countIf(status = 'RUNNING') AS running, "
+            f"max(greatest(start_time, ifNull(end_time, 0))) AS last_activity FROM {self.db}.runs_latest "
+            f"WHERE experiment_id IN {{ids:Array(String)}} AND lifecycle_stage = 'active' GROUP BY experiment_id "
+            f"ORDER BY experiment_id", parameters={"ids": experiment_ids}))
 
     def compare(self, run_ids: list[str], key: str) -> dict[str, Any]:
         """One metric of several runs aligned by step (the latest value per step; None where a run has none)."""

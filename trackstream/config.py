@@ -39,6 +39,10 @@ class Settings:
     artifact_store: str = ""
     # Where SDK reads (``ts.search_runs``...) go: "" is this server's own http://host:port.
     reads_url: str = ""
+    # Browser-facing checks (server/web_security.py): Host names accepted besides loopback ones
+    # (DNS rebinding), and foreign origins allowed to make cross-origin requests (CORS, closed by default).
+    allowed_hosts: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -60,6 +64,8 @@ class Settings:
             batch_window_s=_positive_ms(env, "TRACKSTREAM_BATCH_WINDOW_MS", 100) / 1000,
             artifact_store=artifact_store_location(env.get("TRACKSTREAM_ARTIFACT_STORE", "")),
             reads_url=env.get("TRACKSTREAM_SERVER_URL", "").strip().rstrip("/"),
+            allowed_hosts=_comma_list(env.get("TRACKSTREAM_ALLOWED_HOSTS", "")),
+            cors_origins=_comma_list(env.get("TRACKSTREAM_CORS_ORIGINS", "")),
         )
 
     @property
@@ -105,3 +111,7 @@ def _positive_ms(env: Mapping[str, str], name: str, default: int) -> int:
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 60_000:
         raise InvalidInput(f"{name} must be a whole number of milliseconds between 1 and 60000, got {raw!r}")
     return int(raw)
+
+
+def _comma_list(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())

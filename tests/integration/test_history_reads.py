@@ -98,3 +98,25 @@ def test_downsample_of_an_unknown_metric_is_empty(db):
     client, database = db
     down = MlflowReader(client, database).metric_downsampled("nope", "loss", 10)
     assert all(len(col) == 0 for col in down.values())
+
+
+@pytest.mark.parametrize("n, lo, hi, buckets", [(5_000, 1_000, 1_999, 100), (400_000, 100_000, 299_999, 100)],
+                         ids=["from-points", "from-rollups"])
+def test_downsample_of_a_step_range_covers_only_that_range_more_finely(db, n, lo, hi, buckets):
+    """What the UI's zoom asks for: buckets over the visible steps only (rollups: whole 64-step blocks)."""
+    client, database = db
+    values = np.random.default_rng(2).random(n)
+    values[(lo + hi) // 2] = 99.0  # a spike inside the range
+    values[hi + 500] = 123.0  # one outside it
+    insert_points(client, database, np.arange(n), values)
+    reader = MlflowReader(client, database)
+    whole = reader.metric_downsampled("r1", "loss", buckets)
+    zoomed = reader.metric_downsampled("r1", "loss", buckets, (lo, hi))
+    assert 0 < len(zoomed["bucket"]) <= buckets
+    assert zoomed["step_min"][0] >= lo - ROLLUP_STEPS and zoomed["step_max"][-1] <= hi + ROLLUP_STEPS
+    assert zoomed["max"].max() == 99.0  # the spike survives, the one outside is not in the answer
+    width = lambda d: np.median(d["step_max"] - d["step_min"] + 1)  # noqa: E731
+    assert width(zoomed) <= width(whole) * (hi - lo + 1) / n + ROLLUP_STEPS  # finer in proportion to the range
+    assert reader.metric_downsampled("r1", "loss", buckets, (n + 10, n + 20))["bucket"].size == 0
+    open_ended = reader.metric_downsampled("r1", "loss", buckets, (None, hi))
+    assert open_ended["step_min"][0] == 0 and open_ended["step_max"][-1] <= hi + ROLLUP_STEPS

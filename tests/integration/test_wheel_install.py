@@ -31,6 +31,8 @@ def test_wheel_holds_only_the_trackstream_package(wheel: Path) -> None:
     for module in ("producer/client.py", "consumers/worker.py", "schemas/codec.py", "server/main.py",
                    "infra/kafka_broker.py", "schemas/avro/metrics_logged/v1.avsc", "server/openapi.json"):
         assert f"trackstream/{module}" in names, module
+    shipped = {p.relative_to(REPO / "server").as_posix() for p in (REPO / "server" / "ui_assets").rglob("*") if p.is_file()}
+    assert {f"trackstream/server/{p}" for p in shipped} <= set(names), "the web UI's assets are not all in the wheel"
 
 
 def test_installed_client_adds_only_trackstream_to_site_packages_and_imports_the_api(wheel: Path, tmp_path: Path) -> None:

@@ -55,3 +55,14 @@ def test_sdk_reads_go_to_the_server_url_unless_trackstream_server_url_names_anot
     assert Settings.from_env().client_read_url == "http://127.0.0.1:6000"
     monkeypatch.setenv("TRACKSTREAM_SERVER_URL", "https://tracking.example:443/")
     assert Settings.from_env().client_read_url == "https://tracking.example:443"
+
+
+def test_allowed_hosts_and_cors_origins_are_comma_lists_empty_by_default(monkeypatch):
+    monkeypatch.delenv("TRACKSTREAM_ALLOWED_HOSTS", raising=False)
+    monkeypatch.delenv("TRACKSTREAM_CORS_ORIGINS", raising=False)
+    assert Settings.from_env().allowed_hosts == () and Settings.from_env().cors_origins == ()
+    monkeypatch.setenv("TRACKSTREAM_ALLOWED_HOSTS", " tracker.example , ,10.0.0.5")
+    monkeypatch.setenv("TRACKSTREAM_CORS_ORIGINS", "https://notebook.example")
+    settings = Settings.from_env()
+    assert settings.allowed_hosts == ("tracker.example", "10.0.0.5")
+    assert settings.cors_origins == ("https://notebook.example",)
