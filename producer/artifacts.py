@@ -26,13 +26,14 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Protocol
-
-from tqdm import tqdm
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Protocol
 
 from trackstream.producer.validation import validate_run_id
 from trackstream.config import split_s3_location
 from trackstream.errors import DeliveryError, InvalidInput
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 __all__ = [
     "CHUNK_SIZE",
@@ -502,6 +503,8 @@ class ArtifactUploader:
         attempts = self.retries + 1
         tried = 0
         last: Exception | None = None
+        from tqdm import tqdm  # imported on first upload: `import trackstream` stays light
+
         with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=artifact_path,
                   disable=not show, leave=False) as bar:
             while tried < attempts and not isinstance(last, _PERMANENT):
