@@ -41,8 +41,8 @@ from multidict import MultiMapping
 
 from trackstream.server.errors import error_response
 from trackstream.server import json_codec
-from trackstream.server.mlflow_api import _trim_dir, body_bytes, ok, run_id_param, safe_artifact_path
-from trackstream.server.mlflow_service import _experiment_id
+from trackstream.server.mlflow_api import trim_dir, body_bytes, ok, run_id_param, safe_artifact_path
+from trackstream.server.mlflow_service import required_experiment_id
 from trackstream.server.ui import is_ui_page
 from trackstream.server.passwords import SCRYPT_N, SCRYPT_P, SCRYPT_R, PasswordHash, PasswordHashError
 from trackstream.errors import InvalidInput, PermissionDenied, Unauthenticated
@@ -338,7 +338,7 @@ Body = Mapping[str, Any]
 
 def _experiment_in(source: str, access: Access) -> Callable[[Query, Body], Requirement]:
     def need(query: Query, body: Body) -> Requirement:
-        return Experiments(access, (_experiment_id((query if source == "query" else body).get("experiment_id")),))
+        return Experiments(access, (required_experiment_id((query if source == "query" else body).get("experiment_id")),))
     return need
 
 
@@ -360,7 +360,7 @@ def _searched_experiments(query: Query, body: Body) -> Requirement:
 
 
 def _artifact_listing(query: Query, body: Body) -> Requirement:
-    path = _trim_dir(query.get("path", ""))
+    path = trim_dir(query.get("path", ""))
     return Experiments(Access.READ, (_artifact_experiment(path),)) if path else AllExperiments(Access.READ)
 
 

@@ -17,7 +17,7 @@ from trackstream.consumers.model_state import DELETED, FAILED, PENDING, READY
 from trackstream.errors import InvalidInput, NotFound
 from trackstream.producer import validation as v
 from trackstream.server.mlflow_fields import json_int64
-from trackstream.server.mlflow_service import MlflowService, _list_of_dicts, _string
+from trackstream.server.mlflow_service import MlflowService, list_of_dicts, optional_string
 from trackstream.server.model_reader import LoggedModelReader, mlflow_logged_model
 from trackstream.server.model_search import (SEARCH_LOGGED_MODELS_DEFAULT_MAX, build_logged_model_search_query,
                                              parse_datasets, parse_model_order_by)
@@ -56,9 +56,9 @@ def _point(metric: dict[str, Any]) -> tuple[Any, ...]:
 
 def key_values(items: Any, name: str, validate_value: Any) -> list[dict[str, str]]:
     checked: dict[str, str] = {}
-    for item in _list_of_dicts(items, name):
+    for item in list_of_dicts(items, name):
         key = v.validate_key(item.get("key"), name[:-1])
-        checked[key] = validate_value(key, _string(item.get("value"), "value"))
+        checked[key] = validate_value(key, optional_string(item.get("value"), "value"))
     return [{"key": k, "value": val} for k, val in checked.items()]
 
 
@@ -77,12 +77,12 @@ class LoggedModelService:
         experiment_id = experiment["experiment_id"]
         model_id = v.new_model_id()
         name = v.validate_model_name(body.get("name")) or model_id
-        source_run_id = _string(body.get("source_run_id"), "source_run_id") or None
+        source_run_id = optional_string(body.get("source_run_id"), "source_run_id") or None
         if source_run_id is not None:
             await self.mlflow.known_run(source_run_id)
         record = await self.mlflow.appender.append("logged_model_created", {
             "model_id": model_id, "experiment_id": experiment_id, "name": name,
-            "model_type": _string(body.get("model_type"), "model_type"), "source_run_id": source_run_id,
+            "model_type": optional_string(body.get("model_type"), "model_type"), "source_run_id": source_run_id,
             "artifact_location": f"{self.mlflow.artifact_uri_prefix}/{experiment_id}/models/{model_id}/artifacts",
             "params": key_values(body.get("params"), "params", v.validate_param_value),
             "tags": key_values(body.get("tags"), "tags", v.validate_tag_value)})
@@ -176,14 +176,14 @@ class LoggedModelService:
         """The model-tied metrics of a log-metric / log-batch (already validated and logged to the run)."""
         by_model: dict[str, list[dict[str, Any]]] = {}
         for m in metrics:
-            model_id = _string(m.get("model_id"), "model_id")
+            model_id = optional_string(m.get("model_id"), "model_id")
             if not model_id:
                 continue
             by_model.setdefault(model_id, []).append({
                 "key": m["key"], "value": float(m["value"]), "timestamp_ms": json_int64(m["timestamp"], "timestamp"),
                 "step": json_int64(m.get("step") or 0, "step"),
-                "dataset_name": _string(m.get("dataset_name"), "dataset_name"),
-                "dataset_digest": _string(m.get("dataset_digest"), "dataset_digest")})
+                "dataset_name": optional_string(m.get("dataset_name"), "dataset_name"),
+                "dataset_digest": optional_string(m.get("dataset_digest"), "dataset_digest")})
         for model_id, points in by_model.items():
             await self.active(model_id)
             await self.mlflow.appender.append("logged_model_metrics_logged",
@@ -206,7 +206,7 @@ class LoggedModelService:
         run_id = v.validate_run_id(run_id)
         await self.mlflow.active_run(run_id)
         links = []
-        for m in _list_of_dicts(models, "models"):
+        for m in list_of_dicts(models, "models"):
             model_id = await self.active(m.get("model_id"))
             links.append({"model_id": model_id, "step": json_int64(m.get("step") or 0, "step")})
         if links:

@@ -20,7 +20,7 @@ from trackstream.server import json_codec
 from trackstream.server.http import json_response, read_body
 from trackstream.server.mlflow_fields import decode_history_token, decode_log_batch, encode_history_token
 from trackstream.server.logged_models import LoggedModelService
-from trackstream.server.mlflow_service import MlflowService, _list_of_dicts, _run_id
+from trackstream.server.mlflow_service import MlflowService, list_of_dicts, required_run_id
 from trackstream.server.reader import HistoryPosition, MlflowReader
 from trackstream.errors import InvalidInput, NotFound
 
@@ -66,7 +66,7 @@ def page_offset(token: Any) -> int:
 
 
 def run_id_param(source: Any) -> str:
-    return _run_id(source.get("run_id") or source.get("run_uuid"))
+    return required_run_id(source.get("run_id") or source.get("run_uuid"))
 
 
 def model_of(key: str) -> str | None:
@@ -194,14 +194,14 @@ class ArtifactProxy:
     def rooted_listing(self, base: str, sub: str, root_uri: str) -> dict[str, Any]:
         """MLflow's ListArtifacts answer for the directory ``sub`` under the store key ``base``:
         ``{root_uri, files: [{path relative to the root, is_dir, file_size}]}``."""
-        sub = _trim_dir(sub)
+        sub = trim_dir(sub)
         children = self.children(f"{base}/{safe_artifact_path(sub)}" if sub else base) or []
         prefix = f"{sub}/" if sub else ""
         files = [dict(c, path=prefix + c["path"]) for c in children]
         return {"root_uri": root_uri, **({"files": files} if files else {})}
 
     async def list(self, request: web.Request) -> web.Response:
-        path = _trim_dir(request.query.get("path", ""))
+        path = trim_dir(request.query.get("path", ""))
         await self._require_ready_model(safe_artifact_path(path) if path else "")
         children = self.children(path)
         return ok({} if children is None or not children else {"files": children})
@@ -352,7 +352,7 @@ def mlflow_routes(service: MlflowService, reader: MlflowReader, artifacts: Artif
     @route("POST", "/mlflow/runs/log-inputs")
     async def log_inputs(request: web.Request) -> web.Response:
         body = await body_json(request)
-        _list_of_dicts(body.get("models"), "models")  # checked before anything is appended
+        list_of_dicts(body.get("models"), "models")  # checked before anything is appended
         await service.log_inputs(run_id_param(body), body.get("datasets"))
         await models.link_run(run_id_param(body), "INPUT", body.get("models"))
         return ok()
@@ -478,7 +478,7 @@ def safe_artifact_path(path: Any) -> str:
     return key
 
 
-def _trim_dir(path: str) -> str:
+def trim_dir(path: str) -> str:
     """A directory query parameter without its trailing slashes; a leading one stays so it is refused."""
     return path.rstrip("/") or path
 

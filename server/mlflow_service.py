@@ -70,8 +70,8 @@ class MlflowService:
     async def create_experiment(self, name: Any, artifact_location: Any = None, tags: Any = None) -> str:
         name = v.validate_experiment_name(name)
         tag_list = [{"key": v.validate_key(t.get("key"), "experiment tag"),
-                     "value": v.validate_experiment_tag_value(t.get("key"), _string(t.get("value", ""), "value"))}
-                    for t in _list_of_dicts(tags, "tags")]
+                     "value": v.validate_experiment_tag_value(t.get("key"), optional_string(t.get("value", ""), "value"))}
+                    for t in list_of_dicts(tags, "tags")]
         if artifact_location:
             raise InvalidInput("artifact_location cannot be chosen by clients: artifacts live under the server's "
                                "artifact root (a client-chosen location is how MLflow's path-traversal CVEs began)")
@@ -90,7 +90,7 @@ class MlflowService:
         return experiment_id
 
     async def get_experiment(self, experiment_id: Any) -> dict[str, Any]:
-        experiment_id = _experiment_id(experiment_id)
+        experiment_id = required_experiment_id(experiment_id)
         experiment = await self.read(self.reader.experiment, experiment_id)
         if experiment is None:
             raise NotFound(f"No Experiment with id={experiment_id} exists")
@@ -112,7 +112,7 @@ class MlflowService:
 
     async def active_experiment_id(self, experiment_id: Any) -> str:
         """Like ``active_experiment`` but from the cache when it can (the run-create hot path)."""
-        experiment_id = _experiment_id(experiment_id)
+        experiment_id = required_experiment_id(experiment_id)
         stage = self._experiment_stages.get(experiment_id)
         if stage is None:
             stage = (await self.get_experiment(experiment_id))["lifecycle_stage"]
@@ -148,7 +148,7 @@ class MlflowService:
         key = v.validate_key(key, "experiment tag")
         await self.appender.append("experiment_tag_set", {"experiment_id": experiment["experiment_id"], "key": key,
                                                           "value": v.validate_experiment_tag_value(
-                                                              key, _string(value, "value"))})
+                                                              key, optional_string(value, "value"))})
 
     # runs ------------------------------------------------------------------------------------
     async def create_run(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -156,7 +156,7 @@ class MlflowService:
         never waits for the worker."""
         experiment_id = await self.active_experiment_id(body.get("experiment_id"))
         tags = {t["key"]: t["value"] for t in self._tags(body.get("tags"))}
-        run_name = _string(body.get("run_name"), "run_name")
+        run_name = optional_string(body.get("run_name"), "run_name")
         if run_name and tags.get("mlflow.runName", run_name) != run_name:
             raise InvalidInput(f"Both 'run_name' argument and 'mlflow.runName' tag are specified, but with "
                                f"different values (run_name='{run_name}', mlflow.runName='{tags['mlflow.runName']}').")
@@ -166,7 +166,7 @@ class MlflowService:
         start_time = json_int64(body.get("start_time", now_ms()), "start_time")
         record = await self.appender.append("run_created", {
             "run_id": run_id, "experiment_id": experiment_id, "run_name": run_name,
-            "user_id": _string(body.get("user_id"), "user_id") or tags.get("mlflow.user", ""),
+            "user_id": optional_string(body.get("user_id"), "user_id") or tags.get("mlflow.user", ""),
             "source_name": tags.get("mlflow.source.name", ""), "parent_run_id": tags.get("mlflow.parentRunId"),
             "start_time_ms": start_time, "tags": [{"key": k, "value": val} for k, val in tags.items()]})
         self._runs[run_id] = CachedRun(experiment_id)
@@ -177,7 +177,7 @@ class MlflowService:
             {"metrics": [], "params": [], "tags": sorted(record["tags"], key=lambda t: t["key"])})
 
     async def get_run(self, run_id: Any) -> dict[str, Any]:
-        run_id = _run_id(run_id)
+        run_id = required_run_id(run_id)
         run = await self.read(self.reader.mlflow_run, run_id)
         if run is None:
             raise NotFound(f"Run with id={run_id} not found")
@@ -185,7 +185,7 @@ class MlflowService:
 
     async def update_run(self, run_id: Any, status: Any, end_time: Any, run_name: Any) -> None:
         run = await self.active_run(run_id)
-        run_name = _string(run_name, "run_name")
+        run_name = optional_string(run_name, "run_name")
         if run_name:
             await self._append_run_event("tags_set", run_id, {"tags": [
                 {"key": "mlflow.runName", "value": v.validate_tag_value("mlflow.runName", run_name)}]})
@@ -203,17 +203,17 @@ class MlflowService:
     async def delete_run(self, run_id: Any) -> None:
         run = await self.known_run(run_id)
         if run.lifecycle_stage != "deleted":
-            await self._append_run_event("run_deleted", _run_id(run_id), {})
+            await self._append_run_event("run_deleted", required_run_id(run_id), {})
 
     async def restore_run(self, run_id: Any) -> None:
         run = await self.known_run(run_id)
         if run.lifecycle_stage != "active":
-            await self._append_run_event("run_restored", _run_id(run_id), {})
+            await self._append_run_event("run_restored", required_run_id(run_id), {})
 
     async def log_batch(self, run_id: Any, metrics: Any, params: Any, tags: Any) -> None:
         if not isinstance(metrics, MetricColumns):
-            metrics = _list_of_dicts(metrics, "metrics")
-        params, tags = _list_of_dicts(params, "params"), _list_of_dicts(tags, "tags")
+            metrics = list_of_dicts(metrics, "metrics")
+        params, tags = list_of_dicts(params, "params"), list_of_dicts(tags, "tags")
         v.validate_batch_sizes(len(metrics), len(params), len(tags))
         run_id = v.validate_run_id(run_id)
         run = await self.active_run(run_id)
@@ -237,18 +237,18 @@ class MlflowService:
     async def log_inputs(self, run_id: Any, datasets: Any) -> None:
         """Append inputs_logged with the request's datasets, the first per (name, digest); the
         materializer also drops those the run already has."""
-        items = _list_of_dicts(datasets, "datasets")
+        items = list_of_dicts(datasets, "datasets")
         if len(items) > MAX_DATASETS_PER_BATCH:
             raise InvalidInput(f"A batch logging request can contain at most {MAX_DATASETS_PER_BATCH} datasets. "
                                f"Got {len(items)} datasets.")
         checked = dedupe_dataset_inputs(dataset_input_from_json(item) for item in items)
-        run_id = _run_id(run_id)
+        run_id = required_run_id(run_id)
         await self.active_run(run_id)
         if checked:
             await self._append_run_event("inputs_logged", run_id, {"datasets": [d.to_record() for d in checked]})
 
     async def delete_tag(self, run_id: Any, key: Any) -> None:
-        run_id = _run_id(run_id)
+        run_id = required_run_id(run_id)
         await self.active_run(run_id)
         key = v.validate_key(key, "tag")
         run = await self.read(self.reader.mlflow_run, run_id)
@@ -296,7 +296,7 @@ class MlflowService:
 
     # helpers ---------------------------------------------------------------------------------
     async def known_run(self, run_id: Any) -> CachedRun:
-        run_id = _run_id(run_id)
+        run_id = required_run_id(run_id)
         cached = self._runs.get(run_id)
         if cached is None:
             state = await self.read(self.reader.run_state_for_writes, run_id)
@@ -326,15 +326,15 @@ class MlflowService:
             if key in checked:
                 raise InvalidInput(f"Duplicate parameter keys have been submitted: ['{key}']. Please ensure the "
                                    "request contains only one param value per param key.")
-            checked[key] = v.validate_param_value(key, _string(p.get("value"), "value"))
+            checked[key] = v.validate_param_value(key, optional_string(p.get("value"), "value"))
         return checked
 
     @staticmethod
     def _tags(tags: Any) -> list[dict[str, str]]:
         latest: dict[str, str] = {}
-        for t in _list_of_dicts(tags, "tags"):
+        for t in list_of_dicts(tags, "tags"):
             key = v.validate_key(t.get("key"), "tag")
-            latest[key] = v.validate_tag_value(key, _string(t.get("value"), "value"))
+            latest[key] = v.validate_tag_value(key, optional_string(t.get("value"), "value"))
         return [{"key": k, "value": val} for k, val in latest.items()]
 
 
@@ -343,7 +343,7 @@ def _require_active_experiment(experiment_id: str, stage: str) -> None:
         raise InvalidInput(f"The experiment {experiment_id} must be in the 'active' state. Current state is {stage}.")
 
 
-def _list_of_dicts(items: Any, name: str) -> list[dict[str, Any]]:
+def list_of_dicts(items: Any, name: str) -> list[dict[str, Any]]:
     if items is None:
         return []
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
@@ -351,7 +351,7 @@ def _list_of_dicts(items: Any, name: str) -> list[dict[str, Any]]:
     return items
 
 
-def _string(value: Any, name: str) -> str:
+def optional_string(value: Any, name: str) -> str:
     """An optional string field (MLflow's ``_assert_string``): None is "", anything else but a string is refused."""
     if value is None:
         return ""
@@ -361,13 +361,13 @@ def _string(value: Any, name: str) -> str:
     return value
 
 
-def _run_id(run_id: Any) -> str:
+def required_run_id(run_id: Any) -> str:
     if not isinstance(run_id, str) or not run_id:
         raise InvalidInput("Missing value for required parameter 'run_id'.")
     return run_id
 
 
-def _experiment_id(experiment_id: Any) -> str:
+def required_experiment_id(experiment_id: Any) -> str:
     if experiment_id is None or experiment_id == "":
         raise InvalidInput("Missing value for required parameter 'experiment_id'.")
     text = str(experiment_id)

@@ -17,8 +17,8 @@ from typing import Any
 
 from trackstream.consumers.store import check_database_name
 from trackstream.errors import InvalidInput
-from trackstream.server.search import (_SQL_COMPARATORS, Comparison, OrderTerm, Vocabulary, _Joins, _keyed_condition,
-                                       _Params, check_max_results, decode_page_token, parse_filter, parse_order_by)
+from trackstream.server.search import (SQL_COMPARATORS, Comparison, OrderTerm, Vocabulary, Joins, keyed_condition,
+                                       SqlParams, check_max_results, decode_page_token, parse_filter, parse_order_by)
 
 MODEL_VOCABULARY = Vocabulary(
     string_attributes=("name", "model_id", "model_type", "status", "source_run_id"),
@@ -92,7 +92,7 @@ def parse_model_order_by(items: Any) -> list[ModelOrder]:
     return orders
 
 
-def _dataset_condition(datasets: list[DatasetFilter], p: _Params) -> str:
+def _dataset_condition(datasets: list[DatasetFilter], p: SqlParams) -> str:
     if not datasets:
         return ""
     terms = []
@@ -104,9 +104,9 @@ def _dataset_condition(datasets: list[DatasetFilter], p: _Params) -> str:
     return f" AND ({' OR '.join(terms)})"
 
 
-def _attribute_condition(c: Comparison, p: _Params) -> str:
+def _attribute_condition(c: Comparison, p: SqlParams) -> str:
     numeric = c.key in MODEL_VOCABULARY.numeric_attributes
-    return f"m.{_COLUMNS.get(c.key, c.key)} {_SQL_COMPARATORS[c.comparator]} " \
+    return f"m.{_COLUMNS.get(c.key, c.key)} {SQL_COMPARATORS[c.comparator]} " \
            f"{p.bind(c.value, 'Float64' if numeric else 'String')}"
 
 
@@ -119,8 +119,8 @@ def build_logged_model_search_query(database: str, experiment_ids: list[str], fi
     check_max_results(max_results)
     offset = decode_page_token(page_token)
     comparisons = parse_filter(filter_string, MODEL_VOCABULARY)
-    p = _Params()
-    joins = _Joins(db, p, _MODEL_SOURCES, id_column="model_id", outer="m")
+    p = SqlParams()
+    joins = Joins(db, p, _MODEL_SOURCES, id_column="model_id", outer="m")
     experiments = p.bind([str(e) for e in experiment_ids], "Array(String)")
     where = ["m.lifecycle_stage = 'active'"]
     for c in comparisons:
@@ -128,7 +128,7 @@ def build_logged_model_search_query(database: str, experiment_ids: list[str], fi
             where.append(_attribute_condition(c, p))
         else:
             extra = _dataset_condition(datasets, p) if c.kind == "metric" else ""
-            where.append(_keyed_condition(c, joins.column(c.kind, c.key, extra), p))
+            where.append(keyed_condition(c, joins.column(c.kind, c.key, extra), p))
     columns, order = ["m.model_id AS model_id"], []
     for i, item in enumerate(order_by):
         term = item.term

@@ -478,7 +478,7 @@ def check_max_results(max_results: int) -> int:
     return max_results
 
 
-class _Params:
+class SqlParams:
     def __init__(self) -> None:
         self.values: dict[str, Any] = {}
 
@@ -488,7 +488,7 @@ class _Params:
         return f"{{{name}:{ch_type}}}"
 
 
-_SQL_COMPARATORS = {op: op for op in ("=", "!=", "<", "<=", ">", ">=", "LIKE", "ILIKE", "IN", "NOT IN")}
+SQL_COMPARATORS = {op: op for op in ("=", "!=", "<", "<=", ">", ">=", "LIKE", "ILIKE", "IN", "NOT IN")}
 
 
 _KEYED_SOURCES = {
@@ -505,14 +505,14 @@ _KEYED_SOURCES = {
 }
 
 
-class _Joins:
+class Joins:
     """A LEFT ANY JOIN per (kind, key) a search uses, giving a column ``<alias>.v``.
 
     A key the run lacks is NULL, so comparisons on it are false (MLflow: a run without the key never
     matches) and ``IS NULL`` and NULLS LAST ordering need no special case.
     """
 
-    def __init__(self, db: str, p: _Params, sources: dict[str, str] | None = None, id_column: str = "run_id",
+    def __init__(self, db: str, p: SqlParams, sources: dict[str, str] | None = None, id_column: str = "run_id",
                  outer: str = "r") -> None:
         self.db, self.p = db, p
         self.sources = _KEYED_SOURCES if sources is None else sources
@@ -531,8 +531,8 @@ class _Joins:
         return f"{alias}.v"
 
 
-def _attribute_condition(c: Comparison, p: _Params) -> str:
-    op = _SQL_COMPARATORS[c.comparator]
+def _attribute_condition(c: Comparison, p: SqlParams) -> str:
+    op = SQL_COMPARATORS[c.comparator]
     if c.comparator in ("IN", "NOT IN"):
         return f"run_id {op} {p.bind(list(c.value or ()), 'Array(String)')}"
     return f"{c.key} {op} {p.bind(c.value, 'Float64' if c.key in _NUMERIC_ATTRIBUTES else 'String')}"
@@ -547,19 +547,19 @@ _DATASET_COLUMNS = {
 }
 
 
-def _dataset_condition(c: Comparison, db: str, p: _Params) -> str:
+def _dataset_condition(c: Comparison, db: str, p: SqlParams) -> str:
     """Runs with at least one dataset input satisfying the comparison (MLflow's ``any``)."""
     is_list = c.comparator in ("IN", "NOT IN")
     value = p.bind(list(c.value or ()) if is_list else c.value, "Array(String)" if is_list else "String")
     return (f"run_id IN (SELECT run_id FROM {db}.dataset_inputs "
-            f"WHERE {_DATASET_COLUMNS[c.key]} {_SQL_COMPARATORS[c.comparator]} {value})")
+            f"WHERE {_DATASET_COLUMNS[c.key]} {SQL_COMPARATORS[c.comparator]} {value})")
 
 
-def _keyed_condition(c: Comparison, column: str, p: _Params) -> str:
+def keyed_condition(c: Comparison, column: str, p: SqlParams) -> str:
     if c.comparator in ("IS NULL", "IS NOT NULL"):
         return f"{column} {c.comparator}"
     value = p.bind(c.value, "Float64" if c.kind == "metric" else "String")
-    return f"{column} {_SQL_COMPARATORS[c.comparator]} {value}"
+    return f"{column} {SQL_COMPARATORS[c.comparator]} {value}"
 
 
 RUN_INFO_COLUMNS = ("run_id", "run_name", "experiment_id", "user_id", "status", "start_time", "end_time",
@@ -586,8 +586,8 @@ def build_search_query(database: str, experiment_ids: list[str], filter_string: 
     comparisons = parse_filter(filter_string)
     terms = parse_order_by(order_by)
 
-    p = _Params()
-    joins = _Joins(db, p)
+    p = SqlParams()
+    joins = Joins(db, p)
     experiments = p.bind([str(e) for e in experiment_ids], "Array(String)")
     run_where = ["1"]
     stages = RUN_VIEW_TYPES[run_view_type]
@@ -600,7 +600,7 @@ def build_search_query(database: str, experiment_ids: list[str], filter_string: 
         elif c.kind == "dataset":
             run_where.append(_dataset_condition(c, db, p))
         else:
-            where.append(_keyed_condition(c, joins.column(c.kind, c.key), p))
+            where.append(keyed_condition(c, joins.column(c.kind, c.key), p))
 
     columns, order = [f"r.{c} AS {c}" for c in RUN_INFO_COLUMNS], []
     for i, term in enumerate(terms):
