@@ -11,7 +11,7 @@ import uuid
 import numpy as np
 import pytest
 
-from tests.integration.harness import make_server
+from tests.integration.harness import running_server
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow import MlflowClient  # noqa: E402
@@ -21,10 +21,8 @@ from trackstream.mlflow_store import TrackstreamStore  # noqa: E402
 
 @pytest.fixture(scope="module")
 def server(kafka_bootstrap, tmp_path_factory):
-    handle = make_server(kafka_bootstrap, tmp_path_factory.mktemp("plugin"), f"pl{uuid.uuid4().hex[:6]}")
-    handle.start()
-    yield handle
-    handle.stop()
+    with running_server(kafka_bootstrap, tmp_path_factory.mktemp("plugin"), "pl") as handle:
+        yield handle
 
 
 @pytest.fixture(scope="module")

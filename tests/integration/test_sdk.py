@@ -7,7 +7,6 @@ import hashlib
 import subprocess
 import sys
 import textwrap
-import uuid
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ import trackstream as ts
 from trackstream.producer.artifacts import ArtifactUploadError, LocalArtifactStore
 from trackstream.producer.client import TrackingClient
 from trackstream.producer.provenance import collect_provenance
-from tests.integration.harness import REPO, ServerHandle, make_server, wait_until
+from tests.integration.harness import REPO, ServerHandle, running_server, wait_until
 
 RANKS = 32
 POINTS_PER_KEY = 1000
@@ -38,10 +37,8 @@ RANK_SCRIPT = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def server(kafka_bootstrap, tmp_path_factory):
-    handle = make_server(kafka_bootstrap, tmp_path_factory.mktemp("sdk"), f"sdk{uuid.uuid4().hex[:6]}")
-    handle.start()
-    yield handle
-    handle.stop()
+    with running_server(kafka_bootstrap, tmp_path_factory.mktemp("sdk"), "sdk") as handle:
+        yield handle
 
 
 @pytest.fixture

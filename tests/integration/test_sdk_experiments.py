@@ -12,7 +12,7 @@ import trackstream as ts
 from trackstream.errors import InvalidInput
 from trackstream.producer.client import TrackingClient
 from trackstream.schemas.experiment_ids import candidate_experiment_ids
-from tests.integration.harness import ServerHandle, make_server, wait_until
+from tests.integration.harness import ServerHandle, running_server, wait_until
 
 mlflow = pytest.importorskip("mlflow")
 import requests  # noqa: E402 - installed with mlflow
@@ -21,10 +21,8 @@ from mlflow import MlflowClient  # noqa: E402
 
 @pytest.fixture(scope="module")
 def server(kafka_bootstrap, tmp_path_factory):
-    handle = make_server(kafka_bootstrap, tmp_path_factory.mktemp("sdk-exp"), f"sx{uuid.uuid4().hex[:6]}")
-    handle.start()
-    yield handle
-    handle.stop()
+    with running_server(kafka_bootstrap, tmp_path_factory.mktemp("sdk-exp"), "sx") as handle:
+        yield handle
 
 
 @pytest.fixture

@@ -15,17 +15,15 @@ from trackstream.errors import InvalidInput, NotFound
 from trackstream.producer.client import TrackingClient
 from trackstream.read_protocol import WRITTEN_HEADER
 from trackstream.reading import HttpReader
-from tests.integration.harness import make_server
+from tests.integration.harness import running_server
 
 mlflow = pytest.importorskip("mlflow")
 
 
 @pytest.fixture(scope="module")
 def server(kafka_bootstrap, tmp_path_factory):
-    handle = make_server(kafka_bootstrap, tmp_path_factory.mktemp("reads"), f"rd{uuid.uuid4().hex[:6]}")
-    handle.start()
-    yield handle
-    handle.stop()
+    with running_server(kafka_bootstrap, tmp_path_factory.mktemp("reads"), "rd") as handle:
+        yield handle
 
 
 @pytest.fixture(scope="module")
