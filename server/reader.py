@@ -227,6 +227,22 @@ class TrackingReader:
             f"WHERE experiment_id IN {{ids:Array(String)}} AND lifecycle_stage = 'active' GROUP BY experiment_id "
             f"ORDER BY experiment_id", parameters={"ids": experiment_ids}))
 
+    def experiment_keys(self, experiment_id: str, limit: int) -> dict[str, Any]:
+        """The distinct param, metric and tag keys over an experiment's active runs (one query per kind),
+        each sorted and cut at ``limit``; ``truncated`` names the kinds that had more."""
+        runs = (f"(SELECT run_id FROM {self.db}.runs_latest WHERE experiment_id = {{e:String}} "
+                f"AND lifecycle_stage = 'active')")
+        tables = {"params": f"{self.db}.params", "metrics": f"{self.db}.latest_metrics", "tags": f"{self.db}.tags_latest"}
+        keys: dict[str, Any] = {"truncated": []}
+        for kind, table in tables.items():
+            found = [row[0] for row in self.client.query(
+                f"SELECT DISTINCT key FROM {table} WHERE run_id IN {runs} ORDER BY key LIMIT {{n:UInt32}}",
+                parameters={"e": experiment_id, "n": limit + 1}).result_rows]
+            keys[kind] = found[:limit]
+            if len(found) > limit:
+                keys["truncated"].append(kind)
+        return keys
+
     def compare(self, run_ids: list[str], key: str) -> dict[str, Any]:
         """One metric of several runs aligned by step (the latest value per step; None where a run has none)."""
         import numpy as np

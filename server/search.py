@@ -9,7 +9,7 @@ Grammar (MLflow's ``SearchUtils``, parsed by hand instead of with sqlparse)::
     filter      := <empty> | comparison (AND comparison)*          -- AND is case-insensitive
     comparison  := identifier op value
                  | identifier IS [NOT] NULL                         -- params and tags only
-                 | identifier [NOT] IN '(' string (',' string)* ')' -- attributes.run_id, datasets.*
+                 | identifier [NOT] IN '(' string (',' string)* ')' -- attributes.run_id, datasets.*, tags (trackstream)
     identifier  := [type '.'] key
     type        := metric(s) | param(s) | parameter(s) | tag(s) | attribute(s) | attr | run
                  | dataset(s)                                       -- keys name, digest, context
@@ -96,7 +96,9 @@ _NUMERIC_COMPARATORS = ("=", "!=", "<", "<=", ">", ">=")
 _COMPARATORS: dict[str, tuple[str, ...]] = {
     "metric": _NUMERIC_COMPARATORS,
     "param": ("=", "!=", "LIKE", "ILIKE", "IS NULL", "IS NOT NULL"),
-    "tag": ("=", "!=", "LIKE", "ILIKE", "IS NULL", "IS NOT NULL"),
+    # IN / NOT IN on tags is trackstream's extension (MLflow refuses it): the UI finds the children of a
+    # page of runs with one ``tags.mlflow.parentRunId IN (...)`` search.
+    "tag": ("=", "!=", "LIKE", "ILIKE", "IN", "NOT IN", "IS NULL", "IS NOT NULL"),
     "string_attribute": ("=", "!=", "LIKE", "ILIKE", "IN", "NOT IN"),
     "numeric_attribute": _NUMERIC_COMPARATORS,
     "dataset": ("=", "!=", "LIKE", "ILIKE", "IN", "NOT IN"),
@@ -322,7 +324,7 @@ class _FilterParser:
             raise _SyntaxError(op_token.pos, f"Invalid comparator '{comparator}' for {ident.text}, "
                                              f"not one of {[a for a in allowed if not a.startswith('IS')]}")
         if comparator in ("IN", "NOT IN"):
-            if kind != "dataset" and key not in self.vocab.list_attributes:
+            if kind == "attribute" and key not in self.vocab.list_attributes:
                 allowed_lists = " or ".join(f"'{a}'" for a in self.vocab.list_attributes) or "no"
                 datasets = " and the dataset 'name', 'digest' and 'context'" if self.vocab.dataset_filters else ""
                 raise _SyntaxError(op_token.pos, f"Only the {allowed_lists} attribute{datasets} {'support' if datasets else 'supports'} comparison "
@@ -558,6 +560,8 @@ def _dataset_condition(c: Comparison, db: str, p: _Params) -> str:
 def _keyed_condition(c: Comparison, column: str, p: _Params) -> str:
     if c.comparator in ("IS NULL", "IS NOT NULL"):
         return f"{column} {c.comparator}"
+    if c.comparator in ("IN", "NOT IN"):  # tags only; a run without the tag matches neither (NULL)
+        return f"{column} {c.comparator} {p.bind(list(c.value or ()), 'Array(String)')}"
     value = p.bind(c.value, "Float64" if c.kind == "metric" else "String")
     return f"{column} {_SQL_COMPARATORS[c.comparator]} {value}"
 
