@@ -93,6 +93,11 @@ async function showFinalizing(runs) {
   }));
 }
 
+/** runs/search takes trackstream's as_of (the runs as they were then, same filter and paging). */
+function asOfParam() {
+  return getAsOf() == null ? undefined : String(getAsOf());
+}
+
 /** Children of this page's runs that are on other pages (one search, under the same filter), so a
  * parent always shows its children; they are marked as coming from elsewhere. */
 async function offPageChildren(experimentId, runs, filter) {
@@ -100,15 +105,9 @@ async function offPageChildren(experimentId, runs, filter) {
   const ids = runs.map((r) => `'${r.info.run_id.replaceAll("'", "''")}'`).join(', ');
   const byParent = `tags.${PARENT_TAG} IN (${ids})`;
   const result = await post(`${MLFLOW}/runs/search`, {experiment_ids: [experimentId],
-    filter: filter ? `${filter} AND ${byParent}` : byParent, max_results: MAX_OFF_PAGE_CHILDREN});
+    filter: filter ? `${filter} AND ${byParent}` : byParent, max_results: MAX_OFF_PAGE_CHILDREN, as_of: asOfParam()});
   const onPage = new Set(runs.map((r) => r.info.run_id));
   return (result.runs || []).filter((r) => !onPage.has(r.info.run_id)).map((r) => ({...r, offPage: true}));
-}
-
-/** as-of reads go through trackstream's history route, which takes no filter: shown as MLflow-shaped runs. */
-async function historicPage(experimentId) {
-  const runs = (await tsGet('/api/ts/runs', {experiment_id: experimentId, limit: PAGE_SIZE})).runs;
-  return {runs: runs.map((r) => ({info: {...r, run_name: r.run_name, end_time: r.end_time}, data: {}})), next_page_token: null};
 }
 
 export async function runsView(experimentId) {
@@ -191,14 +190,11 @@ export async function runsView(experimentId) {
 
   const load = async () => {
     try {
-      const historic = getAsOf() != null;
-      filterInput.disabled = historic;
-      filterInput.title = historic ? `as of a past moment: the ${PAGE_SIZE} newest runs, without filter or paging` : '';
-      const result = historic ? await historicPage(experimentId) : await post(`${MLFLOW}/runs/search`, {
+      const result = await post(`${MLFLOW}/runs/search`, {
         experiment_ids: [experimentId], filter: state.filter, order_by: [state.order], max_results: PAGE_SIZE,
-        page_token: state.tokens[state.page] || undefined});
+        page_token: state.tokens[state.page] || undefined, as_of: asOfParam()});
       const page = result.runs || [];
-      const children = historic ? [] : await offPageChildren(experimentId, page, state.filter);
+      const children = await offPageChildren(experimentId, page, state.filter);
       const shown = new Set([...page, ...children].map((r) => r.info.run_id));
       page.forEach((r) => { r.parentElsewhere = Boolean(tagMap(r)[PARENT_TAG]) && !shown.has(tagMap(r)[PARENT_TAG]); });
       state.runs = [...page, ...children];

@@ -269,6 +269,15 @@ def test_a_tag_list_filter_compares_the_latest_tag_value_with_a_bound_array():
     assert ["a", "b"] in params.values() and "mlflow.parentRunId" in params.values()
 
 
+def test_a_search_as_of_a_cut_reads_every_table_through_the_cut():
+    cut = "src_offset <= {cut_o:Int64}"
+    sql, _ = build_search_query("db", ["1"], "params.a = 'x' AND metrics.m > 1 AND tags.t = 'y' AND "
+                                "datasets.name = 'd'", ["metrics.m DESC"], "ACTIVE_ONLY", 10, None, cut)
+    assert sql.count(cut) == 5  # runs, param, metric, tag, dataset inputs
+    assert "latest_metrics" not in sql  # the rollup table has no cut; the metric rows do
+    assert build_search_query("db", ["1"], "params.a = 'x'", [], "ACTIVE_ONLY", 10, None)[0].count("src_offset <=") == 0
+
+
 def test_dataset_filters_select_runs_with_some_matching_input():
     sql, params = build_search_query("db", ["1"], "datasets.name = 'iris' AND datasets.context IN ('training')",
                                      [], "ACTIVE_ONLY", 10, None)
