@@ -425,6 +425,8 @@ def _trackstream_requirement(method: str, route: str, query: Query, match: Mappi
         return Models(Access.READ, (match["model_id"],))
     if route == "/api/ts/experiments/activity" and method == "GET":
         return Experiments(Access.READ, tuple(query.getall("experiment_id", [])))
+    if route == "/api/ts/experiments/{experiment_id}/keys" and method == "GET":
+        return Experiments(Access.READ, (match["experiment_id"],))
     if route == "/api/ts/compare" and method == "GET":
         return Runs(Access.READ, tuple(query.getall("run_id", [])))
     return Scope.ADMIN

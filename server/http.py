@@ -154,6 +154,12 @@ def create_app(reader: TrackingReader, run_query: QueryRunner, stats: IngestStat
             raise InvalidInput(f"experiments/activity takes 1 to 1000 experiment_id parameters, got {len(ids)}")
         return json_response({"experiments": await run_query(reader.experiment_activity, ids)})
 
+    @routes.get("/api/ts/experiments/{experiment_id}/keys")
+    async def experiment_keys(request: web.Request) -> web.Response:
+        """Every param, metric and tag key of an experiment's runs (the UI's column picker)."""
+        limit = _int_param(request, "limit", 1000, 10_000)
+        return json_response(await run_query(reader.experiment_keys, request.match_info["experiment_id"], limit))
+
     @routes.get("/api/ts/compare")
     async def compare(request: web.Request) -> web.Response:
         run_ids = request.query.getall("run_id", [])

@@ -17,7 +17,7 @@ from trackstream.producer import validation as v
 from trackstream.producer.inputs import MAX_DATASETS_PER_BATCH, dataset_input_from_json, dedupe_dataset_inputs
 from trackstream.server.event_log import EventAppender, ReadYourWrites
 from trackstream.server.mlflow_fields import MetricColumns, json_int64, metric_batch_from_json
-from trackstream.server.reader import TrackingReader, mlflow_run_entity
+from trackstream.server.reader import LOG_CUT, TrackingReader, mlflow_run_entity
 from trackstream.errors import InvalidInput, NotFound, ResourceAlreadyExists
 from trackstream.schemas.experiment_ids import (
     DEFAULT_EXPERIMENT_ID,
@@ -25,6 +25,7 @@ from trackstream.schemas.experiment_ids import (
     candidate_experiment_ids,
     new_experiment_id,
 )
+from trackstream.moments import parse_moment
 from trackstream.run_names import generated_run_name
 
 RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
@@ -286,9 +287,14 @@ class MlflowService:
         if filter_string is not None and not isinstance(filter_string, str):
             raise InvalidInput("Invalid value for parameter 'filter': expected a string")
         page_token = body.get("page_token")
+        as_of = body.get("as_of")  # trackstream's extension: the runs as they were at that moment
+        if as_of is not None and (isinstance(as_of, bool) or not isinstance(as_of, (str, int))):
+            raise InvalidInput("Invalid value for parameter 'as_of': expected Unix milliseconds or an ISO time")
+        as_of_ms = parse_moment(str(as_of), "as_of") if as_of not in (None, "") else None
         sql, params = build_search_query(database, [str(e) for e in experiment_ids], filter_string, order_by, view,
-                                         max_results, page_token)
-        runs, next_token = await self.read(self.reader.search_mlflow_runs, sql, params, max_results, page_token)
+                                         max_results, page_token, None if as_of_ms is None else LOG_CUT)
+        runs, next_token = await self.read(self.reader.search_mlflow_runs, sql, params, max_results, page_token,
+                                           as_of_ms)
         result: dict[str, Any] = {"runs": runs}
         if next_token:
             result["next_page_token"] = next_token

@@ -53,14 +53,18 @@ class HistoryPosition:
     seen_at_position: int
 
 
+# The row condition of a cut of the log; its parameters (per partition, the last offset kept) come from log_cut.
+LOG_CUT = ("toInt64(src_offset) <= transform(src_partition, {cut_p:Array(UInt32)}, {cut_o:Array(Int64)}, "
+           "toInt64(-1))")
+
+
 def log_cut(client: Client, db: str, as_of_ms: int) -> tuple[str, dict[str, Any]]:
     """A row condition (and its parameters) keeping only rows of events whose Kafka timestamp is at or
     before ``as_of_ms`` — the same cut `trackstream replay --until` makes."""
     cutoffs = client.query(
         f"SELECT src_partition, max(src_offset) FROM {db}.events WHERE kafka_timestamp_ms <= {{t:Int64}} "
         f"GROUP BY src_partition", parameters={"t": as_of_ms}).result_rows
-    return ("toInt64(src_offset) <= transform(src_partition, {cut_p:Array(UInt32)}, {cut_o:Array(Int64)}, "
-            "toInt64(-1))", {"cut_p": [int(p) for p, _ in cutoffs], "cut_o": [int(o) for _, o in cutoffs]})
+    return LOG_CUT, {"cut_p": [int(p) for p, _ in cutoffs], "cut_o": [int(o) for _, o in cutoffs]}
 
 
 @dataclass(frozen=True)
@@ -227,6 +231,22 @@ class TrackingReader:
             f"WHERE experiment_id IN {{ids:Array(String)}} AND lifecycle_stage = 'active' GROUP BY experiment_id "
             f"ORDER BY experiment_id", parameters={"ids": experiment_ids}))
 
+    def experiment_keys(self, experiment_id: str, limit: int) -> dict[str, Any]:
+        """The distinct param, metric and tag keys over an experiment's active runs (one query per kind),
+        each sorted and cut at ``limit``; ``truncated`` names the kinds that had more."""
+        runs = (f"(SELECT run_id FROM {self.db}.runs_latest WHERE experiment_id = {{e:String}} "
+                f"AND lifecycle_stage = 'active')")
+        tables = {"params": f"{self.db}.params", "metrics": f"{self.db}.latest_metrics", "tags": f"{self.db}.tags_latest"}
+        keys: dict[str, Any] = {"truncated": []}
+        for kind, table in tables.items():
+            found = [row[0] for row in self.client.query(
+                f"SELECT DISTINCT key FROM {table} WHERE run_id IN {runs} ORDER BY key LIMIT {{n:UInt32}}",
+                parameters={"e": experiment_id, "n": limit + 1}).result_rows]
+            keys[kind] = found[:limit]
+            if len(found) > limit:
+                keys["truncated"].append(kind)
+        return keys
+
     def compare(self, run_ids: list[str], key: str) -> dict[str, Any]:
         """One metric of several runs aligned by step (the latest value per step; None where a run has none)."""
         import numpy as np
@@ -350,11 +370,35 @@ class MlflowReader(TrackingReader):
         return self._with_data([by_id[r] for r in run_ids if r in by_id])
 
     def search_mlflow_runs(self, sql: str, parameters: dict[str, Any], max_results: int,
-                           page_token: str | None) -> tuple[list[dict[str, Any]], str | None]:
-        """Run a query of ``build_search_query``: one page of full Run objects and the next page token."""
+                           page_token: str | None, as_of_ms: int | None = None
+                           ) -> tuple[list[dict[str, Any]], str | None]:
+        """Run a query of ``build_search_query``: one page of full Run objects and the next page token.
+        With ``as_of_ms`` the query was built with ``cut=LOG_CUT``; the cut's parameters are added here."""
+        if as_of_ms is not None:
+            parameters = {**parameters, **log_cut(self.client, self.db, as_of_ms)[1]}
         rows, next_token = paginate(_rows_as_dicts(self.client.query(sql, parameters=parameters)), max_results,
                                     page_token)
-        return self._with_data([{c: row[c] for c in RUN_INFO_COLUMNS} for row in rows]), next_token
+        infos = [{c: row[c] for c in RUN_INFO_COLUMNS} for row in rows]
+        if as_of_ms is None:
+            return self._with_data(infos), next_token
+        data = self._run_data_as_of([info["run_id"] for info in infos], self.sources(as_of_ms))
+        return [mlflow_run_entity(info, data[info["run_id"]]) for info in infos], next_token
+
+    def _run_data_as_of(self, run_ids: list[str], src: StateSources) -> dict[str, dict[str, list]]:
+        """Params, latest metrics and tags of runs as of a cut of the log (not cached: the past is rarely re-read)."""
+        data: dict[str, dict[str, list]] = {r: {"metrics": [], "params": [], "tags": []} for r in run_ids}
+        rows = self.client.query(
+            f"SELECT 'metrics', run_id, key, '', latest.1, latest.2, latest.3 FROM {src.latest_metrics} "
+            f"WHERE run_id IN {{ids:Array(String)}} "
+            f"UNION ALL SELECT 'params', run_id, key, value, 0, 0, 0 FROM {src.params} WHERE run_id IN {{ids:Array(String)}} "
+            f"UNION ALL SELECT 'tags', run_id, key, value, 0, 0, 0 FROM {src.tags} WHERE run_id IN {{ids:Array(String)}}",
+            parameters={"ids": run_ids, **src.parameters}).result_rows
+        for kind, run_id, key, text, step, ts, value in sorted(rows, key=lambda r: (r[0], r[1], r[2])):
+            if kind == "metrics":
+                data[run_id]["metrics"].append({"key": key, "value": value, "timestamp": ts, "step": step})
+            else:
+                data[run_id][kind].append({"key": key, "value": text})
+        return data
 
     def _with_data(self, infos: list[dict[str, Any]]) -> list[dict[str, Any]]:
         run_ids = [info["run_id"] for info in infos]

@@ -9,7 +9,7 @@ Grammar (MLflow's ``SearchUtils``, parsed by hand instead of with sqlparse)::
     filter      := <empty> | comparison (AND comparison)*          -- AND is case-insensitive
     comparison  := identifier op value
                  | identifier IS [NOT] NULL                         -- params and tags only
-                 | identifier [NOT] IN '(' string (',' string)* ')' -- attributes.run_id, datasets.*
+                 | identifier [NOT] IN '(' string (',' string)* ')' -- attributes.run_id, datasets.*, tags (trackstream)
     identifier  := [type '.'] key
     type        := metric(s) | param(s) | parameter(s) | tag(s) | attribute(s) | attr | run
                  | dataset(s)                                       -- keys name, digest, context
@@ -96,7 +96,9 @@ _NUMERIC_COMPARATORS = ("=", "!=", "<", "<=", ">", ">=")
 _COMPARATORS: dict[str, tuple[str, ...]] = {
     "metric": _NUMERIC_COMPARATORS,
     "param": ("=", "!=", "LIKE", "ILIKE", "IS NULL", "IS NOT NULL"),
-    "tag": ("=", "!=", "LIKE", "ILIKE", "IS NULL", "IS NOT NULL"),
+    # IN / NOT IN on tags is trackstream's extension (MLflow refuses it): the UI finds the children of a
+    # page of runs with one ``tags.mlflow.parentRunId IN (...)`` search.
+    "tag": ("=", "!=", "LIKE", "ILIKE", "IN", "NOT IN", "IS NULL", "IS NOT NULL"),
     "string_attribute": ("=", "!=", "LIKE", "ILIKE", "IN", "NOT IN"),
     "numeric_attribute": _NUMERIC_COMPARATORS,
     "dataset": ("=", "!=", "LIKE", "ILIKE", "IN", "NOT IN"),
@@ -322,7 +324,7 @@ class _FilterParser:
             raise _SyntaxError(op_token.pos, f"Invalid comparator '{comparator}' for {ident.text}, "
                                              f"not one of {[a for a in allowed if not a.startswith('IS')]}")
         if comparator in ("IN", "NOT IN"):
-            if kind != "dataset" and key not in self.vocab.list_attributes:
+            if kind == "attribute" and key not in self.vocab.list_attributes:
                 allowed_lists = " or ".join(f"'{a}'" for a in self.vocab.list_attributes) or "no"
                 datasets = " and the dataset 'name', 'digest' and 'context'" if self.vocab.dataset_filters else ""
                 raise _SyntaxError(op_token.pos, f"Only the {allowed_lists} attribute{datasets} {'support' if datasets else 'supports'} comparison "
@@ -505,6 +507,18 @@ _KEYED_SOURCES = {
 }
 
 
+def keyed_sources(cut: str | None = None) -> dict[str, str]:
+    """The per-key sources; with ``cut`` (a row condition on ``src_partition``/``src_offset``, see
+    ``server.reader.LOG_CUT``) only rows of events up to that point of the log, for ``as_of`` reads."""
+    if cut is None:
+        return _KEYED_SOURCES
+    rows = " AND " + cut.replace("{", "{{").replace("}", "}}")  # kept as is by the sources' str.format
+    return {"metric": "SELECT run_id, toNullable(tupleElement(max((step, timestamp_ms, value)), 3)) AS v "
+                      "FROM {db}.metrics WHERE key = {key}" + rows + " GROUP BY run_id",
+            "param": _KEYED_SOURCES["param"] + rows,
+            "tag": _KEYED_SOURCES["tag"].replace(" GROUP BY", rows + " GROUP BY")}
+
+
 class Joins:
     """A LEFT ANY JOIN per (kind, key) a search uses, giving a column ``<alias>.v``.
 
@@ -547,17 +561,20 @@ _DATASET_COLUMNS = {
 }
 
 
-def _dataset_condition(c: Comparison, db: str, p: SqlParams) -> str:
+def _dataset_condition(c: Comparison, db: str, p: SqlParams, cut: str | None = None) -> str:
     """Runs with at least one dataset input satisfying the comparison (MLflow's ``any``)."""
     is_list = c.comparator in ("IN", "NOT IN")
     value = p.bind(list(c.value or ()) if is_list else c.value, "Array(String)" if is_list else "String")
     return (f"run_id IN (SELECT run_id FROM {db}.dataset_inputs "
-            f"WHERE {_DATASET_COLUMNS[c.key]} {SQL_COMPARATORS[c.comparator]} {value})")
+            f"WHERE {_DATASET_COLUMNS[c.key]} {SQL_COMPARATORS[c.comparator]} {value}"
+            f"{' AND ' + cut if cut else ''})")
 
 
 def keyed_condition(c: Comparison, column: str, p: SqlParams) -> str:
     if c.comparator in ("IS NULL", "IS NOT NULL"):
         return f"{column} {c.comparator}"
+    if c.comparator in ("IN", "NOT IN"):  # tags only; a run without the tag matches neither (NULL)
+        return f"{column} {c.comparator} {p.bind(list(c.value or ()), 'Array(String)')}"
     value = p.bind(c.value, "Float64" if c.kind == "metric" else "String")
     return f"{column} {SQL_COMPARATORS[c.comparator]} {value}"
 
@@ -568,7 +585,7 @@ RUN_INFO_COLUMNS = ("run_id", "run_name", "experiment_id", "user_id", "status", 
 
 def build_search_query(database: str, experiment_ids: list[str], filter_string: str | None,
                        order_by: list[str] | None, run_view_type: str, max_results: int,
-                       page_token: str | None) -> tuple[str, dict[str, Any]]:
+                       page_token: str | None, cut: str | None = None) -> tuple[str, dict[str, Any]]:
     """SQL + parameters selecting a page of runs: the ``RUN_INFO_COLUMNS`` (``run_id`` first) and
     ``order_0..n`` (one per order_by item).
 
@@ -577,6 +594,8 @@ def build_search_query(database: str, experiment_ids: list[str], filter_string: 
     order_by items use it (on the embedded engine every table read costs a few ms). Runs are read
     from ``runs`` rather than ``runs_latest``: a run never changes experiment, so the experiment
     filter can be applied before picking each run's latest version, which the view cannot do.
+    With ``cut`` (``server.reader.LOG_CUT``) every table is read as of that point of the log; the
+    cut's own parameters are the caller's to add.
     """
     db = check_database_name(database)
     check_max_results(max_results)
@@ -587,7 +606,7 @@ def build_search_query(database: str, experiment_ids: list[str], filter_string: 
     terms = parse_order_by(order_by)
 
     p = SqlParams()
-    joins = Joins(db, p)
+    joins = Joins(db, p, keyed_sources(cut))
     experiments = p.bind([str(e) for e in experiment_ids], "Array(String)")
     run_where = ["1"]
     stages = RUN_VIEW_TYPES[run_view_type]
@@ -598,7 +617,7 @@ def build_search_query(database: str, experiment_ids: list[str], filter_string: 
         if c.kind == "attribute":
             run_where.append(_attribute_condition(c, p))
         elif c.kind == "dataset":
-            run_where.append(_dataset_condition(c, db, p))
+            run_where.append(_dataset_condition(c, db, p, cut))
         else:
             where.append(keyed_condition(c, joins.column(c.kind, c.key), p))
 
@@ -621,7 +640,7 @@ def build_search_query(database: str, experiment_ids: list[str], filter_string: 
            "FROM (SELECT * FROM\n"
            "        (SELECT run_id, run_name, experiment_id, user_id, status, start_time, end_time,\n"
            "                artifact_uri, lifecycle_stage\n"
-           f"         FROM {db}.runs WHERE experiment_id IN {experiments}\n"
+           f"         FROM {db}.runs WHERE experiment_id IN {experiments}{' AND ' + cut if cut else ''}\n"
            "         ORDER BY run_id, src_offset DESC LIMIT 1 BY run_id)\n"
            f"      WHERE {run_and.join(run_where)}) AS r\n"
            + "".join(j + "\n" for j in joins.clauses)

@@ -11,6 +11,8 @@ def parse_moment(text: str, what: str = "time") -> int:
     """Unix ms for ``text``."""
     text = text.strip()
     if text.isascii() and text.isdigit():
+        if int(text) >= 2 ** 63:  # the tables' Int64 milliseconds
+            raise InvalidInput(f"{what} {text[:40]!r} is too large for Unix milliseconds")
         return int(text)
     try:
         moment = datetime.fromisoformat(text)

@@ -63,6 +63,13 @@ export function statusBadge(status) {
   return h('span', {class: `badge badge-${s.toLowerCase().replace(/[^a-z]/g, '')}`}, s);
 }
 
+/** A Key / Value table (extra header cells for extra columns); 'none' when there are no rows. */
+export function kvTable(id, rows, extraHead = []) {
+  return h('table', {class: 'grid kv', id},
+    h('thead', null, h('tr', null, h('th', null, 'Key'), h('th', null, 'Value'), extraHead.map((t) => h('th', null, t)))),
+    h('tbody', null, rows.length ? rows : h('tr', null, h('td', {colspan: 2 + extraHead.length, class: 'muted'}, 'none'))));
+}
+
 export function errorBox(error) {
   return h('div', {class: 'error', role: 'alert'}, error && error.message ? error.message : String(error));
 }

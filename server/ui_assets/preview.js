@@ -11,7 +11,7 @@ export function kindOf(name) {
   if (ext in IMAGE) return {kind: 'image', type: IMAGE[ext]};
   if (ext === 'csv' || ext === 'tsv') return {kind: 'table', sep: ext === 'csv' ? ',' : '\t'};
   if (ext === 'json') return {kind: 'json'};
-  if (TEXT.has(ext)) return {kind: 'text'};
+  if (TEXT.has(ext) || name === 'MLmodel') return {kind: 'text'}; // a logged model's YAML descriptor
   return {kind: 'none'};
 }
 

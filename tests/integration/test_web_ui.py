@@ -11,6 +11,7 @@ import re
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Iterator
 
 import numpy as np
@@ -33,6 +34,7 @@ XSS_TAG = "javascript:window.__xss='tag'"
 XSS_METRIC = "javascript:window.__xss"  # metric keys cannot hold markup (validated); a URL scheme they can
 XSS_ARTIFACT = '"><img src=x onerror=window.__xss=1>.txt'
 XSS_TEXT = "<script>window.__xss='preview'</script><img src=x onerror=window.__xss='preview'>"
+XSS_MODEL = "<img src=x onerror=alert(1)>"  # a model name may not hold quotes, dots or slashes
 XSS_SVG = ('<svg xmlns="http://www.w3.org/2000/svg" width="40" height="40" onload="window.__xss=\'svg\'">'
            '<script>window.__xss="svg"</script><rect width="40" height="40" fill="red"/></svg>')
 
@@ -129,6 +131,47 @@ def data(server: ServerHandle, client: TrackingClient, tmp_path_factory: pytest.
 
 
 @pytest.fixture(scope="module")
+def models(server: ServerHandle, data: Data) -> SimpleNamespace:
+    """A run with a real sklearn model logged by the mlflow client (READY, with a param, tag and metric)
+    and a second model of that run that never got its files (PENDING), named and tagged with payloads."""
+    import mlflow
+    from mlflow import MlflowClient
+    from sklearn.linear_model import LogisticRegression
+
+    experiment_id = mlflow.set_experiment("ui-models").experiment_id
+    client = MlflowClient()
+    X, y = np.array([[0.0], [1.0], [2.0], [3.0]]), np.array([0, 0, 1, 1])
+    with mlflow.start_run(run_name="trains-a-model") as run:
+        ready = mlflow.sklearn.log_model(LogisticRegression().fit(X, y), name="clf",
+                                         serialization_format="cloudpickle").model_id
+        mlflow.log_metric("accuracy", 1.0, model_id=ready, dataset=None)
+    client.log_model_params(ready, {"C": "1.0"})
+    client.set_logged_model_tags(ready, {"note": XSS_TEXT})
+    pending = client.create_logged_model(experiment_id, name=XSS_MODEL, source_run_id=run.info.run_id,
+                                         model_type="<b>type</b>", tags={"link": XSS_TAG}).model_id
+    return SimpleNamespace(experiment_id=experiment_id, run_id=run.info.run_id, ready=ready, pending=pending)
+
+
+@pytest.fixture(scope="module")
+def paged(server: ServerHandle, client: TrackingClient) -> SimpleNamespace:
+    """52 runs, newest first: a child on page 1 whose parent is the oldest run, on page 2; a param key
+    only that parent has."""
+    experiment_id = client.create_experiment("ui-paged")
+    t0 = int(time.time() * 1000) - 100_000
+    parent = client.create_run(experiment_id, run_name="paged-parent", start_time_ms=t0)
+    client.log_param(parent, "only_on_page_two", "yes")
+    runs = [parent] + [client.create_run(experiment_id, run_name=f"filler-{i:02d}", start_time_ms=t0 + 1 + i)
+                       for i in range(50)]
+    child = client.create_run(experiment_id, run_name="paged-child", parent_run_id=parent, start_time_ms=t0 + 100)
+    for run in runs + [child]:
+        client.set_terminated(run, "FINISHED")
+    assert client.flush(60) == 0
+    wait_until(lambda: all(server.reader.run(r)["status"] == "FINISHED" for r in (parent, child, runs[-1])), 60,
+               "the paged runs to be materialized")
+    return SimpleNamespace(experiment_id=experiment_id, parent=parent, child=child)
+
+
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     with playwright_sync.sync_playwright() as p:
         b = p.chromium.launch(executable_path=str(CHROMIUM))
@@ -187,9 +230,8 @@ def test_click_through_experiments_runs_run_chart_compare(server, data, page, tm
     assert page.locator('#events tr[data-event="run_created"]').count() == 1
     finish = page.locator('#events tr[data-event="finalize_requested"]').inner_text()
     assert "config.json" in finish and "data/table.csv" in finish  # FINISHED waits for this manifest
-    committed = page.locator('#events tr[data-event="artifact_committed"]').all_inner_texts()
-    assert [sum(path in row for row in committed) for path in ("config.json", "data/table.csv")] == [1, 1]
-    assert all(any(p in row for p in ("config.json", "data/table.csv", "environment/")) for row in committed)
+    manifest = finish.split("manifest: ")[1].strip().split(", ")  # with the SDK's environment/requirements.txt
+    assert page.locator('#events tr[data-event="artifact_committed"]').count() == len(manifest) >= 2
     loss = page.locator('#charts figure[data-key="loss"]')
     assert loss.get_attribute("data-points") == "2000"
     loss.locator("canvas").first.wait_for()
@@ -288,6 +330,12 @@ def test_the_as_of_picker_shows_the_experiment_as_it_was(server, data, page):
     assert page.locator("#params td", has_text="0.01").count() == 1
     page.go_back()
     expect(page.locator("#runs tbody tr[data-run]")).to_have_count(3)
+    page.fill("#run-filter", "params.lr = '0.1'")  # the live list's filter, as of that moment
+    page.press("#run-filter", "Enter")
+    expect(page.locator("#runs tbody tr[data-run]")).to_have_count(1)
+    assert page.locator(f'#runs tr[data-run="{data.inner}"]').count() == 1
+    page.fill("#run-filter", "")
+    page.press("#run-filter", "Enter")
     page.fill("#as-of", "")
     page.locator("#as-of").dispatch_event("change")
     expect(page.locator("#runs tbody tr[data-run]")).to_have_count(4)
@@ -437,3 +485,72 @@ def test_sql_console_shows_rows_and_downloads_csv_and_ingest_page_shows_status(s
     expect(page.locator("#ingest-status td").first).to_be_visible()
     expect(page.locator("#ingest-status td", has_text=re.compile(r"^lag\.0$"))).to_have_count(1)  # per partition
     expect(page.locator("#ingest-status td", has_text=re.compile(r"^points_per_s$"))).to_have_count(1)
+
+
+def test_the_run_page_shows_its_logged_models_their_files_and_payloads_as_text(server, models, page):
+    base = server.settings.server_url
+    page.goto(f"{base}/#/experiments/{models.experiment_id}/runs/{models.run_id}")
+    ready = page.locator(f'#logged-models .model[data-model="{models.ready}"]')
+    pending = page.locator(f'#logged-models .model[data-model="{models.pending}"]')
+    ready.wait_for()
+    assert ready.locator(".model-name").inner_text() == "clf"
+    assert ready.locator(".badge").inner_text() == "READY"
+    assert models.ready in ready.locator(".model-meta").inner_text()
+    assert ready.locator(".model-params tr", has_text="C").locator("td").nth(1).inner_text() == "1.0"
+    assert ready.locator(".model-metrics tr", has_text="accuracy").locator("td").nth(1).inner_text() == "1"
+    assert ready.locator(".model-tags tr", has_text="note").locator("td").nth(1).inner_text() == XSS_TEXT
+    ready.locator(".artifact-tree button.file", has_text="MLmodel").click()  # the same preview as run files
+    expect(ready.locator(".artifact-preview pre")).to_contain_text("sklearn")
+    download = ready.locator(".artifact-tree li", has_text="requirements.txt").locator("a.download").get_attribute("href")
+    assert "scikit-learn" in requests.get(base + download, timeout=30).text
+
+    assert pending.locator(".model-name").inner_text() == XSS_MODEL
+    assert pending.locator(".badge").inner_text() == "PENDING"
+    assert "<b>type</b>" in pending.locator(".model-meta").inner_text()
+    assert pending.locator(".model-tags td", has_text=XSS_TAG).count() == 1
+    assert "not READY" in pending.locator(".model-not-ready").inner_text()
+    assert pending.locator(".artifact-tree").count() == 0
+    assert page.locator("a[href^='javascript']").count() == 0
+    no_script_ran(page)
+    assert page.errors == []
+
+
+def test_children_and_picker_keys_reach_across_pages(server, paged, page):
+    page.goto(f"{server.settings.server_url}/#/experiments/{paged.experiment_id}")
+    page.wait_for_selector("#runs tbody tr[data-run]")
+    assert page.locator(f'#runs tr[data-run="{paged.parent}"]').count() == 0  # on page 2
+    link = page.locator(f'#runs tr[data-run="{paged.child}"] a.parent-link')
+    assert link.get_attribute("href").endswith(f"/runs/{paged.parent}")
+    page.locator(".picker summary").click()  # a key only a run on another page has
+    page.locator('input[data-column="param:only_on_page_two"]').check()
+    expect(page.locator("#runs th", has_text="p: only_on_page_two")).to_have_count(1)
+
+    page.click("#next-page")
+    expect(page.locator(f'#runs tr[data-run="{paged.parent}"]')).to_have_count(1)
+    rows = page.locator("#runs tbody tr[data-run]")
+    assert rows.count() == 3  # the last filler, the parent, and its child fetched from page 1
+    assert rows.nth(2).get_attribute("data-run") == paged.child and "child" in rows.nth(2).get_attribute("class")
+    assert rows.nth(2).locator(".off-page").count() == 1
+    assert rows.nth(1).locator("td").last.inner_text() == "yes"
+    assert page.locator("#runs a.parent-link").count() == 0
+    assert page.errors == []
+
+
+def test_runs_search_as_of_pages_filters_and_reads_the_past(server, data):
+    search = f"{server.settings.server_url}/api/2.0/mlflow/runs/search"
+    as_of = str(int(data.before_mlflow_s * 1000))
+    body = {"experiment_ids": [data.experiment_id], "as_of": as_of, "order_by": ["attributes.run_name ASC"]}
+    names, token = [], None
+    while True:  # one run per page, as of before the mlflow run existed
+        page = requests.post(search, json={**body, "max_results": 1, "page_token": token}, timeout=30).json()
+        names += [r["info"]["run_name"] for r in page["runs"]]
+        token = page.get("next_page_token")
+        if not token:
+            break
+    assert names == ["inner", "live", "outer"]
+    found = requests.post(search, json={**body, "filter": "params.lr = '0.1' AND metrics.loss < 3"}, timeout=30).json()
+    assert [r["info"]["run_id"] for r in found["runs"]] == [data.inner]
+    params = {p["key"]: p["value"] for p in found["runs"][0]["data"]["params"]}
+    assert params == {"lr": "0.1", "layers": "4"}
+    bad = requests.post(search, json={**body, "as_of": "yesterday-ish"}, timeout=30)
+    assert bad.status_code == 400 and "as_of" in bad.json()["message"]

@@ -1,9 +1,10 @@
 // A run: params, tags (set and delete), latest metrics with charts, provenance, artifacts with
 // download and safe preview, parent and children links, and its lifecycle.
 import {MLFLOW, artifactUrl, get, getAsOf, post, tsGet} from '../api.js';
-import {append, clear, errorBox, fmtDuration, fmtNumber, fmtTime, h, route, statusBadge} from '../dom.js';
+import {append, clear, errorBox, fmtDuration, fmtNumber, fmtTime, h, kvTable, route, statusBadge} from '../dom.js';
 import {metricChart} from '../charts.js';
-import {previewArtifact} from '../preview.js';
+import {artifactBrowser} from '../artifacts.js';
+import {loggedModelsSection} from './models.js';
 
 const LIVE_MS = 1000;
 const PROVENANCE = [
@@ -12,35 +13,9 @@ const PROVENANCE = [
   ['mlflow.user', 'user'], ['trackstream.python', 'python'], ['trackstream.packages', 'packages'],
 ];
 
-function kvTable(id, rows, extraHead = []) {
-  return h('table', {class: 'grid kv', id},
-    h('thead', null, h('tr', null, h('th', null, 'Key'), h('th', null, 'Value'), extraHead.map((t) => h('th', null, t)))),
-    h('tbody', null, rows.length ? rows : h('tr', null, h('td', {colspan: 2 + extraHead.length, class: 'muted'}, 'none'))));
-}
-
-function artifactBrowser(run) {
-  const preview = h('div', {class: 'preview', id: 'artifact-preview'});
-  const list = async (path, into) => {
-    const result = await get(`${MLFLOW}/artifacts/list`, {run_id: run.info.run_id, path: path || undefined});
-    const files = result.files || [];
-    clear(into).append(files.length ? h('ul', {class: 'tree'}, files.map((f) => {
-      const full = path ? `${path}/${f.path}` : f.path;
-      const name = full.split('/').pop();
-      if (f.is_dir) {
-        const sub = h('div');
-        const toggle = h('button', {class: 'link dir', 'data-path': full}, `${name}/`);
-        toggle.addEventListener('click', () => (sub.childElementCount ? clear(sub) : list(full, sub)));
-        return h('li', null, toggle, sub);
-      }
-      const open = h('button', {class: 'link file', 'data-path': full}, name);
-      open.addEventListener('click', () => previewArtifact(preview, artifactUrl(run, full), name, f.file_size));
-      return h('li', null, open, ' ', h('span', {class: 'muted'}, `${f.file_size ?? ''} B `),
-        h('a', {href: artifactUrl(run, full), download: name, class: 'download'}, 'download'));
-    })) : h('p', {class: 'muted'}, 'No artifacts'));
-  };
-  const tree = h('div', {id: 'artifacts'});
-  list('', tree).catch((error) => clear(tree).append(errorBox(error)));
-  return h('div', {class: 'artifacts'}, tree, preview);
+function runArtifacts(run) {
+  const list = async (path) => (await get(`${MLFLOW}/artifacts/list`, {run_id: run.info.run_id, path: path || undefined})).files || [];
+  return artifactBrowser(list, (path) => artifactUrl(run, path), {tree: 'artifacts', preview: 'artifact-preview'});
 }
 
 function tagEditor(run, refresh) {
@@ -117,7 +92,8 @@ export async function runView(experimentId, runId) {
         h('h2', null, 'Tags'), historic ? null : tagEditor(run, rerender), kvTable('tags', Object.entries(tags).map(([k, v]) =>
           h('tr', null, h('td', null, k), h('td', null, v), h('td', null, historic ? null : h('button', {class: 'tag-delete', 'data-key': k, onclick: deleteTag(k)}, 'Delete')))), [''])),
       ),
-      h('h2', null, 'Artifacts'), historic ? h('p', {class: 'muted'}, 'not shown for a past moment') : artifactBrowser(run),
+      h('h2', null, 'Artifacts'), historic ? h('p', {class: 'muted'}, 'not shown for a past moment') : runArtifacts(run),
+      h('h2', null, 'Logged models'), historic ? h('p', {class: 'muted'}, 'not shown for a past moment') : loggedModelsSection(run),
     ]);
     await Promise.all(charts.map((c) => c.ready.catch(() => null)));
     return run;

@@ -5,6 +5,7 @@ import {MLFLOW, get, getAsOf, post, tsGet} from '../api.js';
 import {clear, errorBox, fmtDuration, fmtNumber, fmtTime, h, route, statusBadge} from '../dom.js';
 
 export const PAGE_SIZE = 50;
+const MAX_OFF_PAGE_CHILDREN = 500;
 const PARENT_TAG = 'mlflow.parentRunId';
 const BASE_COLUMNS = [
   {id: 'name', label: 'Name', order: 'attributes.run_name'},
@@ -52,8 +53,10 @@ function cell(run, column, experimentId) {
   const info = run.info;
   const tags = tagMap(run);
   switch (column.id) {
-    case 'name': return h('a', {href: route('experiments', experimentId, 'runs', info.run_id), class: 'run-name'},
-      info.run_name || info.run_id);
+    case 'name': return [h('a', {href: route('experiments', experimentId, 'runs', info.run_id), class: 'run-name'},
+      info.run_name || info.run_id), run.parentElsewhere ? [' ', h('a', {class: 'parent-link muted',
+      href: route('experiments', experimentId, 'runs', tags[PARENT_TAG]), title: `parent ${tags[PARENT_TAG]}`},
+      '↖ parent (other page)')] : null, run.offPage ? h('span', {class: 'muted off-page'}, ' (other page)') : null];
     case 'status': return statusBadge(info.status);
     case 'start': return fmtTime(info.start_time);
     case 'duration': return fmtDuration(info.start_time, info.end_time);
@@ -71,16 +74,12 @@ function cell(run, column, experimentId) {
   }
 }
 
-function pickerColumns(runs) {
-  const keys = {param: new Set(), metric: new Set(), tag: new Set()};
-  for (const run of runs) {
-    (run.data.params || []).forEach((p) => keys.param.add(p.key));
-    (run.data.metrics || []).forEach((m) => keys.metric.add(m.key));
-    (run.data.tags || []).forEach((t) => { if (!t.key.startsWith('mlflow.')) keys.tag.add(t.key); });
-  }
-  return Object.entries(keys).flatMap(([kind, set]) => [...set].sort().map((key) => ({
-    id: `${kind}:${key}`, kind, key, label: `${kind === 'metric' ? 'm' : kind === 'param' ? 'p' : 't'}: ${key}`,
-    order: `${kind === 'metric' ? 'metrics' : kind === 'param' ? 'params' : 'tags'}.${quoteKey(key)}`,
+/** Picker columns from the experiment's keys (``GET /api/ts/experiments/<id>/keys``); mlflow.* tags left out. */
+export function pickerColumns(keys) {
+  const kinds = [['param', keys.params, 'params', 'p'], ['metric', keys.metrics, 'metrics', 'm'],
+    ['tag', (keys.tags || []).filter((k) => !k.startsWith('mlflow.')), 'tags', 't']];
+  return kinds.flatMap(([kind, list, prefix, short]) => [...(list || [])].sort().map((key) => ({
+    id: `${kind}:${key}`, kind, key, label: `${short}: ${key}`, order: `${prefix}.${quoteKey(key)}`,
   })));
 }
 
@@ -94,10 +93,21 @@ async function showFinalizing(runs) {
   }));
 }
 
-/** as-of reads go through trackstream's history route, which takes no filter: shown as MLflow-shaped runs. */
-async function historicPage(experimentId) {
-  const runs = (await tsGet('/api/ts/runs', {experiment_id: experimentId, limit: PAGE_SIZE})).runs;
-  return {runs: runs.map((r) => ({info: {...r, run_name: r.run_name, end_time: r.end_time}, data: {}})), next_page_token: null};
+/** runs/search takes trackstream's as_of (the runs as they were then, same filter and paging). */
+function asOfParam() {
+  return getAsOf() == null ? undefined : String(getAsOf());
+}
+
+/** Children of this page's runs that are on other pages (one search, under the same filter), so a
+ * parent always shows its children; they are marked as coming from elsewhere. */
+async function offPageChildren(experimentId, runs, filter) {
+  if (!runs.length) return [];
+  const ids = runs.map((r) => `'${r.info.run_id.replaceAll("'", "''")}'`).join(', ');
+  const byParent = `tags.${PARENT_TAG} IN (${ids})`;
+  const result = await post(`${MLFLOW}/runs/search`, {experiment_ids: [experimentId],
+    filter: filter ? `${filter} AND ${byParent}` : byParent, max_results: MAX_OFF_PAGE_CHILDREN, as_of: asOfParam()});
+  const onPage = new Set(runs.map((r) => r.info.run_id));
+  return (result.runs || []).filter((r) => !onPage.has(r.info.run_id)).map((r) => ({...r, offPage: true}));
 }
 
 export async function runsView(experimentId) {
@@ -118,8 +128,8 @@ export async function runsView(experimentId) {
 
   const columns = () => [...BASE_COLUMNS, ...state.extra];
 
-  const renderPicker = () => {
-    const available = pickerColumns(state.runs);
+  const renderPicker = (keys) => {
+    const available = pickerColumns(keys);
     const chosen = new Set(state.extra.map((c) => c.id));
     clear(picker).append(h('summary', null, 'Columns'), h('div', {class: 'picker-list'}, available.map((c) => {
       const box = h('input', {type: 'checkbox', checked: chosen.has(c.id), 'data-column': c.id});
@@ -175,19 +185,23 @@ export async function runsView(experimentId) {
     const next = h('button', {disabled: !state.next, id: 'next-page'}, 'Next ›');
     prev.addEventListener('click', () => { state.page -= 1; load(); });
     next.addEventListener('click', () => { state.tokens[state.page + 1] = state.next; state.page += 1; load(); });
-    clear(pager).append(prev, h('span', {class: 'muted'}, ` page ${state.page + 1} · ${state.runs.length} runs `), next);
+    clear(pager).append(prev, h('span', {class: 'muted'}, ` page ${state.page + 1} · ${state.pageCount} runs `), next);
   };
 
   const load = async () => {
     try {
-      const result = getAsOf() != null ? await historicPage(experimentId) : await post(`${MLFLOW}/runs/search`, {
+      const result = await post(`${MLFLOW}/runs/search`, {
         experiment_ids: [experimentId], filter: state.filter, order_by: [state.order], max_results: PAGE_SIZE,
-        page_token: state.tokens[state.page] || undefined});
-      state.runs = result.runs || [];
+        page_token: state.tokens[state.page] || undefined, as_of: asOfParam()});
+      const page = result.runs || [];
+      const children = await offPageChildren(experimentId, page, state.filter);
+      const shown = new Set([...page, ...children].map((r) => r.info.run_id));
+      page.forEach((r) => { r.parentElsewhere = Boolean(tagMap(r)[PARENT_TAG]) && !shown.has(tagMap(r)[PARENT_TAG]); });
+      state.runs = [...page, ...children];
+      state.pageCount = page.length;
       state.next = result.next_page_token || null;
       await showFinalizing(state.runs);
       clear(filterError);
-      renderPicker();
       renderTable();
       renderPager();
     } catch (error) {
@@ -202,7 +216,10 @@ export async function runsView(experimentId) {
     state.page = 0;
     load();
   });
+  const keysRequest = get(`/api/ts/experiments/${encodeURIComponent(experimentId)}/keys`)
+    .then(renderPicker).catch((error) => clear(picker).append(h('summary', null, 'Columns'), errorBox(error)));
   await load();
+  await keysRequest;
   const experiment = (await experimentRequest).experiment;
   const el = h('section', null,
     h('p', {class: 'crumbs'}, h('a', {href: '#/'}, 'Experiments'), ' / '),

@@ -267,6 +267,8 @@ def test_trackstream_routes() -> None:
     assert need("GET", "/api/ts/runs/{run_id}/metrics/{key}", match={"run_id": RUN, "key": "k"}) == \
         Runs(Access.READ, (RUN,))
     assert need("GET", "/api/ts/compare", {"run_id": ["a", "b"], "key": "k"}) == Runs(Access.READ, ("a", "b"))
+    assert need("GET", "/api/ts/experiments/{experiment_id}/keys", match={"experiment_id": "4"}) == \
+        Experiments(Access.READ, ("4",))
 
 
 def test_unknown_routes_are_admin_only() -> None:
@@ -449,7 +451,8 @@ def test_every_served_route_has_a_decided_requirement() -> None:
         if method == "HEAD" or path == "/health":
             continue
         try:
-            decided = need(method, path, body={}, match={"path": "1/r/artifacts/x", "run_id": RUN, "model_id": "m-" + "0" * 32})
+            decided = need(method, path, body={}, match={"path": "1/r/artifacts/x", "run_id": RUN, "model_id": "m-" + "0" * 32,
+                                                                  "experiment_id": "1"})
         except InvalidInput:
             continue
         if decided is Scope.ADMIN and (method, path) not in admin_only:

@@ -39,6 +39,8 @@ def rejected(filter_string: str) -> str:
     ("dataset.digest != 'abc'", [Comparison("dataset", "digest", "!=", "abc")]),
     ("datasets.context IN ('training', 'eval')", [Comparison("dataset", "context", "IN", ("training", "eval"))]),
     ("datasets.name NOT IN ('a')", [Comparison("dataset", "name", "NOT IN", ("a",))]),
+    ("tags.mlflow.parentRunId IN ('a', 'b')", [Comparison("tag", "mlflow.parentRunId", "IN", ("a", "b"))]),
+    ("tags.team NOT IN ('x')", [Comparison("tag", "team", "NOT IN", ("x",))]),
     ("datasets.name ILIKE 'ir%'", [Comparison("dataset", "name", "ILIKE", "ir%")]),
     ("attributes.start_time >= 1700000000000", [Comparison("attribute", "start_time", ">=", 1700000000000.0)]),
     ("run_name = 'r1'", [Comparison("attribute", "run_name", "=", "r1")]),
@@ -259,6 +261,21 @@ def test_default_order_and_tie_breaker():
     assert ordered.startswith("order_0 ASC NULLS LAST, r.run_id ASC\n")
     assert build(order_by=["run_id DESC"])[0].split("ORDER BY ")[-1].startswith(
         "order_0 DESC NULLS LAST, r.start_time DESC\n")
+
+
+def test_a_tag_list_filter_compares_the_latest_tag_value_with_a_bound_array():
+    sql, params = build_search_query("db", ["1"], "tags.mlflow.parentRunId IN ('a', 'b')", [], "ACTIVE_ONLY", 10, None)
+    assert re.search(r"t0\.v IN \{p\d+:Array\(String\)\}", sql)
+    assert ["a", "b"] in params.values() and "mlflow.parentRunId" in params.values()
+
+
+def test_a_search_as_of_a_cut_reads_every_table_through_the_cut():
+    cut = "src_offset <= {cut_o:Int64}"
+    sql, _ = build_search_query("db", ["1"], "params.a = 'x' AND metrics.m > 1 AND tags.t = 'y' AND "
+                                "datasets.name = 'd'", ["metrics.m DESC"], "ACTIVE_ONLY", 10, None, cut)
+    assert sql.count(cut) == 5  # runs, param, metric, tag, dataset inputs
+    assert "latest_metrics" not in sql  # the rollup table has no cut; the metric rows do
+    assert build_search_query("db", ["1"], "params.a = 'x'", [], "ACTIVE_ONLY", 10, None)[0].count("src_offset <=") == 0
 
 
 def test_dataset_filters_select_runs_with_some_matching_input():
