@@ -123,7 +123,8 @@ def create_app(reader: TrackingReader, run_query: QueryRunner, stats: IngestStat
 
     @routes.get("/api/ts/runs/{run_id}/lifecycle")
     async def run_lifecycle(request: web.Request) -> web.Response:
-        return json_response({"events": await run_query(reader.run_lifecycle, request.match_info["run_id"])})
+        return json_response({"events": await run_query(reader.run_lifecycle, request.match_info["run_id"],
+                                                        _as_of(request))})
 
     @routes.get("/api/ts/runs/{run_id}/metrics/{key:.+}")
     async def metric_history(request: web.Request) -> web.Response:
@@ -135,7 +136,7 @@ def create_app(reader: TrackingReader, run_query: QueryRunner, stats: IngestStat
         if "buckets" in request.query:
             buckets = _int_param(request, "buckets", 1000, 100_000)
             return json_response({"history": await run_query(reader.metric_downsampled, run_id, key, buckets,
-                                                              _step_range(request))})
+                                                              _step_range(request), _as_of(request))})
         wants = request.query.get("format", "json")
         if wants not in ("json", "arrow", "columns"):
             raise InvalidInput(f"query parameter 'format' must be json, arrow or columns, got {wants!r}")

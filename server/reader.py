@@ -175,7 +175,8 @@ class TrackingReader:
         return sql, {"r": run_id, "k": key, "limit": limit, **src.parameters}
 
     def metric_downsampled(self, run_id: str, key: str, buckets: int,
-                           step_range: tuple[int | None, int | None] = (None, None)) -> dict[str, Any]:
+                           step_range: tuple[int | None, int | None] = (None, None),
+                           as_of_ms: int | None = None) -> dict[str, Any]:
         """At most ``buckets`` equal step ranges, each with min / max / last value and its point count,
         so spikes survive.
 
@@ -184,7 +185,11 @@ class TrackingReader:
         bucket widths are multiples of 64 steps and a 10M-point run reads 156k rows, not 10M; finer
         buckets are computed from the points themselves. ``step_range`` (inclusive, either end open)
         narrows the buckets to the steps a zoomed chart shows; rollup buckets then cover whole blocks.
+        With ``as_of_ms`` only points of events up to that moment count; the rollups cannot be cut,
+        so such a read always buckets the points themselves.
         """
+        if as_of_ms is not None:
+            return self._points_downsampled(run_id, key, buckets, step_range, *log_cut(self.client, self.db, as_of_ms))
         params = {"r": run_id, "k": key}
         (lo, hi, points), = self.client.query(
             f"SELECT min(min_step), max(max_step), sum(points) FROM {self.db}.metric_rollups "
@@ -205,22 +210,41 @@ class TrackingReader:
                    f"GROUP BY bucket ORDER BY bucket")
             params.update(lo=lo_block, hi=hi_block, per=-(-(hi_block - lo_block + 1) // buckets))
         else:
-            sql = (f"SELECT intDiv(step - {{lo:Int64}}, {{per:Int64}}) AS bucket, min(step) AS step_min, "
-                   f"max(step) AS step_max, min(value) AS min, max(value) AS max, "
-                   f"argMax(value, bitShiftLeft(toInt128(step), 64) + timestamp_ms) AS last, count() AS points "
-                   f"FROM {self.db}.metrics WHERE run_id = {{r:String}} AND key = {{k:String}} "
-                   f"AND step BETWEEN {{lo:Int64}} AND {{hi:Int64}} GROUP BY bucket ORDER BY bucket")
-            params.update(lo=lo, hi=hi, per=max(1, width))
+            return self._bucket_points(params, lo, hi, width, "1")
         table = self.client.query_arrow(sql, parameters=params)
         return {name: table.column(name).to_numpy() for name in DOWNSAMPLED_COLUMNS}
 
-    def run_lifecycle(self, run_id: str) -> list[dict[str, Any]]:
-        """The run's lifecycle events from the event log, in log order (see :func:`lifecycle_entry`)."""
+    def _points_downsampled(self, run_id: str, key: str, buckets: int, step_range: tuple[int | None, int | None],
+                            cut: str, cut_params: dict[str, Any]) -> dict[str, Any]:
+        params = {"r": run_id, "k": key, **cut_params}
+        (lo, hi, points), = self.client.query(
+            f"SELECT min(step), max(step), count() FROM {self.db}.metrics "
+            f"WHERE run_id = {{r:String}} AND key = {{k:String}} AND {cut}", parameters=params).result_rows
+        lo = lo if step_range[0] is None else max(lo, step_range[0])
+        hi = hi if step_range[1] is None else min(hi, step_range[1])
+        if not points or hi < lo:
+            return {name: np.empty(0) for name in DOWNSAMPLED_COLUMNS}
+        return self._bucket_points(params, lo, hi, -(-(hi - lo + 1) // buckets), cut)
+
+    def _bucket_points(self, params: dict[str, Any], lo: int, hi: int, width: int, cut: str) -> dict[str, Any]:
+        """Buckets of ``width`` steps from ``lo`` to ``hi``, computed from the points that pass ``cut``."""
+        sql = (f"SELECT intDiv(step - {{lo:Int64}}, {{per:Int64}}) AS bucket, min(step) AS step_min, "
+               f"max(step) AS step_max, min(value) AS min, max(value) AS max, "
+               f"argMax(value, bitShiftLeft(toInt128(step), 64) + timestamp_ms) AS last, count() AS points "
+               f"FROM {self.db}.metrics WHERE run_id = {{r:String}} AND key = {{k:String}} "
+               f"AND step BETWEEN {{lo:Int64}} AND {{hi:Int64}} AND {cut} GROUP BY bucket ORDER BY bucket")
+        table = self.client.query_arrow(sql, parameters={**params, "lo": lo, "hi": hi, "per": max(1, width)})
+        return {name: table.column(name).to_numpy() for name in DOWNSAMPLED_COLUMNS}
+
+    def run_lifecycle(self, run_id: str, as_of_ms: int | None = None) -> list[dict[str, Any]]:
+        """The run's lifecycle events from the event log, in log order (see :func:`lifecycle_entry`);
+        with ``as_of_ms`` only those logged up to that moment."""
+        until = "" if as_of_ms is None else "AND kafka_timestamp_ms <= {t:Int64} "
         rows = self.client.query(
             f"SELECT event_type, timestamp_ms, kafka_timestamp_ms, payload FROM {self.db}.events "
-            f"WHERE aggregate_id = {{r:String}} AND event_type IN {{types:Array(String)}} "
+            f"WHERE aggregate_id = {{r:String}} AND event_type IN {{types:Array(String)}} {until}"
             f"ORDER BY kafka_timestamp_ms, src_partition, src_offset LIMIT 1000",
-            parameters={"r": run_id, "types": list(LIFECYCLE_EVENTS)}).result_rows
+            parameters={"r": run_id, "types": list(LIFECYCLE_EVENTS), "t": as_of_ms}).result_rows
         return [lifecycle_entry(*row) for row in rows]
 
     def experiment_activity(self, experiment_ids: list[str]) -> list[dict[str, Any]]:

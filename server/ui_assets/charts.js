@@ -3,7 +3,7 @@
 // arrives as ~1,000 buckets; the min/max band keeps spikes visible at any zoom. Zooming (drag a
 // range) fetches finer buckets for the visible steps; double-click zooms back out.
 import uPlot from './vendor/uPlot.esm.js';
-import {get} from './api.js';
+import {tsGet} from './api.js';
 import {fmtNumber, h} from './dom.js';
 
 export const BUCKETS = 1000;
@@ -29,12 +29,12 @@ export async function fetchBuckets(runId, key, range) {
   const params = {buckets: BUCKETS};
   if (range) { params.step_min = Math.floor(range[0]); params.step_max = Math.ceil(range[1]); }
   const path = `/api/ts/runs/${encodeURIComponent(runId)}/metrics/${key.split('/').map(encodeURIComponent).join('/')}`;
-  return (await get(path, params)).history;
+  return (await tsGet(path, params)).history;
 }
 
 async function fetchTimes(runId, key) {
   const path = `/api/ts/runs/${encodeURIComponent(runId)}/metrics/${key.split('/').map(encodeURIComponent).join('/')}`;
-  return (await get(path)).history;
+  return (await tsGet(path)).history;
 }
 
 /** uPlot tables [x, min, max, line] for each run, joined on x. */

@@ -120,3 +120,27 @@ def test_downsample_of_a_step_range_covers_only_that_range_more_finely(db, n, lo
     assert reader.metric_downsampled("r1", "loss", buckets, (n + 10, n + 20))["bucket"].size == 0
     open_ended = reader.metric_downsampled("r1", "loss", buckets, (None, hi))
     assert open_ended["step_min"][0] == 0 and open_ended["step_max"][-1] <= hi + ROLLUP_STEPS
+
+
+def test_downsample_as_of_a_moment_counts_only_points_logged_by_then(db):
+    """The rollups cannot be cut at a moment, so an as-of downsample buckets the points themselves;
+    points of events after the moment (by their Kafka timestamp) are left out."""
+    client, database = db
+    n = 20_000  # wide enough that a current read would use the rollups
+    insert_points(client, database, np.arange(n), np.arange(n, dtype=np.float64), chunks=1)
+    # the events log: offsets 0..n-1 on partition 0, the first half appended at t=1000, the rest at t=2000
+    offsets = np.arange(n, dtype=np.uint64)
+    client.insert_arrow(f"{database}.events", pa.table({
+        "src_partition": np.zeros(n, np.uint32), "src_offset": offsets, "event_type": ["metrics_logged"] * n,
+        "kafka_timestamp_ms": np.where(offsets < n // 2, 1000, 2000).astype(np.int64)}))
+    reader = MlflowReader(client, database)
+    now = reader.metric_downsampled("r1", "loss", 100)
+    assert now["points"].sum() == n and now["step_max"].max() == n - 1
+    early_steps = np.arange(n // 2)  # insert_points gives the point of step s (its index) src_offset s
+    then = reader.metric_downsampled("r1", "loss", 100, as_of_ms=1500)
+    assert then["points"].sum() == n // 2
+    assert then["step_min"].min() == early_steps[0] and then["step_max"].max() == early_steps[-1]
+    assert set(then["max"]) <= set(early_steps.astype(np.float64))  # value == step: only early points
+    zoomed = reader.metric_downsampled("r1", "loss", 100, (0, 99), as_of_ms=1500)
+    assert zoomed["points"].sum() == np.count_nonzero(early_steps <= 99)
+    assert reader.metric_downsampled("r1", "loss", 100, as_of_ms=500)["points"].size == 0

@@ -41,9 +41,9 @@ export async function runView(experimentId, runId) {
   const load = async () => {
     const run = historic ? mlflowShaped((await tsGet(`/api/ts/runs/${encodeURIComponent(runId)}`)).run)
       : (await get(`${MLFLOW}/runs/get`, {run_id: runId})).run;
-    const [ts, events] = historic ? [null, []] : await Promise.all([
-      tsGet(`/api/ts/runs/${encodeURIComponent(runId)}`).then((r) => r.run).catch(() => null),
-      get(`/api/ts/runs/${encodeURIComponent(runId)}/lifecycle`).then((r) => r.events).catch(() => [])]);
+    const [ts, events] = await Promise.all([
+      historic ? null : tsGet(`/api/ts/runs/${encodeURIComponent(runId)}`).then((r) => r.run).catch(() => null),
+      tsGet(`/api/ts/runs/${encodeURIComponent(runId)}/lifecycle`).then((r) => r.events).catch(() => [])]);
     return {run, ts, events};
   };
 
