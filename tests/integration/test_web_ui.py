@@ -341,6 +341,26 @@ def test_the_as_of_picker_shows_the_experiment_as_it_was(server, data, page):
     expect(page.locator("#runs tbody tr[data-run]")).to_have_count(4)
 
 
+def test_an_as_of_run_page_charts_the_history_of_then(server, data, client, page):
+    page.goto(f"{server.settings.server_url}/#/experiments/{data.experiment_id}/runs/{data.live_run}")
+    chart = '#charts figure[data-key="live_loss"]'
+    page.wait_for_selector(f"{chart}[data-points]")
+    before = int(page.locator(chart).get_attribute("data-points"))
+    time.sleep(1.1)  # the picker has one-second resolution
+    moment = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+    time.sleep(1.1)
+    client.log_metric_arrays(data.live_run, "live_loss", np.ones(7), np.arange(1000, 1007))
+    assert client.flush(30) == 0
+    page.wait_for_selector(f'{chart}[data-points="{before + 7}"]', timeout=10_000)
+    page.fill("#as-of", moment)
+    page.locator("#as-of").dispatch_event("change")
+    page.wait_for_selector(f'{chart}[data-points="{before}"]', timeout=10_000)  # the points of then
+    assert page.locator('#events tr[data-event="run_created"]').count() == 1  # its lifecycle of then
+    page.fill("#as-of", "")
+    page.locator("#as-of").dispatch_event("change")
+    page.wait_for_selector(f'{chart}[data-points="{before + 7}"]', timeout=10_000)
+
+
 def test_column_picker_adds_a_param_column_and_headers_sort(server, data, page):
     page.goto(f"{server.settings.server_url}/#/experiments/{data.experiment_id}")
     page.wait_for_selector("#runs tbody tr[data-run]")
