@@ -123,12 +123,15 @@ class MaterializerService:
 
 def build_app(settings: Settings, service: MaterializerService,
               extra_startup: Callable[[], Any] | None = None) -> faust.App:
+    datadir = settings.home / "faust" / settings.consumer_group  # faust defaults to "<app id>-data" in the cwd
+    datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.consumer_group,
         broker=f"kafka://{settings.kafka_bootstrap}",
         value_serializer="raw",
         key_serializer="raw",
         web_enabled=False,
+        datadir=str(datadir),
         topic_partitions=settings.partitions,
         topic_replication_factor=1,
         consumer_auto_offset_reset="earliest",
