@@ -26,6 +26,19 @@ Workload, per server (sizes for --size full / ci):
   * the unmodified mlflow Python client (MlflowClient.log_batch, 1000 Metric objects per call,
     100,000 / 50,000 points) against trackstream only, to show the client-side cap.
 
+--mode sustained replaces that workload with what users' clusters do for hours (sizes full / ci):
+  * sustained log_batch ingest for --duration seconds (30 / 5) from --clients processes (4 / 2), each
+    with its own keep-alive connection, in two client styles: bodies encoded before the clock starts
+    (fresh steps in every body) and JSON built per request (2 keys x 500 consecutive steps); it reports
+    points/s acknowledged, log-batch p50/p99, and the CPU split over the window (server process, down
+    to its Python / librdkafka / ClickHouse-engine threads, and the Kafka broker found by its listening
+    port; the clients measure their own CPU), so the server's CPU per point is printed;
+  * loading --load-runs runs (2,000 / 200) over the client processes: runs/create with a name and 3 tags,
+    then one small log-batch of 3 params and 2 metrics; total time and per-call p50/p99;
+  * search_runs over those runs (metric filter, param filter, order by metric), checked for the right
+    answer, p50/p99; then the log-metric and read-your-writes latencies of the burst mode.
+  Its targets are issue 14's.
+
 MLflow and FastTrackML are found through --mlflow-bin / --fml-bin (or BENCH_MLFLOW_BIN /
 BENCH_FML_BIN); a column whose executable is missing, or whose server does not start, is skipped
 with a note. Every server process started here is stopped by pid in a finally block.
@@ -34,6 +47,7 @@ batch window's effect can be measured (TRACKSTREAM_BATCH_WINDOW_MS=30 python ...
 
     python benchmarks/bench_mlflow_compat.py --size full \
         --mlflow-bin /tmp/mlflow-venv/bin/mlflow --fml-bin /tmp/fml-venv/bin/fml [--json out.json]
+    python benchmarks/bench_mlflow_compat.py --mode sustained --size full --mlflow-bin ... --fml-bin ...
 """
 
 from __future__ import annotations
