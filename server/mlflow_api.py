@@ -280,6 +280,12 @@ def mlflow_routes(service: MlflowService, reader: MlflowReader, artifacts: Artif
         await service.set_experiment_tag(body.get("experiment_id"), body.get("key"), body.get("value"))
         return ok()
 
+    @route("POST", "/mlflow/experiments/delete-experiment-tag")
+    async def delete_experiment_tag(request: web.Request) -> web.Response:
+        body = await body_json(request)
+        await service.delete_experiment_tag(body.get("experiment_id"), body.get("key"))
+        return ok()
+
     @route("POST", "/mlflow/runs/create")
     async def create_run(request: web.Request) -> web.Response:
         return ok({"run": await service.create_run(await body_json(request))})

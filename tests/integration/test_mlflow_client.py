@@ -106,6 +106,18 @@ def test_client_experiment_calls(tracking_uri):
     assert client.get_experiment_by_name("no-such-experiment-anywhere") is None
 
 
+def test_client_deletes_an_experiment_tag(tracking_uri):
+    client = MlflowClient()
+    experiment_id = client.create_experiment(f"tagged-{uuid.uuid4().hex[:6]}", tags={"owner": "me", "stage": "dev"})
+    client.delete_experiment_tag(experiment_id, "owner")
+    assert client.get_experiment(experiment_id).tags == {"stage": "dev"}
+    with pytest.raises(MlflowException, match="No tag with name"):
+        client.delete_experiment_tag(experiment_id, "owner")
+    client.delete_experiment(experiment_id)
+    with pytest.raises(MlflowException, match="must be in the 'active' state"):
+        client.delete_experiment_tag(experiment_id, "stage")
+
+
 def test_run_delete_restore_and_writes_to_deleted_runs(tracking_uri):
     client = MlflowClient()
     experiment_id = mlflow.set_experiment("acceptance").experiment_id
