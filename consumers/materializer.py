@@ -283,6 +283,8 @@ class Materializer:
                 exp["name"] = rec["new_name"]
             elif kind == "experiment_tag_set":
                 exp["tags"][rec["key"]] = rec["value"]
+            elif kind == "experiment_tag_deleted":
+                exp["tags"].pop(rec["key"], None)
             elif kind == "experiment_deleted":
                 exp["lifecycle_stage"] = "deleted"
             elif kind == "experiment_restored":

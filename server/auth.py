@@ -371,7 +371,7 @@ _MLFLOW_ROUTES: dict[tuple[str, str], Callable[[Query, Body], Requirement]] = {
     ("GET", "/mlflow/experiments/search"): lambda q, b: VisibleExperiments(),
     ("POST", "/mlflow/experiments/search"): lambda q, b: VisibleExperiments(),
     **{("POST", f"/mlflow/experiments/{action}"): _experiment_in("body", Access.WRITE)
-       for action in ("update", "delete", "restore", "set-experiment-tag")},
+       for action in ("update", "delete", "restore", "set-experiment-tag", "delete-experiment-tag")},
     ("POST", "/mlflow/runs/create"): _experiment_in("body", Access.WRITE),
     ("GET", "/mlflow/runs/get"): _run_in("query", Access.READ),
     ("POST", "/mlflow/runs/search"): _searched_experiments,

@@ -18,16 +18,17 @@ from trackstream.producer.artifacts import (ArtifactUploadError, ArtifactUploade
                                             model_artifact_key, validate_artifact_path)
 from trackstream.server import json_codec
 from trackstream.server.http import json_response, read_body
+from trackstream.server.experiment_search import build_experiment_search_query
 from trackstream.server.mlflow_fields import decode_history_token, decode_log_batch, encode_history_token
 from trackstream.server.logged_models import LoggedModelService
 from trackstream.server.mlflow_service import MlflowService, list_of_dicts, required_run_id
 from trackstream.server.reader import HistoryPosition, MlflowReader
+from trackstream.server.search import paginate
 from trackstream.errors import InvalidInput, NotFound
 
 PREFIXES = ("/api/2.0", "/ajax-api/2.0")
 GET_HISTORY_DEFAULT_MAX = 25_000
 SEARCH_DEFAULT_MAX = 1000
-SEARCH_MAX = 50_000
 MAX_ARTIFACT_BYTES = 5 * 1024**3
 MAX_ARTIFACT_KEY_BYTES = 2048
 
@@ -232,31 +233,27 @@ def mlflow_routes(service: MlflowService, reader: MlflowReader, artifacts: Artif
     async def get_experiment_by_name(request: web.Request) -> web.Response:
         return ok({"experiment": await service.get_experiment_by_name(request.query.get("experiment_name"))})
 
-    async def search_experiments(source: dict[str, Any]) -> web.Response:
+    async def search_experiments(source: dict[str, Any], order_by: Any) -> web.Response:
         view = source.get("view_type") or "ACTIVE_ONLY"
         view = {"1": "ACTIVE_ONLY", "2": "DELETED_ONLY", "3": "ALL"}.get(str(view), str(view))
-        if view not in ("ACTIVE_ONLY", "DELETED_ONLY", "ALL"):
-            raise InvalidInput(f"Invalid value {view!r} for parameter 'view_type'")
-        max_results = source.get("max_results") or 1000
+        max_results = source.get("max_results") or SEARCH_DEFAULT_MAX
         if isinstance(max_results, str) and max_results.isascii() and max_results.isdigit():
             max_results = int(max_results)
-        if not isinstance(max_results, int) or isinstance(max_results, bool) or not 0 < max_results <= 50_000:
-            raise InvalidInput(f"Invalid value {max_results} for parameter 'max_results' supplied.")
-        name_op, name_value = parse_experiment_filter(source.get("filter"))
-        offset = page_offset(source.get("page_token"))
-        rows = await service.read(reader.search_experiments, view, name_op, name_value, offset, max_results + 1)
-        result: dict[str, Any] = {"experiments": rows[:max_results]}
-        if len(rows) > max_results:
-            result["next_page_token"] = str(offset + max_results)
-        return ok(result)
+        page_token = source.get("page_token") or None
+        sql, parameters = build_experiment_search_query(reader.db, view, source.get("filter"), order_by, max_results,
+                                                        page_token)
+        rows = await service.read(reader.search_experiments, sql, parameters)
+        page, next_token = paginate(rows, max_results, page_token)
+        return ok({"experiments": page, **({"next_page_token": next_token} if next_token else {})})
 
     @route("POST", "/mlflow/experiments/search")
     async def search_experiments_post(request: web.Request) -> web.Response:
-        return await search_experiments(await body_json(request))
+        body = await body_json(request)
+        return await search_experiments(body, body.get("order_by"))
 
     @route("GET", "/mlflow/experiments/search")
     async def search_experiments_get(request: web.Request) -> web.Response:
-        return await search_experiments(dict(request.query))
+        return await search_experiments(dict(request.query), request.query.getall("order_by", None))
 
     @route("POST", "/mlflow/experiments/update")
     async def update_experiment(request: web.Request) -> web.Response:
@@ -278,6 +275,12 @@ def mlflow_routes(service: MlflowService, reader: MlflowReader, artifacts: Artif
     async def set_experiment_tag(request: web.Request) -> web.Response:
         body = await body_json(request)
         await service.set_experiment_tag(body.get("experiment_id"), body.get("key"), body.get("value"))
+        return ok()
+
+    @route("POST", "/mlflow/experiments/delete-experiment-tag")
+    async def delete_experiment_tag(request: web.Request) -> web.Response:
+        body = await body_json(request)
+        await service.delete_experiment_tag(body.get("experiment_id"), body.get("key"))
         return ok()
 
     @route("POST", "/mlflow/runs/create")
@@ -481,17 +484,3 @@ def safe_artifact_path(path: Any) -> str:
 def trim_dir(path: str) -> str:
     """A directory query parameter without its trailing slashes; a leading one stays so it is refused."""
     return path.rstrip("/") or path
-
-
-def parse_experiment_filter(filter_string: Any) -> tuple[str | None, str | None]:
-    """The experiment filters trackstream supports: ``name = 'x'``, ``name LIKE 'x%'``, ``name ILIKE``."""
-    if not filter_string:
-        return None, None
-    import re
-
-    match = re.fullmatch(r"\s*(?:attribute\.)?name\s*(=|!=|LIKE|ILIKE)\s*'((?:[^']|'')*)'\s*", str(filter_string),
-                         re.IGNORECASE)
-    if not match:
-        raise InvalidInput(f"Unsupported experiment filter {filter_string!r}: trackstream supports "
-                           "name = '...', name != '...', name LIKE '...' and name ILIKE '...'")
-    return match.group(1).upper(), match.group(2).replace("''", "'")

@@ -151,6 +151,13 @@ class MlflowService:
                                                           "value": v.validate_experiment_tag_value(
                                                               key, optional_string(value, "value"))})
 
+    async def delete_experiment_tag(self, experiment_id: Any, key: Any) -> None:
+        experiment = await self.active_experiment(experiment_id)
+        key = v.validate_key(key, "experiment tag")
+        if not any(t["key"] == key for t in experiment.get("tags", [])):
+            raise NotFound(f"No tag with name: {key} in experiment with id {experiment['experiment_id']}")
+        await self.appender.append("experiment_tag_deleted", {"experiment_id": experiment["experiment_id"], "key": key})
+
     # runs ------------------------------------------------------------------------------------
     async def create_run(self, body: dict[str, Any]) -> dict[str, Any]:
         """Append run_created; the answer (MLflow's Run) is built from the event itself, so a create

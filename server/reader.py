@@ -352,17 +352,9 @@ class MlflowReader(TrackingReader):
             f"ORDER BY lifecycle_stage = 'active' DESC LIMIT 1", parameters={"n": name}))
         return mlflow_experiment(rows[0]) if rows else None
 
-    def search_experiments(self, view_type: str, name_op: str | None, name_value: str | None,
-                           offset: int, limit: int) -> list[dict[str, Any]]:
-        stages = {"ACTIVE_ONLY": ["active"], "DELETED_ONLY": ["deleted"], "ALL": ["active", "deleted"]}[view_type]
-        where = "lifecycle_stage IN {stages:Array(String)}"
-        if name_op is not None:
-            where += f" AND name {name_op} {{name:String}}"
-        rows = _rows_as_dicts(self.client.query(
-            f"SELECT {self.EXPERIMENT_COLUMNS} FROM {self.db}.experiments_latest WHERE {where} "
-            f"ORDER BY creation_time DESC, experiment_id LIMIT {{limit:UInt32}} OFFSET {{offset:UInt32}}",
-            parameters={"stages": stages, "name": name_value, "limit": limit, "offset": offset}))
-        return [mlflow_experiment(r) for r in rows]
+    def search_experiments(self, sql: str, parameters: dict[str, Any]) -> list[dict[str, Any]]:
+        """Experiments of a ``server.experiment_search.build_experiment_search_query`` query."""
+        return [mlflow_experiment(r) for r in _rows_as_dicts(self.client.query(sql, parameters=parameters))]
 
     def run_ids_of_experiment(self, experiment_id: str, lifecycle_stage: str) -> list[str]:
         return [r[0] for r in self.client.query(

@@ -161,6 +161,21 @@ def test_experiment_created_twice_with_same_name_is_idempotent():
     assert not rows.rows["rejects"]
 
 
+def test_experiment_tag_deleted_removes_only_that_tag_and_replays_to_the_same_rows():
+    log = EventLog()
+    log.add("experiment_created", experiment_id="7", name="demo", artifact_location="",
+            tags=[{"key": "owner", "value": "me"}])
+    log.add("experiment_tag_set", experiment_id="7", key="stage", value="prod")
+    log.add("experiment_tag_deleted", experiment_id="7", key="owner")
+    log.add("experiment_tag_deleted", experiment_id="7", key="never-set")
+    rows = Materializer(EmptyStateReader()).process(log.messages)
+    assert [r[6] for r in rows.rows["experiments"]] == [{"owner": "me"}, {"owner": "me", "stage": "prod"},
+                                                       {"stage": "prod"}, {"stage": "prod"}]
+    assert not rows.rows["rejects"]
+    replayed = Materializer(EmptyStateReader()).process(log.messages)
+    assert replayed.rows["experiments"] == rows.rows["experiments"]
+
+
 def test_metrics_table_is_columnar_with_dictionary_keys():
     log = EventLog()
     log.run_created("r1")
