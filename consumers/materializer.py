@@ -169,10 +169,17 @@ def experiment_row(exp: dict[str, Any], partition: int, offset: int) -> tuple:
 def event_payload_json(event: DecodedEvent) -> str:
     record = event.record
     if event.event_type == "metrics_logged":
-        body: dict[str, Any] = {"count": record["count"], "keys": record["keys"]}
+        body: dict[str, Any] = {"count": record["count"], "keys": record["keys"],
+                                "params": record.get("params", []), "tags": record.get("tags", [])}
     else:
         body = {k: v for k, v in record.items() if k not in ENVELOPE_FIELDS}
     return json.dumps(body, separators=(",", ":"), default=str)
+
+
+def param_conflicts(params: list[dict[str, str]], known: dict[str, str]) -> list[dict[str, str]]:
+    """The params that would change a value already set (params are immutable per key)."""
+    return [{"key": p["key"], "old_value": known[p["key"]], "new_value": p["value"]}
+            for p in params if p["key"] in known and known[p["key"]] != p["value"]]
 
 
 class Materializer:
@@ -316,20 +323,11 @@ class Materializer:
                          f"run {run.run_id} is deleted; {kind} was not applied", event)
             return
         if kind == "metrics_logged":
-            try:
-                batch = MetricBatch.from_record(rec)
-            except DecodeError as exc:
-                self._reject(out, msg, RejectReason.INVALID_EVENT, str(exc), event)
-                return
-            out.metric_parts.append((run.run_id, p, o, batch))
+            self._apply_log_batch(msg, event, state, out)
         elif kind == "params_set":
             self._apply_params(msg, event, state, out)
         elif kind == "tags_set":
-            for tag in rec["tags"]:
-                out.rows["tags"].append((run.run_id, tag["key"], tag["value"], 0, p, o))
-                if tag["key"] == "mlflow.runName":
-                    state.run = replace(state.run, run_name=tag["value"])  # type: ignore[arg-type]
-                    out.rows["runs"].append(run_row(state.run, p, o))
+            self._apply_tags(msg, rec["tags"], state, out)
         elif kind == "tag_deleted":
             out.rows["tags"].append((run.run_id, rec["key"], "", 1, p, o))
         elif kind == "artifact_committed":
@@ -411,23 +409,51 @@ class Materializer:
             return
         out.rows["runs"].append(run_row(new, p, o))
 
+    def _apply_log_batch(self, msg: SourceMessage, event: DecodedEvent, state: AggregateState,
+                         out: TableRows) -> None:
+        """A log-batch event (``metrics_logged``; from v2 with the request's params and tags): all of it
+        or, when its points are malformed or a param changes a known value, none of it."""
+        rec = event.record
+        try:
+            batch = MetricBatch.from_record(rec)
+        except DecodeError as exc:
+            self._reject(out, msg, RejectReason.INVALID_EVENT, str(exc), event)
+            return
+        params = rec.get("params") or []
+        conflicts = param_conflicts(params, state.params)
+        if conflicts:
+            self._reject(out, msg, RejectReason.PARAM_CONFLICT,
+                         "changing param values is not allowed: " + json.dumps(conflicts), event)
+            return
+        if params:
+            self._apply_params(msg, event, state, out)
+        if len(batch):
+            out.metric_parts.append((rec["run_id"], msg.partition, msg.offset, batch))
+        self._apply_tags(msg, rec.get("tags") or [], state, out)
+
+    @staticmethod
+    def _apply_tags(msg: SourceMessage, tags: list[dict[str, str]], state: AggregateState, out: TableRows) -> None:
+        p, o = msg.partition, msg.offset
+        for tag in tags:
+            out.rows["tags"].append((state.run.run_id, tag["key"], tag["value"], 0, p, o))  # type: ignore[union-attr]
+            if tag["key"] == "mlflow.runName":
+                state.run = replace(state.run, run_name=tag["value"])  # type: ignore[arg-type]
+                out.rows["runs"].append(run_row(state.run, p, o))
+
     def _apply_params(self, msg: SourceMessage, event: DecodedEvent, state: AggregateState, out: TableRows,
                       table: str = "params") -> None:
         """Params of a run (``params``) or of a model (``logged_model_params``): immutable per key."""
         rec = event.record
-        conflicts = []
+        conflicts = param_conflicts(rec["params"], state.params)
         for param in rec["params"]:
             key, value = param["key"], param["value"]
-            known = state.params.get(key)
-            if known is None:
+            if key not in state.params:
                 state.params[key] = value
                 if table == "params":
                     out.rows["params"].append((rec["run_id"], key, value, rec["timestamp_ms"], rec["event_id"],
                                                msg.partition, msg.offset))
                 else:
                     out.rows[table].append((rec["model_id"], key, value, msg.partition, msg.offset))
-            elif known != value:
-                conflicts.append({"key": key, "old_value": known, "new_value": value})
         if conflicts:
             self._reject(out, msg, RejectReason.PARAM_CONFLICT,
                          "changing param values is not allowed: " + json.dumps(conflicts), event)

@@ -1,3 +1,6 @@
+import numpy as np
+
+from trackstream.schemas import MetricBatch
 from trackstream.consumers.materializer import AggregateState, Materializer, RejectReason
 from trackstream.consumers.run_state import FINALIZING, FINISHED, RunState
 from tests.unit.consumers.events import EventLog
@@ -259,3 +262,44 @@ def test_the_tables_do_not_depend_on_the_order_of_run_and_experiment_partitions(
     assert sorted(r[0] for r in run_partition_first["runs"]) == ["r1", "r2", "r3"]
     assert len(run_partition_first["metrics"]) == 6
     assert "rejects" not in run_partition_first
+
+
+def test_a_log_batch_event_materializes_its_params_points_and_tags_together():
+    log = EventLog()
+    log.run_created("r1")
+    batch = MetricBatch(["loss"], np.zeros(3, np.uint32), np.arange(3), np.arange(3) + 1000, np.arange(3) * 0.5)
+    log.add("metrics_logged", run_id="r1", params=[{"key": "lr", "value": "0.1"}],
+            tags=[{"key": "mlflow.runName", "value": "renamed"}], **batch.to_record_fields())
+    rows = Materializer(EmptyStateReader()).process(log.messages)
+    assert rows.metric_points == 3
+    assert [r[1:3] for r in rows.rows["params"]] == [("lr", "0.1")]
+    assert [r[1:3] for r in rows.rows["tags"]] == [("mlflow.runName", "renamed")]
+    assert rows.rows["runs"][-1][2] == "renamed"
+    assert not rows.rows["rejects"]
+
+
+def test_a_log_batch_event_with_a_conflicting_param_is_rejected_whole():
+    log = EventLog()
+    log.run_created("r1")
+    log.add("params_set", run_id="r1", params=[{"key": "lr", "value": "0.1"}])
+    batch = MetricBatch(["loss"], np.zeros(2, np.uint32), np.arange(2), np.arange(2), np.arange(2) * 1.0)
+    log.add("metrics_logged", run_id="r1", params=[{"key": "lr", "value": "0.2"}, {"key": "bs", "value": "8"}],
+            tags=[{"key": "stage", "value": "dev"}], **batch.to_record_fields())
+    rows = Materializer(EmptyStateReader()).process(log.messages)
+    assert reasons(rows) == [RejectReason.PARAM_CONFLICT]
+    assert rows.metric_points == 0
+    assert [r[1] for r in rows.rows["params"]] == ["lr"]
+    assert not rows.rows["tags"]
+
+
+def test_a_metrics_logged_v1_event_still_materializes():
+    from trackstream.schemas import default_codec
+    log = EventLog()
+    log.run_created("r1")
+    batch = MetricBatch(["loss"], np.zeros(2, np.uint32), np.arange(2), np.arange(2), np.arange(2) * 1.0)
+    record = {"event_id": "e" * 32, "writer_id": "old", "seq": 1, "timestamp_ms": 7, "run_id": "r1",
+              **batch.to_record_fields()}
+    log.raw(default_codec().encode("metrics_logged", record, version=1), key=b"r1")
+    rows = Materializer(EmptyStateReader()).process(log.messages)
+    assert rows.metric_points == 2
+    assert not rows.rows["params"] and not rows.rows["tags"] and not rows.rows["rejects"]
