@@ -303,3 +303,48 @@ def test_a_metrics_logged_v1_event_still_materializes():
     rows = Materializer(EmptyStateReader()).process(log.messages)
     assert rows.metric_points == 2
     assert not rows.rows["params"] and not rows.rows["tags"] and not rows.rows["rejects"]
+
+
+def test_a_retried_request_right_after_its_first_attempt_is_dropped():
+    log = EventLog()
+    log.run_created("r1")
+    log.metrics("r1", 3, seq=1, writer_id="req-aaa")
+    log.metrics("r1", 3, seq=1, writer_id="req-aaa")  # the client's retry: same identity
+    rows = Materializer(EmptyStateReader()).process(log.messages)
+    assert rows.metric_points == 3
+    assert rows.counts["duplicates"] == 1 and not rows.rows["rejects"]
+
+
+def request_tag(log, writer_id, key, value, seq=1):
+    """A tags_set event stamped from a request's identity (writer ``req-...``)."""
+    return log.add("tags_set", run_id="r1", tags=[{"key": key, "value": value}], seq=seq, writer_id=writer_id)
+
+
+def test_a_request_repeated_after_another_write_to_the_run_is_applied_again():
+    log = EventLog()
+    log.run_created("r1")
+    for writer, value in (("req-aaa", "a"), ("req-bbb", "b"), ("req-aaa", "a")):
+        request_tag(log, writer, "phase", value)
+    rows = Materializer(EmptyStateReader()).process(log.messages)
+    assert [r[2] for r in rows.rows["tags"]] == ["a", "b", "a"]
+    assert rows.counts["duplicates"] == 0 and not rows.rows["rejects"]
+
+
+def test_a_retry_applies_only_the_events_its_first_attempt_did_not_store():
+    log = EventLog()
+    log.run_created("r1")
+    log.add("params_set", run_id="r1", params=[{"key": "lr", "value": "0.1"}], seq=1, writer_id="req-aaa")
+    log.add("params_set", run_id="r1", params=[{"key": "lr", "value": "0.1"}], seq=1, writer_id="req-aaa")
+    request_tag(log, "req-aaa", "t", "v", seq=2)
+    log.add("params_set", run_id="r1", params=[{"key": "lr", "value": "0.1"}], seq=1, writer_id="req-aaa")
+    rows = Materializer(EmptyStateReader()).process(log.messages)
+    assert rows.counts["duplicates"] == 2
+    assert [r[1] for r in rows.rows["tags"]] == ["t"] and not rows.rows["rejects"]
+
+
+def test_the_last_request_of_a_run_comes_from_the_loaded_state():
+    log = EventLog()
+    log.metrics("r1", 3, seq=1, writer_id="req-aaa")
+    state = AggregateState(run=RunState("r1", "0"), last_writer="req-aaa", last_writer_seq=1)
+    rows = Materializer(EmptyStateReader({"r1": state})).process(log.messages)
+    assert rows.metric_points == 0 and rows.counts["duplicates"] == 1
