@@ -18,6 +18,7 @@ from trackstream.consumers.worker import MaterializerService, build_app
 from trackstream.infra.topics import ensure_topics
 from trackstream.server.auth import auth_middleware, load_auth
 from trackstream.server.event_log import EventAppender, ReadYourWrites
+from trackstream.server.request_identity import request_identity_middleware
 from trackstream.server.http import create_app, model_state_routes, written_marks_middleware
 from trackstream.server.mlflow_api import ArtifactProxy, mlflow_routes
 from trackstream.server.logged_models import LoggedModelService
@@ -69,7 +70,8 @@ def serve(settings: Settings, loglevel: str = "warning") -> None:
         return await asyncio.get_running_loop().run_in_executor(read_executor, fn, *args)
 
     async def start_http() -> None:
-        appender = EventAppender(settings.kafka_bootstrap, settings.topic, consistency)
+        appender = EventAppender(settings.kafka_bootstrap, settings.topic, consistency,
+                                 ack_timeout_s=settings.gateway_ack_timeout_s)
         mlflow = MlflowService(appender, reader, run_read, consistency)
         replay = BackgroundReplay(settings, lambda: connect(settings.clickhouse_dsn, "replay"))
         http_app = create_app(reader, run_read, service.stats, replay)
@@ -87,6 +89,7 @@ def serve(settings: Settings, loglevel: str = "warning") -> None:
             http_app.middlewares.append(auth_middleware(auth, mlflow, models, cookie_user(sessions)))
         http_app.middlewares.append(written_marks_middleware(consistency, settings.topic, settings.partitions,
                                                              READ_YOUR_WRITES_TIMEOUT_S))
+        http_app.middlewares.append(request_identity_middleware())
         install_web_security(http_app, WebPolicy.of(settings.server_host, settings.allowed_hosts,
                                                     settings.cors_origins), is_ui_page)
         runner = web.AppRunner(http_app, access_log=None)

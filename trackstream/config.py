@@ -43,6 +43,9 @@ class Settings:
     # (DNS rebinding), and foreign origins allowed to make cross-origin requests (CORS, closed by default).
     allowed_hosts: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()
+    # How long a gateway request waits for Kafka's acknowledgement before answering 503; the event may
+    # still land, and the client's retry of the same request is then dropped as a repeat.
+    gateway_ack_timeout_s: float = 30.0
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -66,6 +69,7 @@ class Settings:
             reads_url=env.get("TRACKSTREAM_SERVER_URL", "").strip().rstrip("/"),
             allowed_hosts=_comma_list(env.get("TRACKSTREAM_ALLOWED_HOSTS", "")),
             cors_origins=_comma_list(env.get("TRACKSTREAM_CORS_ORIGINS", "")),
+            gateway_ack_timeout_s=_positive_ms(env, "TRACKSTREAM_GATEWAY_ACK_TIMEOUT_MS", 30_000) / 1000,
         )
 
     @property
