@@ -1,9 +1,13 @@
 """Artifact stores and the uploader that turns a local file into an ``artifact_committed`` event.
 
 Every upload goes: copy to a staging location -> re-read what landed and compare size and
-sha256 with the bytes that were sent -> move into place -> only then call ``commit``. A torn,
-corrupted or interrupted upload is discarded and retried, and after the last attempt raises
-:class:`ArtifactUploadError`; it is never committed, so it never shows up in a run.
+sha256 with the bytes that were sent -> set it aside as a version of its own (``promote``; the
+file at the artifact's path is untouched) -> call ``commit`` -> once the commit is acknowledged,
+switch the artifact's path to that version atomically (``publish``). What is served at a path is
+therefore always a committed version: a process that dies between storing and committing leaves
+the previous committed version in place. A torn, corrupted or interrupted upload is discarded and
+retried, and after the last attempt raises :class:`ArtifactUploadError`; it is never committed,
+so it never shows up in a run.
 
 Layout (relative to the store root): ``<experiment_id>/<run_id>/artifacts/<artifact path>``,
 the same place the materializer points a run's ``artifact_uri`` at.
@@ -57,6 +61,9 @@ log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 8 * 1024 * 1024
 STAGING_DIR = ".staging"
+VERSIONS_DIR = ".versions"
+RESERVED_DIRS = (STAGING_DIR, VERSIONS_DIR)
+"""Top-level names the stores keep for themselves: never artifact keys, never listed."""
 
 Progress = Callable[[memoryview], None]
 """Called by ``put_staged`` with every chunk, in order, exactly as it was sent. The uploader
@@ -164,10 +171,16 @@ class ArtifactStore(Protocol):
         """``(size, sha256 hex)`` of what landed, computed by reading the staged object back."""
 
     def promote(self, staging_key: str, final_key: str) -> str:
-        """Move the staged object to ``final_key`` atomically (readers see all of it or none); return its URI."""
+        """Set the verified staged object aside as the version ``staging_key`` of ``final_key``, without
+        touching what ``final_key`` serves; fail (``NotADirectoryError``, ``IsADirectoryError``,
+        ``FileExistsError``) if ``final_key`` could never be published. Return the URI ``final_key`` has."""
+
+    def publish(self, staging_key: str, final_key: str) -> None:
+        """Switch ``final_key`` to the version ``staging_key`` atomically (readers see the old or the new
+        object, whole) and drop the version. Called only once its commit event was acknowledged."""
 
     def discard_staged(self, staging_key: str) -> None:
-        """Delete the staged object; no error if it does not exist."""
+        """Delete the staged object and its version; no error if they do not exist."""
 
     def open(self, final_key: str) -> BinaryIO:
         ...
@@ -220,9 +233,13 @@ class LocalArtifactStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self._real_root = self.root.resolve()
         self._staging = self._real_root / STAGING_DIR
+        self._versions = self._real_root / VERSIONS_DIR
 
     def staging_path(self, staging_key: str) -> Path:
         return self._staging / _check_staging_key(staging_key)
+
+    def version_path(self, staging_key: str) -> Path:
+        return self._versions / _check_staging_key(staging_key)
 
     def put_staged(self, local_path: Path, staging_key: str, progress: Progress) -> None:
         target = self.staging_path(staging_key)
@@ -246,16 +263,25 @@ class LocalArtifactStore:
             return staged.tell(), digest.hexdigest()
 
     def promote(self, staging_key: str, final_key: str) -> str:
-        source = self.staging_path(staging_key)
         target = self._write_path(final_key)
         _makedirs_durable(target.parent)
-        os.replace(source, target)
-        _fsync_dir(target.parent)
+        if target.is_dir():
+            raise IsADirectoryError(f"{target} is a directory")
+        self._versions.mkdir(exist_ok=True)
+        os.replace(self.staging_path(staging_key), self.version_path(staging_key))
+        _fsync_dir(self._versions)
         _fsync_dir(self._staging)
         return self.uri_for(final_key)
 
+    def publish(self, staging_key: str, final_key: str) -> None:
+        target = self._write_path(final_key)
+        os.replace(self.version_path(staging_key), target)
+        _fsync_dir(target.parent)
+        _fsync_dir(self._versions)
+
     def discard_staged(self, staging_key: str) -> None:
         self.staging_path(staging_key).unlink(missing_ok=True)
+        self.version_path(staging_key).unlink(missing_ok=True)
 
     def open(self, final_key: str) -> BinaryIO:
         return open(self._read_path(final_key), "rb")
@@ -271,14 +297,15 @@ class LocalArtifactStore:
         for dirpath, dirnames, filenames in os.walk(base):
             here = Path(dirpath)
             if here == self._real_root:
-                dirnames[:] = [d for d in dirnames if d != STAGING_DIR]
+                dirnames[:] = [d for d in dirnames if d not in RESERVED_DIRS]
             for name in filenames:
                 relative = (here / name).relative_to(base).as_posix()
                 keys.append(f"{prefix}/{relative}" if prefix else relative)
         return sorted(keys)
 
     def _inside(self, key: str, resolved: Path) -> Path:
-        if not resolved.is_relative_to(self._real_root) or resolved.is_relative_to(self._staging):
+        if not resolved.is_relative_to(self._real_root) or any(
+                resolved.is_relative_to(self._real_root / reserved) for reserved in RESERVED_DIRS):
             raise InvalidInput(
                 f"Invalid artifact path {key!r}: it resolves to {resolved}, outside the artifact root "
                 f"{self._real_root} (through a symlink)"
@@ -336,6 +363,10 @@ class S3ArtifactStore:
         key = f"{STAGING_DIR}/{_check_staging_key(staging_key)}"
         return f"{self.prefix}/{key}" if self.prefix else key
 
+    def version_object_key(self, staging_key: str) -> str:
+        key = f"{VERSIONS_DIR}/{_check_staging_key(staging_key)}"
+        return f"{self.prefix}/{key}" if self.prefix else key
+
     def uri_for(self, final_key: str) -> str:
         return f"s3://{self.bucket}/{self.object_key(final_key)}"
 
@@ -374,16 +405,23 @@ class S3ArtifactStore:
         return size, digest.hexdigest()
 
     def promote(self, staging_key: str, final_key: str) -> str:
-        source = self.staging_object_key(staging_key)
-        self.client.copy({"Bucket": self.bucket, "Key": source}, self.bucket, self.object_key(final_key))
+        self._move(self.staging_object_key(staging_key), self.version_object_key(staging_key))
+        return self.uri_for(final_key)
+
+    def publish(self, staging_key: str, final_key: str) -> None:
+        self._move(self.version_object_key(staging_key), self.object_key(final_key))
+
+    def _move(self, source: str, target: str) -> None:
+        """Server-side copy (atomic per object for readers), then delete the source."""
+        self.client.copy({"Bucket": self.bucket, "Key": source}, self.bucket, target)
         try:
             self.client.delete_object(Bucket=self.bucket, Key=source)
-        except Exception:  # the copy is in place; a leftover staging object is only garbage
-            log.warning("could not delete staging object s3://%s/%s", self.bucket, source, exc_info=True)
-        return self.uri_for(final_key)
+        except Exception:  # the copy is in place; a leftover source object is only garbage
+            log.warning("could not delete s3://%s/%s after copying it", self.bucket, source, exc_info=True)
 
     def discard_staged(self, staging_key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self.staging_object_key(staging_key))
+        self.client.delete_object(Bucket=self.bucket, Key=self.version_object_key(staging_key))
 
     def open(self, final_key: str) -> BinaryIO:
         return self.client.get_object(Bucket=self.bucket, Key=self.object_key(final_key))["Body"]
@@ -395,7 +433,7 @@ class S3ArtifactStore:
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=search):
             for obj in page.get("Contents", ()):
                 key = obj["Key"][len(root):]
-                if not key.startswith(f"{STAGING_DIR}/"):
+                if key.split("/", 1)[0] not in RESERVED_DIRS:
                     keys.append(key)
         return sorted(keys)
 
@@ -451,8 +489,13 @@ class ArtifactUploader:
         local = Path(local_path)
         if not local.is_file():
             raise InvalidInput(f"Invalid local file {str(local)!r}: does not exist or is not a regular file")
-        size, sha256, uri = self._store_verified(local, artifact_path, key)
-        self.commit(run_id, artifact_path, size, sha256, uri)
+        size, sha256, uri, version = self._store_verified(local, artifact_path, key)
+        try:
+            self.commit(run_id, artifact_path, size, sha256, uri)
+        except BaseException:
+            self._discard(version)  # not acknowledged: the path keeps serving its committed version
+            raise
+        self._publish(version, key, artifact_path)
         record = ArtifactRecord(artifact_path, size, sha256, uri)
         with self._lock:
             self._manifests.setdefault(run_id, {})[artifact_path] = record
@@ -497,7 +540,17 @@ class ArtifactUploader:
         with self._lock:
             self._manifests.pop(run_id, None)
 
-    def _store_verified(self, local: Path, artifact_path: str, key: str) -> tuple[int, str, str]:
+    def _publish(self, version: str, key: str, artifact_path: str) -> None:
+        try:
+            self.store.publish(version, key)
+        except Exception as exc:
+            raise DeliveryError(
+                f"artifact {artifact_path!r} was committed but could not be switched into place ({exc}); "
+                f"its bytes are kept as version {version} in the store's {VERSIONS_DIR}/ area"
+            ) from exc
+
+    def _store_verified(self, local: Path, artifact_path: str, key: str) -> tuple[int, str, str, str]:
+        """Stage, verify and promote ``local``: (size, sha256, uri, version id), the version not yet published."""
         show = self.progress if self.progress is not None else sys.stderr.isatty()
         total = local.stat().st_size
         attempts = self.retries + 1
@@ -518,7 +571,7 @@ class ArtifactUploader:
                     size, sha256 = self._stage(local, staging_key, bar)
                     uri = self.store.promote(staging_key, key)
                     promoted = True
-                    return size, sha256, uri
+                    return size, sha256, uri, staging_key
                 except InvalidInput:
                     raise
                 except Exception as exc:
