@@ -46,6 +46,7 @@ __all__ = [
     "S3ArtifactStore",
     "ArtifactUploader",
     "ArtifactRecord",
+    "StagedObject",
     "ArtifactUploadError",
     "ArtifactVerificationError",
     "Progress",
@@ -161,6 +162,18 @@ def _check_staging_key(staging_key: str) -> str:
 # stores -----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class StagedObject:
+    """Something in a store's staging area: an upload in progress, or one a killed process left.
+    ``name`` is what to show; ``modified`` the last write (Unix seconds); ``upload_id`` is set for
+    an S3 multipart upload that was never completed (its parts cost storage but are no object)."""
+
+    name: str
+    size: int
+    modified: float
+    upload_id: str = ""
+
+
 class ArtifactStore(Protocol):
     """Where artifact bytes live. Keys are validated relative POSIX paths (see :func:`artifact_key`)."""
 
@@ -190,6 +203,12 @@ class ArtifactStore(Protocol):
 
     def list(self, prefix: str = "") -> builtins.list[str]:
         """Keys of every committed file under ``prefix`` (recursive, sorted)."""
+
+    def list_staged(self) -> builtins.list[StagedObject]:
+        """Everything in the staging area (never a committed artifact, never a version)."""
+
+    def remove_staged(self, staged: StagedObject) -> None:
+        """Delete one entry of ``list_staged``; no error if it is already gone."""
 
 
 def _fsync_dir(path: Path) -> None:
@@ -285,6 +304,21 @@ class LocalArtifactStore:
 
     def open(self, final_key: str) -> BinaryIO:
         return open(self._read_path(final_key), "rb")
+
+    def list_staged(self) -> builtins.list[StagedObject]:
+        found = []
+        with contextlib.suppress(FileNotFoundError), os.scandir(self._staging) as entries:
+            for entry in entries:
+                with contextlib.suppress(FileNotFoundError):  # finished or discarded meanwhile
+                    st = entry.stat(follow_symlinks=False)
+                    found.append(StagedObject(f"{STAGING_DIR}/{entry.name}", st.st_size, st.st_mtime))
+        return sorted(found, key=lambda o: o.name)
+
+    def remove_staged(self, staged: StagedObject) -> None:
+        name = staged.name.removeprefix(f"{STAGING_DIR}/")
+        if "/" in name or name in ("", ".", ".."):
+            raise InvalidInput(f"Invalid staged name {staged.name!r}: not an entry of {self._staging}")
+        (self._staging / name).unlink(missing_ok=True)
 
     def uri_for(self, final_key: str) -> str:
         return self.root.joinpath(*validate_artifact_path(final_key, "artifact key").split("/")).as_uri()
@@ -425,6 +459,30 @@ class S3ArtifactStore:
 
     def open(self, final_key: str) -> BinaryIO:
         return self.client.get_object(Bucket=self.bucket, Key=self.object_key(final_key))["Body"]
+
+    def list_staged(self) -> builtins.list[StagedObject]:
+        root = f"{self.prefix}/" if self.prefix else ""
+        staging = f"{root}{STAGING_DIR}/"
+        found = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=staging):
+            for obj in page.get("Contents", ()):
+                found.append(StagedObject(obj["Key"][len(root):], obj["Size"], obj["LastModified"].timestamp()))
+        for page in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=staging):
+            for upload in page.get("Uploads", ()):
+                parts = self.client.list_parts(Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+                found.append(StagedObject(upload["Key"][len(root):], sum(p["Size"] for p in parts.get("Parts", ())),
+                                          upload["Initiated"].timestamp(), upload["UploadId"]))
+        return sorted(found, key=lambda o: (o.name, o.upload_id))
+
+    def remove_staged(self, staged: StagedObject) -> None:
+        if not staged.name.startswith(f"{STAGING_DIR}/"):
+            raise InvalidInput(f"Invalid staged name {staged.name!r}: not under {STAGING_DIR}/")
+        key = f"{self.prefix}/{staged.name}" if self.prefix else staged.name
+        if staged.upload_id:
+            with contextlib.suppress(self.client.exceptions.NoSuchUpload):
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=staged.upload_id)
+        else:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
 
     def list(self, prefix: str = "") -> builtins.list[str]:
         root = f"{self.prefix}/" if self.prefix else ""
