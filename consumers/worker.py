@@ -25,6 +25,7 @@ from trackstream.consumers.materializer import Materializer, RejectReason, Sourc
 from trackstream.consumers.store import ClickHouseSink, ClickHouseStateReader, SchemaManager, connect
 from trackstream.config import Settings
 from trackstream.errors import StorageError
+from trackstream.producer.staging_gc import collect_staging, gc_interval_s, staging_stores
 
 log = logging.getLogger("trackstream.worker")
 
@@ -191,6 +192,15 @@ def build_app(settings: Settings, service: MaterializerService,
             await topic.send(key=key, value=value)
             log.warning("run %s did not get artifacts %s within %.0f s of finishing; marked FAILED",
                         run_id, missing, settings.finalize_timeout_s)
+
+    stores = staging_stores(settings)
+
+    @app.timer(interval=gc_interval_s(settings.staging_grace_s))
+    async def collect_abandoned_uploads() -> None:
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, collect_staging, stores, settings.staging_grace_s)
+        except Exception:  # a store that is unreachable now is tried again next time
+            log.warning("could not collect abandoned staging uploads", exc_info=True)
 
     if extra_startup is not None:
         app.task(extra_startup)

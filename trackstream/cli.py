@@ -278,6 +278,21 @@ def cmd_auth(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_gc_staging(args: argparse.Namespace, settings: Settings) -> int:
+    from trackstream.producer.staging_gc import collect_staging, describe_duration, parse_duration, staging_stores
+
+    grace_s = parse_duration(args.older_than) if args.older_than is not None else settings.staging_grace_s
+    result = collect_staging(staging_stores(settings), grace_s)
+    for entry in result.removed:
+        multipart = f" (incomplete multipart upload {entry.upload_id})" if entry.upload_id else ""
+        print(f"removed {entry.name}{multipart}: {entry.size:,} bytes, last written {format_ms(int(entry.modified * 1000))} UTC")
+    print(f"removed {len(result.removed)} abandoned upload(s), freed {result.bytes_freed:,} bytes; "
+          f"kept {len(result.kept)} younger than {describe_duration(grace_s)}")
+    for error in result.errors:
+        print(f"error: could not remove {error}", file=sys.stderr)
+    return EXIT_ERROR if result.errors else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trackstream", description="Event-sourced ML experiment tracking.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -325,6 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("auth", cmd_auth, "make auth-file entries: a password hash (read from the terminal or stdin) "
                               "or a new random token and its hash")
     p.add_argument("action", choices=["hash-password", "new-token"])
+    p = add("gc-staging", cmd_gc_staging, "remove uploads that killed processes left in the artifact stores' "
+                                           "staging areas (committed artifacts are never touched)")
+    p.add_argument("--older-than", help="grace period, e.g. 30m, 24h, 2d (default: TRACKSTREAM_STAGING_GRACE_S, 24h)")
     p = add("demo", cmd_demo, "log an example training run and show it")
     p.add_argument("--steps", type=int, default=500)
     p.add_argument("--timeout", type=float, default=60.0)

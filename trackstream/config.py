@@ -37,6 +37,9 @@ class Settings:
     # Where the SDK stores artifacts: "" is the local store at ``artifact_root``; ``s3://bucket/prefix``
     # an S3-compatible bucket (endpoint and credentials as boto3 reads them: AWS_ENDPOINT_URL, ...).
     artifact_store: str = ""
+    # Staging uploads untouched this long belong to a killed process: `trackstream gc-staging` and the
+    # worker's periodic task remove them (producer/staging_gc.py).
+    staging_grace_s: float = 86400.0
     # Where SDK reads (``ts.search_runs``...) go: "" is this server's own http://host:port.
     reads_url: str = ""
     # Browser-facing checks (server/web_security.py): Host names accepted besides loopback ones
@@ -66,6 +69,7 @@ class Settings:
             auth_file=Path(env["TRACKSTREAM_AUTH_FILE"]).expanduser() if env.get("TRACKSTREAM_AUTH_FILE") else None,
             batch_window_s=_positive_ms(env, "TRACKSTREAM_BATCH_WINDOW_MS", 100) / 1000,
             artifact_store=artifact_store_location(env.get("TRACKSTREAM_ARTIFACT_STORE", "")),
+            staging_grace_s=_seconds(env, "TRACKSTREAM_STAGING_GRACE_S", 86400.0),
             reads_url=env.get("TRACKSTREAM_SERVER_URL", "").strip().rstrip("/"),
             allowed_hosts=_comma_list(env.get("TRACKSTREAM_ALLOWED_HOSTS", "")),
             cors_origins=_comma_list(env.get("TRACKSTREAM_CORS_ORIGINS", "")),
@@ -115,6 +119,19 @@ def _positive_ms(env: Mapping[str, str], name: str, default: int) -> int:
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 60_000:
         raise InvalidInput(f"{name} must be a whole number of milliseconds between 1 and 60000, got {raw!r}")
     return int(raw)
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise InvalidInput(f"{name} must be a positive number of seconds, got {raw!r}")
+    return value
 
 
 def _comma_list(raw: str) -> tuple[str, ...]:
