@@ -231,16 +231,13 @@ class ClickHouseSink:
         if not keep.all():
             table = table.filter(pa.array(keep))
             partitions, offsets = partitions[keep], offsets[keep]
-        start = 0
-        while start < len(offsets):
-            stop = min(start + MAX_ROWS_PER_INSERT, len(offsets))
-            if stop < len(offsets):  # never split one event's points over two inserts
-                boundary = np.searchsorted(offsets[start:stop], offsets[stop - 1])
-                stop = start + int(boundary) if boundary > 0 else stop
+        order = np.lexsort((offsets, partitions))  # by partition, then offset: one event's rows adjacent
+        if not (order[1:] > order[:-1]).all():
+            table, partitions, offsets = table.take(pa.array(order)), partitions[order], offsets[order]
+        for start, stop in insert_slices(partitions, offsets, MAX_ROWS_PER_INSERT):
             chunk = table.slice(start, stop - start)
             self._insert(lambda c=chunk: self.client.insert_arrow(f"{self.database}.metrics", c), "metrics")
             self._advance("metrics", *_last_offsets(partitions[start:stop], offsets[start:stop]))
-            start = stop
         return int(keep.sum())
 
     @staticmethod
@@ -249,6 +246,31 @@ class ClickHouseSink:
             do_insert()
         except Exception as exc:
             raise StorageError(f"insert into {table} failed: {exc}") from exc
+
+
+def insert_slices(partitions: np.ndarray, offsets: np.ndarray, max_rows: int) -> list[tuple[int, int]]:
+    """[start, stop) row ranges of at most ``max_rows`` rows over rows sorted by (partition, offset)
+    that never cut one event's rows apart (an event larger than ``max_rows`` is one range of its own).
+
+    After a kill between two inserts, the reloaded high-water mark is the last event stored, so a
+    stored event must be stored whole."""
+    n = len(offsets)
+    if n == 0:
+        return []
+    changes = (partitions[1:] != partitions[:-1]) | (offsets[1:] != offsets[:-1])
+    event_starts = np.concatenate(([0], np.flatnonzero(changes) + 1, [n]))
+    slices = []
+    start = 0
+    while start < n:
+        if n - start <= max_rows:
+            stop = n
+        else:  # the last event start within reach, or, if one event alone is larger, that event's end
+            stop = int(event_starts[np.searchsorted(event_starts, start + max_rows, side="right") - 1])
+            if stop <= start:
+                stop = int(event_starts[np.searchsorted(event_starts, start, side="right")])
+        slices.append((start, stop))
+        start = stop
+    return slices
 
 
 def _last_offsets(partitions: np.ndarray, offsets: np.ndarray) -> tuple[list[int], list[int]]:
