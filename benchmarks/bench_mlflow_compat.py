@@ -82,6 +82,7 @@ SERVERS = ("trackstream", "mlflow", "fml")
 LABELS = {"trackstream": "trackstream", "mlflow": "mlflow", "fml": "fasttrackml"}
 BATCH = 1000                    # metrics per log-batch request: MLflow's maximum
 HISTORY_PAGE = 25_000           # what the mlflow client asks get-history for per page
+NEXT_PAGE_HEADER = "X-Trackstream-Next-Page-Token"  # where trackstream's history route puts the next page_token
 DOWNSAMPLE_BUCKETS = 1000
 BASE_TS = 1_700_000_000_000
 
@@ -333,12 +334,21 @@ class TrackstreamServer(Server):
         raise RuntimeError(f"trackstream: only {seen} of {expected} points readable after {timeout:.0f} s")
 
     def native_history(self, http: Http, run_id: str, key: str, fmt: str) -> int | None:
-        path = f"/api/ts/runs/{run_id}/metrics/{urllib.parse.quote(key)}"
-        if fmt == "arrow":
-            import pyarrow.ipc
+        """Points read from every page of the history route (its pages are capped), decoded."""
+        import pyarrow.ipc
 
-            return pyarrow.ipc.open_stream(http.call("GET", path, params={"format": "arrow"})).read_all().num_rows
-        return len(http.get(path)["history"]["step"])
+        path = f"/api/ts/runs/{run_id}/metrics/{urllib.parse.quote(key)}"
+        points, token = 0, None
+        while True:
+            params = {"format": fmt, **({"page_token": token} if token else {})}
+            body = http.call("GET", path, params=params)
+            if fmt == "arrow":
+                points += pyarrow.ipc.open_stream(body).read_all().num_rows
+            else:
+                points += len(json.loads(body)["history"]["step"])
+            token = http.last_headers.get(NEXT_PAGE_HEADER) if http.last_headers else None
+            if not token:
+                return points
 
     def downsampled(self, http: Http, run_id: str, key: str) -> tuple[bool, str]:
         status, data = http.raw("GET", f"/api/ts/runs/{run_id}/metrics/{urllib.parse.quote(key)}",

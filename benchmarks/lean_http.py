@@ -23,6 +23,7 @@ class Http:
         self.host, self.port = parsed.hostname or "127.0.0.1", parsed.port or 80
         self.timeout = timeout
         self.conn: http.client.HTTPConnection | None = None
+        self.last_headers: http.client.HTTPMessage | None = None  # of the last response
 
     def close(self) -> None:
         if self.conn is not None:
@@ -50,6 +51,7 @@ class Http:
                 raise
             if response.will_close:
                 self.close()
+            self.last_headers = response.headers
             return response.status, data
         raise AssertionError("unreachable")
 

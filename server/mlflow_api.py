@@ -28,6 +28,7 @@ from trackstream.errors import InvalidInput, NotFound
 
 PREFIXES = ("/api/2.0", "/ajax-api/2.0")
 GET_HISTORY_DEFAULT_MAX = 25_000
+GET_HISTORY_MAX = 25_000  # per page, the page the mlflow client asks for (GET_METRIC_HISTORY_MAX_RESULTS)
 SEARCH_DEFAULT_MAX = 1000
 MAX_ARTIFACT_BYTES = 5 * 1024**3
 MAX_ARTIFACT_KEY_BYTES = 2048
@@ -379,7 +380,7 @@ def mlflow_routes(service: MlflowService, reader: MlflowReader, artifacts: Artif
         if not key:
             raise InvalidInput("Missing value for required parameter 'metric_key'.")
         await service.known_run(run_id)
-        limit = query_int(request, "max_results", GET_HISTORY_DEFAULT_MAX, 10_000_000)
+        limit = query_int(request, "max_results", GET_HISTORY_DEFAULT_MAX, GET_HISTORY_MAX)
         after = decode_history_token(request.query.get("page_token"))
         body = await service.read(_history_page_body, reader, run_id, key, after, limit)
         return web.Response(body=body, content_type="application/json")
