@@ -43,6 +43,8 @@ class Settings:
     # (DNS rebinding), and foreign origins allowed to make cross-origin requests (CORS, closed by default).
     allowed_hosts: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()
+    # How often a `trackstream gateway` polls the workers' materialized positions in ClickHouse.
+    positions_poll_s: float = 0.05
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -66,6 +68,7 @@ class Settings:
             reads_url=env.get("TRACKSTREAM_SERVER_URL", "").strip().rstrip("/"),
             allowed_hosts=_comma_list(env.get("TRACKSTREAM_ALLOWED_HOSTS", "")),
             cors_origins=_comma_list(env.get("TRACKSTREAM_CORS_ORIGINS", "")),
+            positions_poll_s=_positive_ms(env, "TRACKSTREAM_POSITIONS_POLL_MS", 50) / 1000,
         )
 
     @property
