@@ -22,6 +22,7 @@ from trackstream.consumers.batching import FlushRequests, take_batches
 from trackstream.consumers.ingest_stats import IngestStats
 from trackstream.consumers.finalizer import FinalizeDeadline, finalize_timeout_event, overdue_runs
 from trackstream.consumers.materializer import Materializer, RejectReason, SourceMessage, TableRows
+from trackstream.consumers.positions import PositionLog
 from trackstream.consumers.store import ClickHouseSink, ClickHouseStateReader, SchemaManager, connect
 from trackstream.config import Settings
 from trackstream.errors import StorageError
@@ -68,6 +69,7 @@ class MaterializerService:
         self.client = self.executor.submit(connect, settings.clickhouse_dsn).result()
         self.executor.submit(SchemaManager(self.client, settings.database).migrate).result()
         self.sink = self.executor.submit(ClickHouseSink, self.client, settings.database).result()
+        self.positions = PositionLog(self.client, settings.database)
         self.materializer = Materializer(ClickHouseStateReader(self.client, settings.database),
                                          artifact_root=settings.artifact_uri_root)
 
@@ -88,7 +90,9 @@ class MaterializerService:
         self.sink.write(rows)
         last: dict[int, int] = {}
         for m in messages:
-            last[m.partition] = m.offset
+            last[m.partition] = max(m.offset, last.get(m.partition, -1))
+        # After the rows: gateways in other processes advance their marks from this (consumers/positions.py).
+        self.positions.record(last, rows.touched_runs())
         self.stats.record_batch(len(messages), rows.metric_points, rows.counts.get("rejects", 0),
                                 rows.counts.get("duplicates", 0), time.perf_counter() - started, last)
         self.stats.rows_already_stored = self.sink.rows_already_stored

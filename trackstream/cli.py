@@ -83,6 +83,20 @@ def cmd_server(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from trackstream.server.main import serve_worker
+
+    serve_worker(settings, loglevel=args.loglevel)
+    return 0
+
+
+def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
+    from trackstream.server.main import serve_gateway
+
+    serve_gateway(settings)
+    return 0
+
+
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from trackstream.reading import HttpReader, running_server_url
 
@@ -308,6 +322,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("down", cmd_down, "stop the server and Kafka that `up` started")
     p = add("server", cmd_server, "run the worker and HTTP API in the foreground")
     p.add_argument("--loglevel", default="warning")
+    p = add("worker", cmd_worker, "run one consumer-group member in the foreground (N of them share the "
+                                  "partitions; needs a ClickHouse server)")
+    p.add_argument("--loglevel", default="warning")
+    add("gateway", cmd_gateway, "run the HTTP API alone in the foreground (stateless; M of them; needs a "
+                                "ClickHouse server)")
     add("status", cmd_status, "broker and ingest status")
     p = add("runs", cmd_runs, "list runs, newest first")
     p.add_argument("--limit", type=int, default=20)

@@ -49,6 +49,8 @@ class Settings:
     # How long a gateway request waits for Kafka's acknowledgement before answering 503; the event may
     # still land, and the client's retry of the same request is then dropped as a repeat.
     gateway_ack_timeout_s: float = 30.0
+    # How often a `trackstream gateway` polls the workers' materialized positions in ClickHouse.
+    positions_poll_s: float = 0.05
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -74,6 +76,7 @@ class Settings:
             allowed_hosts=_comma_list(env.get("TRACKSTREAM_ALLOWED_HOSTS", "")),
             cors_origins=_comma_list(env.get("TRACKSTREAM_CORS_ORIGINS", "")),
             gateway_ack_timeout_s=_positive_ms(env, "TRACKSTREAM_GATEWAY_ACK_TIMEOUT_MS", 30_000) / 1000,
+            positions_poll_s=_positive_ms(env, "TRACKSTREAM_POSITIONS_POLL_MS", 50) / 1000,
         )
 
     @property
