@@ -43,6 +43,13 @@ class Settings:
     # (DNS rebinding), and foreign origins allowed to make cross-origin requests (CORS, closed by default).
     allowed_hosts: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()
+    # Password guessing (server/password_checks.py): failed basic-auth attempts allowed per client
+    # address and per user in a burst, then per minute; threads checking passwords (scrypt), and
+    # how many checks may wait for one before the server answers 503.
+    auth_failure_burst: int = 10
+    auth_failures_per_minute: int = 5
+    auth_threads: int = 2
+    auth_queue: int = 32
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -66,6 +73,10 @@ class Settings:
             reads_url=env.get("TRACKSTREAM_SERVER_URL", "").strip().rstrip("/"),
             allowed_hosts=_comma_list(env.get("TRACKSTREAM_ALLOWED_HOSTS", "")),
             cors_origins=_comma_list(env.get("TRACKSTREAM_CORS_ORIGINS", "")),
+            auth_failure_burst=_whole_number(env, "TRACKSTREAM_AUTH_FAILURE_BURST", 10, 1, 1_000_000),
+            auth_failures_per_minute=_whole_number(env, "TRACKSTREAM_AUTH_FAILURES_PER_MINUTE", 5, 1, 1_000_000),
+            auth_threads=_whole_number(env, "TRACKSTREAM_AUTH_THREADS", 2, 1, 64),
+            auth_queue=_whole_number(env, "TRACKSTREAM_AUTH_QUEUE", 32, 0, 100_000),
         )
 
     @property
@@ -110,6 +121,13 @@ def _positive_ms(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name, str(default))
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 60_000:
         raise InvalidInput(f"{name} must be a whole number of milliseconds between 1 and 60000, got {raw!r}")
+    return int(raw)
+
+
+def _whole_number(env: Mapping[str, str], name: str, default: int, lowest: int, highest: int) -> int:
+    raw = env.get(name, str(default)).strip()
+    if not (raw.isascii() and raw.isdigit()) or not lowest <= int(raw) <= highest:
+        raise InvalidInput(f"{name} must be a whole number between {lowest} and {highest}, got {raw!r}")
     return int(raw)
 
 
