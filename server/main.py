@@ -21,6 +21,7 @@ from trackstream.consumers.batching import FlushRequests
 from trackstream.consumers.worker import MaterializerService, build_app
 from trackstream.infra.topics import ensure_topics
 from trackstream.server.auth import auth_middleware, load_auth
+from trackstream.server.password_checks import PasswordChecks
 from trackstream.server.event_log import EventAppender, ReadYourWrites
 from trackstream.server.request_identity import request_identity_middleware
 from trackstream.server.http import create_app, model_state_routes, written_marks_middleware
@@ -167,9 +168,11 @@ class Gateway:
         http_app.add_routes(ui_routes())
         if auth is not None:
             sessions = SessionStore()
-            http_app.add_routes(session_routes(auth, sessions))
+            password_checks = PasswordChecks.of(auth, settings)
+            http_app.add_routes(session_routes(auth, sessions, password_checks))
             http_app.on_response_prepare.append(quiet_ui_challenges)
-            http_app.middlewares.append(auth_middleware(auth, mlflow, models, cookie_user(sessions)))
+            http_app.middlewares.append(auth_middleware(auth, mlflow, models, cookie_user(sessions),
+                                                        password_checks))
         http_app.middlewares.append(written_marks_middleware(consistency, settings.topic, settings.partitions,
                                                              READ_YOUR_WRITES_TIMEOUT_S))
         http_app.middlewares.append(request_identity_middleware())

@@ -51,6 +51,13 @@ class Settings:
     gateway_ack_timeout_s: float = 30.0
     # How often a `trackstream gateway` polls the workers' materialized positions in ClickHouse.
     positions_poll_s: float = 0.05
+    # Password guessing (server/password_checks.py): failed basic-auth attempts allowed per client
+    # address and per user in a burst, then per minute; threads checking passwords (scrypt), and
+    # how many checks may wait for one before the server answers 503.
+    auth_failure_burst: int = 10
+    auth_failures_per_minute: int = 5
+    auth_threads: int = 2
+    auth_queue: int = 32
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -77,6 +84,10 @@ class Settings:
             cors_origins=_comma_list(env.get("TRACKSTREAM_CORS_ORIGINS", "")),
             gateway_ack_timeout_s=_positive_ms(env, "TRACKSTREAM_GATEWAY_ACK_TIMEOUT_MS", 30_000) / 1000,
             positions_poll_s=_positive_ms(env, "TRACKSTREAM_POSITIONS_POLL_MS", 50) / 1000,
+            auth_failure_burst=_whole_number(env, "TRACKSTREAM_AUTH_FAILURE_BURST", 10, 1, 1_000_000),
+            auth_failures_per_minute=_whole_number(env, "TRACKSTREAM_AUTH_FAILURES_PER_MINUTE", 5, 1, 1_000_000),
+            auth_threads=_whole_number(env, "TRACKSTREAM_AUTH_THREADS", 2, 1, 64),
+            auth_queue=_whole_number(env, "TRACKSTREAM_AUTH_QUEUE", 32, 0, 100_000),
         )
 
     @property
@@ -135,6 +146,13 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     if not 0 < value < float("inf"):
         raise InvalidInput(f"{name} must be a positive number of seconds, got {raw!r}")
     return value
+
+
+def _whole_number(env: Mapping[str, str], name: str, default: int, lowest: int, highest: int) -> int:
+    raw = env.get(name, str(default)).strip()
+    if not (raw.isascii() and raw.isdigit()) or not lowest <= int(raw) <= highest:
+        raise InvalidInput(f"{name} must be a whole number between {lowest} and {highest}, got {raw!r}")
+    return int(raw)
 
 
 def _comma_list(raw: str) -> tuple[str, ...]:
