@@ -31,6 +31,8 @@ GET_HISTORY_DEFAULT_MAX = 25_000
 SEARCH_DEFAULT_MAX = 1000
 MAX_ARTIFACT_BYTES = 5 * 1024**3
 MAX_ARTIFACT_KEY_BYTES = 2048
+HASH_PROBLEM = ("'#' is not allowed in artifact paths (it starts a URL fragment, so clients and proxies would "
+                "cut the path there)")
 
 
 
@@ -112,7 +114,7 @@ class ArtifactProxy:
         return owner, None, self.service.commit_artifact
 
     async def upload(self, request: web.Request) -> web.Response:
-        experiment_id, owner, rel = self.split(request.match_info["path"])
+        experiment_id, owner, rel = self.split(requested_path(request, request.match_info["path"]))
         owner_id, key, commit_fn = await self._upload_target(experiment_id, owner, rel)
         if request.content_length is not None and request.content_length > MAX_ARTIFACT_BYTES:
             raise InvalidInput(f"artifact is larger than the {MAX_ARTIFACT_BYTES} byte limit")
@@ -154,7 +156,7 @@ class ArtifactProxy:
             return handle.read()
 
     async def download(self, request: web.Request) -> web.StreamResponse:
-        key = safe_artifact_path(request.match_info["path"])
+        key = safe_artifact_path(requested_path(request, request.match_info["path"]))
         await self._require_ready_model(key)
         try:
             handle = self.store.open(key)
@@ -202,8 +204,8 @@ class ArtifactProxy:
         return {"root_uri": root_uri, **({"files": files} if files else {})}
 
     async def list(self, request: web.Request) -> web.Response:
-        path = trim_dir(request.query.get("path", ""))
-        await self._require_ready_model(safe_artifact_path(path) if path else "")
+        path = checked_directory(requested_path(request, request.query.get("path", "")))
+        await self._require_ready_model(path)
         children = self.children(path)
         return ok({} if children is None or not children else {"files": children})
 
@@ -386,10 +388,11 @@ def mlflow_routes(service: MlflowService, reader: MlflowReader, artifacts: Artif
 
     @route("GET", "/mlflow/artifacts/list")
     async def list_run_artifacts(request: web.Request) -> web.Response:
+        sub = checked_directory(requested_path(request, request.query.get("path", "")))
         run = await service.get_run(run_id_param(request.query))
         info = run["info"]
         base = artifact_key(info["experiment_id"], info["run_id"], "x")[:-2]
-        return ok(artifacts.rooted_listing(base, request.query.get("path", ""), info["artifact_uri"]))
+        return ok(artifacts.rooted_listing(base, sub, info["artifact_uri"]))
 
     @route("POST", "/mlflow/logged-models")
     async def create_logged_model(request: web.Request) -> web.Response:
@@ -431,12 +434,12 @@ def mlflow_routes(service: MlflowService, reader: MlflowReader, artifacts: Artif
 
     @route("GET", "/mlflow/logged-models/{model_id}/artifacts/directories")
     async def list_logged_model_artifacts(request: web.Request) -> web.Response:
+        sub = checked_directory(requested_path(request, request.query.get("artifact_directory_path", "")))
         model = await models.get(request.match_info["model_id"])
         info = model["info"]
         await models.require_ready(info["model_id"])
         base = model_artifact_key(info["experiment_id"], info["model_id"], "x")[:-2]
-        return ok(artifacts.rooted_listing(base, request.query.get("artifact_directory_path", ""),
-                                           info["artifact_uri"]))
+        return ok(artifacts.rooted_listing(base, sub, info["artifact_uri"]))
 
     routes = []
     for (method, path), handler in handlers.items():
@@ -466,6 +469,8 @@ def safe_artifact_path(path: Any) -> str:
     ``validate_path_is_safe`` does), so ``%252e%252e`` cannot become ``..`` in whatever decodes it next.
     Names longer than the filesystem allows are refused here rather than failing in ``open``."""
     key = validate_artifact_path(path)
+    if "#" in key:
+        raise InvalidInput(f"Invalid artifact path {key!r}: {HASH_PROBLEM}")
     if len(key.encode()) > MAX_ARTIFACT_KEY_BYTES or any(len(p.encode()) > 255 for p in key.split("/")):
         shown = key if len(key) <= 80 else key[:80] + "..."
         raise InvalidInput(f"Invalid artifact path {shown!r}: at most 255 bytes per name and "
@@ -478,7 +483,23 @@ def safe_artifact_path(path: Any) -> str:
         decoded = once
     if decoded != key:
         validate_artifact_path(decoded, f"artifact path {key!r}, percent-decoded,")
+        if "#" in decoded:
+            raise InvalidInput(f"Invalid artifact path {key!r}, percent-decoded to {decoded!r}: {HASH_PROBLEM}")
     return key
+
+
+def requested_path(request: web.Request, value: str) -> str:
+    """An artifact path parameter (``value``, from the route or the query) as the client wrote it.
+    aiohttp takes a raw '#' in the request target as the start of a URL fragment and drops the rest
+    from the path and the query, so the request would act on a truncated path; the rest is put back
+    here so that :func:`safe_artifact_path` refuses it, naming what was sent."""
+    return f"{value}#{request.url.fragment}" if "#" in request.raw_path else value
+
+
+def checked_directory(path: str) -> str:
+    """A listing's directory parameter, trimmed and checked (empty: the root)."""
+    path = trim_dir(path)
+    return safe_artifact_path(path) if path else ""
 
 
 def trim_dir(path: str) -> str:
