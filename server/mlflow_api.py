@@ -23,12 +23,11 @@ from trackstream.server.mlflow_fields import decode_history_token, decode_log_ba
 from trackstream.server.logged_models import LoggedModelService
 from trackstream.server.mlflow_service import MlflowService, list_of_dicts, required_run_id
 from trackstream.server.reader import HistoryPosition, MlflowReader
-from trackstream.server.search import paginate
+from trackstream.server.search import SEARCH_MAX_RESULTS_DEFAULT, paginate
 from trackstream.errors import InvalidInput, NotFound
 
 PREFIXES = ("/api/2.0", "/ajax-api/2.0")
 GET_HISTORY_DEFAULT_MAX = 25_000
-SEARCH_DEFAULT_MAX = 1000
 MAX_ARTIFACT_BYTES = 5 * 1024**3
 MAX_ARTIFACT_KEY_BYTES = 2048
 HASH_PROBLEM = ("'#' is not allowed in artifact paths (it starts a URL fragment, so clients and proxies would "
@@ -58,14 +57,6 @@ def query_int(request: web.Request, name: str, default: int, maximum: int) -> in
         raise InvalidInput(f"Invalid value {raw!r} for parameter '{name}' supplied: "
                            f"expected an integer between 1 and {maximum}")
     return int(raw)
-
-
-def page_offset(token: Any) -> int:
-    if token in (None, ""):
-        return 0
-    if not isinstance(token, str) or not (token.isascii() and token.isdigit()) or int(token) >= 2**63:
-        raise InvalidInput(f"Invalid page token {token!r}")
-    return int(token)
 
 
 def run_id_param(source: Any) -> str:
@@ -238,7 +229,7 @@ def mlflow_routes(service: MlflowService, reader: MlflowReader, artifacts: Artif
     async def search_experiments(source: dict[str, Any], order_by: Any) -> web.Response:
         view = source.get("view_type") or "ACTIVE_ONLY"
         view = {"1": "ACTIVE_ONLY", "2": "DELETED_ONLY", "3": "ALL"}.get(str(view), str(view))
-        max_results = source.get("max_results") or SEARCH_DEFAULT_MAX
+        max_results = source.get("max_results") or SEARCH_MAX_RESULTS_DEFAULT
         if isinstance(max_results, str) and max_results.isascii() and max_results.isdigit():
             max_results = int(max_results)
         page_token = source.get("page_token") or None
