@@ -23,15 +23,16 @@ from trackstream.server.mlflow_fields import decode_history_token, decode_log_ba
 from trackstream.server.logged_models import LoggedModelService
 from trackstream.server.mlflow_service import MlflowService, list_of_dicts, required_run_id
 from trackstream.server.reader import HistoryPosition, MlflowReader
-from trackstream.server.search import paginate
+from trackstream.server.search import SEARCH_MAX_RESULTS_DEFAULT, paginate
 from trackstream.errors import InvalidInput, NotFound
 
 PREFIXES = ("/api/2.0", "/ajax-api/2.0")
 GET_HISTORY_DEFAULT_MAX = 25_000
 GET_HISTORY_MAX = 25_000  # per page, the page the mlflow client asks for (GET_METRIC_HISTORY_MAX_RESULTS)
-SEARCH_DEFAULT_MAX = 1000
 MAX_ARTIFACT_BYTES = 5 * 1024**3
 MAX_ARTIFACT_KEY_BYTES = 2048
+HASH_PROBLEM = ("'#' is not allowed in artifact paths (it starts a URL fragment, so clients and proxies would "
+                "cut the path there)")
 
 
 
@@ -57,14 +58,6 @@ def query_int(request: web.Request, name: str, default: int, maximum: int) -> in
         raise InvalidInput(f"Invalid value {raw!r} for parameter '{name}' supplied: "
                            f"expected an integer between 1 and {maximum}")
     return int(raw)
-
-
-def page_offset(token: Any) -> int:
-    if token in (None, ""):
-        return 0
-    if not isinstance(token, str) or not (token.isascii() and token.isdigit()) or int(token) >= 2**63:
-        raise InvalidInput(f"Invalid page token {token!r}")
-    return int(token)
 
 
 def run_id_param(source: Any) -> str:
@@ -113,7 +106,7 @@ class ArtifactProxy:
         return owner, None, self.service.commit_artifact
 
     async def upload(self, request: web.Request) -> web.Response:
-        experiment_id, owner, rel = self.split(request.match_info["path"])
+        experiment_id, owner, rel = self.split(requested_path(request, request.match_info["path"]))
         owner_id, key, commit_fn = await self._upload_target(experiment_id, owner, rel)
         if request.content_length is not None and request.content_length > MAX_ARTIFACT_BYTES:
             raise InvalidInput(f"artifact is larger than the {MAX_ARTIFACT_BYTES} byte limit")
@@ -155,7 +148,7 @@ class ArtifactProxy:
             return handle.read()
 
     async def download(self, request: web.Request) -> web.StreamResponse:
-        key = safe_artifact_path(request.match_info["path"])
+        key = safe_artifact_path(requested_path(request, request.match_info["path"]))
         await self._require_ready_model(key)
         try:
             handle = self.store.open(key)
@@ -203,8 +196,8 @@ class ArtifactProxy:
         return {"root_uri": root_uri, **({"files": files} if files else {})}
 
     async def list(self, request: web.Request) -> web.Response:
-        path = trim_dir(request.query.get("path", ""))
-        await self._require_ready_model(safe_artifact_path(path) if path else "")
+        path = checked_directory(requested_path(request, request.query.get("path", "")))
+        await self._require_ready_model(path)
         children = self.children(path)
         return ok({} if children is None or not children else {"files": children})
 
@@ -237,7 +230,7 @@ def mlflow_routes(service: MlflowService, reader: MlflowReader, artifacts: Artif
     async def search_experiments(source: dict[str, Any], order_by: Any) -> web.Response:
         view = source.get("view_type") or "ACTIVE_ONLY"
         view = {"1": "ACTIVE_ONLY", "2": "DELETED_ONLY", "3": "ALL"}.get(str(view), str(view))
-        max_results = source.get("max_results") or SEARCH_DEFAULT_MAX
+        max_results = source.get("max_results") or SEARCH_MAX_RESULTS_DEFAULT
         if isinstance(max_results, str) and max_results.isascii() and max_results.isdigit():
             max_results = int(max_results)
         page_token = source.get("page_token") or None
@@ -387,10 +380,11 @@ def mlflow_routes(service: MlflowService, reader: MlflowReader, artifacts: Artif
 
     @route("GET", "/mlflow/artifacts/list")
     async def list_run_artifacts(request: web.Request) -> web.Response:
+        sub = checked_directory(requested_path(request, request.query.get("path", "")))
         run = await service.get_run(run_id_param(request.query))
         info = run["info"]
         base = artifact_key(info["experiment_id"], info["run_id"], "x")[:-2]
-        return ok(artifacts.rooted_listing(base, request.query.get("path", ""), info["artifact_uri"]))
+        return ok(artifacts.rooted_listing(base, sub, info["artifact_uri"]))
 
     @route("POST", "/mlflow/logged-models")
     async def create_logged_model(request: web.Request) -> web.Response:
@@ -432,12 +426,12 @@ def mlflow_routes(service: MlflowService, reader: MlflowReader, artifacts: Artif
 
     @route("GET", "/mlflow/logged-models/{model_id}/artifacts/directories")
     async def list_logged_model_artifacts(request: web.Request) -> web.Response:
+        sub = checked_directory(requested_path(request, request.query.get("artifact_directory_path", "")))
         model = await models.get(request.match_info["model_id"])
         info = model["info"]
         await models.require_ready(info["model_id"])
         base = model_artifact_key(info["experiment_id"], info["model_id"], "x")[:-2]
-        return ok(artifacts.rooted_listing(base, request.query.get("artifact_directory_path", ""),
-                                           info["artifact_uri"]))
+        return ok(artifacts.rooted_listing(base, sub, info["artifact_uri"]))
 
     routes = []
     for (method, path), handler in handlers.items():
@@ -467,6 +461,8 @@ def safe_artifact_path(path: Any) -> str:
     ``validate_path_is_safe`` does), so ``%252e%252e`` cannot become ``..`` in whatever decodes it next.
     Names longer than the filesystem allows are refused here rather than failing in ``open``."""
     key = validate_artifact_path(path)
+    if "#" in key:
+        raise InvalidInput(f"Invalid artifact path {key!r}: {HASH_PROBLEM}")
     if len(key.encode()) > MAX_ARTIFACT_KEY_BYTES or any(len(p.encode()) > 255 for p in key.split("/")):
         shown = key if len(key) <= 80 else key[:80] + "..."
         raise InvalidInput(f"Invalid artifact path {shown!r}: at most 255 bytes per name and "
@@ -479,7 +475,23 @@ def safe_artifact_path(path: Any) -> str:
         decoded = once
     if decoded != key:
         validate_artifact_path(decoded, f"artifact path {key!r}, percent-decoded,")
+        if "#" in decoded:
+            raise InvalidInput(f"Invalid artifact path {key!r}, percent-decoded to {decoded!r}: {HASH_PROBLEM}")
     return key
+
+
+def requested_path(request: web.Request, value: str) -> str:
+    """An artifact path parameter (``value``, from the route or the query) as the client wrote it.
+    aiohttp takes a raw '#' in the request target as the start of a URL fragment and drops the rest
+    from the path and the query, so the request would act on a truncated path; the rest is put back
+    here so that :func:`safe_artifact_path` refuses it, naming what was sent."""
+    return f"{value}#{request.url.fragment}" if "#" in request.raw_path else value
+
+
+def checked_directory(path: str) -> str:
+    """A listing's directory parameter, trimmed and checked (empty: the root)."""
+    path = trim_dir(path)
+    return safe_artifact_path(path) if path else ""
 
 
 def trim_dir(path: str) -> str:

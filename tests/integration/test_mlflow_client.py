@@ -7,6 +7,7 @@ import math
 import uuid
 
 import pytest
+import requests
 
 from tests.integration.harness import mlflow_tracking_server
 
@@ -167,6 +168,9 @@ def test_client_searches_experiments_with_filters_order_and_pages(tracking_uri):
         assert info.value.error_code == "INVALID_PARAMETER_VALUE"
     with pytest.raises(MlflowException, match="tags.team"):
         client.search_experiments(order_by=["tags.team"])
+    got = requests.get(f"{tracking_uri}/api/2.0/mlflow/experiments/search", timeout=30, params=[
+        ("filter", mine), ("order_by", "name DESC"), ("max_results", "2"), ("view_type", "ALL")]).json()
+    assert [e["name"] for e in got["experiments"]] == [f"{batch}-gamma", f"{batch}-beta"] and got["next_page_token"]
 
 
 def test_run_delete_restore_and_writes_to_deleted_runs(tracking_uri):

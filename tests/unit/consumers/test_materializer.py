@@ -175,8 +175,10 @@ def test_experiment_tag_deleted_removes_only_that_tag_and_replays_to_the_same_ro
     assert [r[6] for r in rows.rows["experiments"]] == [{"owner": "me"}, {"owner": "me", "stage": "prod"},
                                                        {"stage": "prod"}, {"stage": "prod"}]
     assert not rows.rows["rejects"]
-    replayed = Materializer(EmptyStateReader()).process(log.messages)
-    assert replayed.rows["experiments"] == rows.rows["experiments"]
+    replay = Materializer(EmptyStateReader())
+    assert replay.process(log.messages).rows["experiments"] == rows.rows["experiments"]
+    redelivered = replay.process(log.messages[2:])  # after a crash before the offsets were committed
+    assert not redelivered.rows["experiments"] and redelivered.counts["duplicates"] == 2
 
 
 def test_metrics_table_is_columnar_with_dictionary_keys():
