@@ -30,6 +30,7 @@ from trackstream.server.ui import is_ui_page, ui_routes
 from trackstream.server.web_session import SessionStore, cookie_user, quiet_ui_challenges, session_routes
 from trackstream.server.web_security import WebPolicy, install_web_security
 from trackstream.config import Settings
+from trackstream.producer.artifacts import STAGING_DIR, open_artifact_store
 
 READ_THREADS = 2
 
@@ -73,7 +74,8 @@ def serve(settings: Settings, loglevel: str = "warning") -> None:
         mlflow = MlflowService(appender, reader, run_read, consistency)
         replay = BackgroundReplay(settings, lambda: connect(settings.clickhouse_dsn, "replay"))
         http_app = create_app(reader, run_read, service.stats, replay)
-        artifacts = ArtifactProxy(mlflow, settings.artifact_root)
+        artifacts = ArtifactProxy(mlflow, open_artifact_store(settings.artifact_store, settings.artifact_root),
+                                  settings.artifact_root / STAGING_DIR)
         models = LoggedModelService(mlflow, model_reader, settings.database, artifacts.read_bytes)
         artifacts.models = models
         http_app.add_routes(mlflow_routes(mlflow, reader, artifacts, _run_search(settings, reader, mlflow), models))
