@@ -47,6 +47,7 @@ __all__ = [
     "ArtifactUploader",
     "ArtifactRecord",
     "StagedObject",
+    "StoredFile",
     "ArtifactUploadError",
     "ArtifactVerificationError",
     "Progress",
@@ -163,6 +164,14 @@ def _check_staging_key(staging_key: str) -> str:
 
 
 @dataclass(frozen=True)
+class StoredFile:
+    """A committed file: its store key and size in bytes."""
+
+    key: str
+    size: int
+
+
+@dataclass(frozen=True)
 class StagedObject:
     """Something in a store's staging area: an upload in progress, or one a killed process left.
     ``name`` is what to show; ``modified`` the last write (Unix seconds); ``upload_id`` is set for
@@ -196,13 +205,19 @@ class ArtifactStore(Protocol):
         """Delete the staged object and its version; no error if they do not exist."""
 
     def open(self, final_key: str) -> BinaryIO:
-        ...
+        """The committed file's bytes; ``FileNotFoundError`` if there is none at ``final_key``."""
+
+    def open_sized(self, final_key: str) -> tuple[BinaryIO, int]:
+        """``open`` and the file's size, from the same read (what a download announces is what it sends)."""
 
     def uri_for(self, final_key: str) -> str:
         ...
 
     def list(self, prefix: str = "") -> builtins.list[str]:
         """Keys of every committed file under ``prefix`` (recursive, sorted)."""
+
+    def list_files(self, prefix: str = "") -> builtins.list[StoredFile]:
+        """``list`` with each file's size: the file ``prefix`` itself, or every file under the directory ``prefix``."""
 
     def list_staged(self) -> builtins.list[StagedObject]:
         """Everything in the staging area (never a committed artifact, never a version)."""
@@ -305,6 +320,10 @@ class LocalArtifactStore:
     def open(self, final_key: str) -> BinaryIO:
         return open(self._read_path(final_key), "rb")
 
+    def open_sized(self, final_key: str) -> tuple[BinaryIO, int]:
+        handle = self.open(final_key)
+        return handle, os.fstat(handle.fileno()).st_size
+
     def list_staged(self) -> builtins.list[StagedObject]:
         found = []
         with contextlib.suppress(FileNotFoundError), os.scandir(self._staging) as entries:
@@ -324,18 +343,24 @@ class LocalArtifactStore:
         return self.root.joinpath(*validate_artifact_path(final_key, "artifact key").split("/")).as_uri()
 
     def list(self, prefix: str = "") -> builtins.list[str]:
+        return [stored.key for stored in self.list_files(prefix)]
+
+    def list_files(self, prefix: str = "") -> builtins.list[StoredFile]:
         base = self._read_path(prefix) if prefix else self._real_root
         if base.is_file():
-            return [prefix]
-        keys = []
+            return [StoredFile(prefix, base.stat().st_size)]
+        found = []
         for dirpath, dirnames, filenames in os.walk(base):
             here = Path(dirpath)
             if here == self._real_root:
                 dirnames[:] = [d for d in dirnames if d not in RESERVED_DIRS]
             for name in filenames:
+                real = (here / name).resolve()
+                if not real.is_relative_to(self._real_root) or not real.is_file():
+                    continue  # a link out of the store (or a dangling one) is not an artifact
                 relative = (here / name).relative_to(base).as_posix()
-                keys.append(f"{prefix}/{relative}" if prefix else relative)
-        return sorted(keys)
+                found.append(StoredFile(f"{prefix}/{relative}" if prefix else relative, real.stat().st_size))
+        return sorted(found, key=lambda f: f.key)
 
     def _inside(self, key: str, resolved: Path) -> Path:
         if not resolved.is_relative_to(self._real_root) or any(
@@ -458,7 +483,14 @@ class S3ArtifactStore:
         self.client.delete_object(Bucket=self.bucket, Key=self.version_object_key(staging_key))
 
     def open(self, final_key: str) -> BinaryIO:
-        return self.client.get_object(Bucket=self.bucket, Key=self.object_key(final_key))["Body"]
+        return self.open_sized(final_key)[0]
+
+    def open_sized(self, final_key: str) -> tuple[BinaryIO, int]:
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self.object_key(final_key))
+        except self.client.exceptions.NoSuchKey:
+            raise FileNotFoundError(f"no artifact at s3://{self.bucket}/{self.object_key(final_key)}") from None
+        return response["Body"], response["ContentLength"]
 
     def list_staged(self) -> builtins.list[StagedObject]:
         root = f"{self.prefix}/" if self.prefix else ""
@@ -485,15 +517,20 @@ class S3ArtifactStore:
             self.client.delete_object(Bucket=self.bucket, Key=key)
 
     def list(self, prefix: str = "") -> builtins.list[str]:
+        return [stored.key for stored in self.list_files(prefix)]
+
+    def list_files(self, prefix: str = "") -> builtins.list[StoredFile]:
         root = f"{self.prefix}/" if self.prefix else ""
-        search = f"{self.object_key(prefix)}/" if prefix else root
-        keys = []
+        search = self.object_key(prefix) if prefix else root
+        found = []
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=search):
             for obj in page.get("Contents", ()):
                 key = obj["Key"][len(root):]
+                if prefix and key != prefix and not key.startswith(f"{prefix}/"):
+                    continue  # "a/bc" when listing "a/b"
                 if key.split("/", 1)[0] not in RESERVED_DIRS:
-                    keys.append(key)
-        return sorted(keys)
+                    found.append(StoredFile(key, obj["Size"]))
+        return sorted(found, key=lambda f: f.key)
 
 
 def open_artifact_store(location: str, local_root: str | os.PathLike[str]) -> "ArtifactStore":

@@ -38,6 +38,7 @@ from trackstream.server.web_session import SessionStore, cookie_user, quiet_ui_c
 from trackstream.server.web_security import WebPolicy, install_web_security
 from trackstream.config import Settings
 from trackstream.errors import InvalidInput
+from trackstream.producer.artifacts import STAGING_DIR, open_artifact_store
 
 READ_THREADS = 2
 
@@ -159,7 +160,8 @@ class Gateway:
         mlflow = MlflowService(appender, reader, self.run_read, consistency)
         replay = BackgroundReplay(settings, lambda: connect(settings.clickhouse_dsn, "replay"))
         http_app = create_app(reader, self.run_read, self.stats, replay)
-        artifacts = ArtifactProxy(mlflow, settings.artifact_root)
+        artifacts = ArtifactProxy(mlflow, open_artifact_store(settings.artifact_store, settings.artifact_root),
+                                  settings.artifact_root / STAGING_DIR)
         models = LoggedModelService(mlflow, model_reader, settings.database, artifacts.read_bytes)
         artifacts.models = models
         http_app.add_routes(mlflow_routes(mlflow, reader, artifacts, _run_search(settings, reader, mlflow), models))

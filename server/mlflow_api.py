@@ -14,7 +14,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from trackstream.producer.artifacts import (ArtifactUploadError, ArtifactUploader, LocalArtifactStore, artifact_key,
+from trackstream.producer.artifacts import (ArtifactStore, ArtifactUploadError, ArtifactUploader, artifact_key,
                                             model_artifact_key, validate_artifact_path)
 from trackstream.server import json_codec
 from trackstream.server.http import json_response, read_body
@@ -73,12 +73,16 @@ def model_of(key: str) -> str | None:
 class ArtifactProxy:
     """`mlflow-artifacts` proxy: uploads are verified and committed through the event log. Run files live
     at ``<experiment>/<run>/artifacts/``, logged models' at ``<experiment>/models/<model_id>/artifacts/``;
-    a model's files are served only once it is READY."""
+    a model's files are served only once it is READY. Everything goes through ``store`` (the local
+    one or S3, as ``TRACKSTREAM_ARTIFACT_STORE`` says); a request body is first received into a file
+    in ``incoming`` (a local staging directory, collected like the stores' if the server dies)."""
 
-    def __init__(self, service: MlflowService, root: Path, models: LoggedModelService | None = None) -> None:
+    def __init__(self, service: MlflowService, store: ArtifactStore, incoming: Path,
+                 models: LoggedModelService | None = None) -> None:
         self.service = service
         self.models = models
-        self.store = LocalArtifactStore(root)
+        self.store = store
+        self.incoming = incoming
 
     @staticmethod
     def split(path: str) -> tuple[str, str, str]:
@@ -110,7 +114,8 @@ class ArtifactProxy:
         owner_id, key, commit_fn = await self._upload_target(experiment_id, owner, rel)
         if request.content_length is not None and request.content_length > MAX_ARTIFACT_BYTES:
             raise InvalidInput(f"artifact is larger than the {MAX_ARTIFACT_BYTES} byte limit")
-        fd, tmp = tempfile.mkstemp(prefix="upload-", dir=self.store.root)
+        self.incoming.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix="incoming-", dir=self.incoming)
         loop = asyncio.get_running_loop()
         try:
             size = 0
@@ -150,17 +155,17 @@ class ArtifactProxy:
     async def download(self, request: web.Request) -> web.StreamResponse:
         key = safe_artifact_path(requested_path(request, request.match_info["path"]))
         await self._require_ready_model(key)
+        loop = asyncio.get_running_loop()
         try:
-            handle = self.store.open(key)
+            handle, size = await loop.run_in_executor(None, self.store.open_sized, key)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise NotFound(f"artifact {key!r} not found") from None
         name = key.rsplit("/", 1)[-1]
-        loop = asyncio.get_running_loop()
         with handle:
             response = web.StreamResponse(headers={
                 "Content-Disposition": f'attachment; filename="{name}"', "X-Content-Type-Options": "nosniff",
                 "Content-Type": mimetypes.guess_type(name)[0] or "application/octet-stream"})
-            response.content_length = os.fstat(handle.fileno()).st_size
+            response.content_length = size
             await response.prepare(request)
             while chunk := await loop.run_in_executor(None, handle.read, 1 << 20):
                 await response.write(chunk)
@@ -170,27 +175,26 @@ class ArtifactProxy:
     def children(self, key: str) -> list[dict[str, Any]] | None:
         """Immediate children of a directory key (basename, is_dir, size); None when it is a file."""
         key = safe_artifact_path(key) if key else ""
-        keys = self.store.list(key)
-        if key and keys == [key]:
+        files = self.store.list_files(key)
+        if key and [f.key for f in files] == [key]:
             return None
         entries: dict[str, dict[str, Any]] = {}
         prefix = f"{key}/" if key else ""
-        for full in keys:
-            rest = full[len(prefix):] if full.startswith(prefix) else full
+        for stored in files:
+            rest = stored.key[len(prefix):] if stored.key.startswith(prefix) else stored.key
             head, _, tail = rest.partition("/")
             if tail:
                 entries[head] = {"path": head, "is_dir": True}
             else:
-                real = (self.store.root / full).resolve()
-                if real.is_relative_to(self.store.root.resolve()) and real.is_file():
-                    entries[head] = {"path": head, "is_dir": False, "file_size": real.stat().st_size}
+                entries[head] = {"path": head, "is_dir": False, "file_size": stored.size}
         return [entries[k] for k in sorted(entries)]
 
-    def rooted_listing(self, base: str, sub: str, root_uri: str) -> dict[str, Any]:
+    async def rooted_listing(self, base: str, sub: str, root_uri: str) -> dict[str, Any]:
         """MLflow's ListArtifacts answer for the directory ``sub`` under the store key ``base``:
         ``{root_uri, files: [{path relative to the root, is_dir, file_size}]}``."""
         sub = trim_dir(sub)
-        children = self.children(f"{base}/{safe_artifact_path(sub)}" if sub else base) or []
+        key = f"{base}/{safe_artifact_path(sub)}" if sub else base
+        children = await asyncio.get_running_loop().run_in_executor(None, self.children, key) or []
         prefix = f"{sub}/" if sub else ""
         files = [dict(c, path=prefix + c["path"]) for c in children]
         return {"root_uri": root_uri, **({"files": files} if files else {})}
@@ -198,7 +202,7 @@ class ArtifactProxy:
     async def list(self, request: web.Request) -> web.Response:
         path = checked_directory(requested_path(request, request.query.get("path", "")))
         await self._require_ready_model(path)
-        children = self.children(path)
+        children = await asyncio.get_running_loop().run_in_executor(None, self.children, path)
         return ok({} if children is None or not children else {"files": children})
 
 
@@ -384,7 +388,7 @@ def mlflow_routes(service: MlflowService, reader: MlflowReader, artifacts: Artif
         run = await service.get_run(run_id_param(request.query))
         info = run["info"]
         base = artifact_key(info["experiment_id"], info["run_id"], "x")[:-2]
-        return ok(artifacts.rooted_listing(base, sub, info["artifact_uri"]))
+        return ok(await artifacts.rooted_listing(base, sub, info["artifact_uri"]))
 
     @route("POST", "/mlflow/logged-models")
     async def create_logged_model(request: web.Request) -> web.Response:
@@ -431,7 +435,7 @@ def mlflow_routes(service: MlflowService, reader: MlflowReader, artifacts: Artif
         info = model["info"]
         await models.require_ready(info["model_id"])
         base = model_artifact_key(info["experiment_id"], info["model_id"], "x")[:-2]
-        return ok(artifacts.rooted_listing(base, sub, info["artifact_uri"]))
+        return ok(await artifacts.rooted_listing(base, sub, info["artifact_uri"]))
 
     routes = []
     for (method, path), handler in handlers.items():
