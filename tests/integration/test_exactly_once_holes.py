@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from trackstream.consumers import store
 from trackstream.consumers.materializer import Materializer
-from trackstream.consumers.store import ClickHouseSink, ClickHouseStateReader
+from trackstream.consumers.schema_lock import LOCK_TABLE, migration_lock
+from trackstream.consumers.store import ClickHouseSink, ClickHouseStateReader, SchemaManager, connect
 from tests.unit.consumers.events import EventLog
 
 
@@ -60,3 +65,76 @@ def test_a_kill_between_inserts_of_a_batch_spanning_partitions_loses_no_point(db
     per_event = client.query(f"SELECT src_partition, src_offset, count() FROM {database}.metrics "
                              f"GROUP BY src_partition, src_offset ORDER BY src_partition, src_offset").result_rows
     assert per_event == [(p, o, 100) for p in (0, 1) for o in range(1, 5)]
+
+
+# Hole 5: migrations idempotent, and run once when two workers start together.
+
+def migrated_to(client, database: str, version: int) -> SchemaManager:
+    manager = SchemaManager(client, database)
+    manager.migrations = [m for m in manager.migrations if m.version <= version]
+    manager.migrate()
+    return SchemaManager(client, database)
+
+
+def rollup_points(client, database: str) -> int:
+    return int(client.command(f"SELECT sum(points) FROM {database}.metric_rollups"))
+
+
+def test_a_migration_that_ran_but_was_not_recorded_runs_again_without_double_counting(clickhouse_dsn, unique_name):
+    client = connect(clickhouse_dsn)
+    try:
+        migrated_to(client, unique_name, 2)
+        client.command(f"INSERT INTO {unique_name}.metrics (run_id, key, step, timestamp_ms, value, src_partition, "
+                       f"src_offset) SELECT 'r', 'loss', number, number, number, 0, 1 FROM numbers(1000)")
+        manager = SchemaManager(client, unique_name)
+        backfill = next(m for m in manager.migrations if m.version == 3)
+        for statement in backfill.statements:  # applied, then the worker died before recording it
+            client.command(statement.replace("{db}", unique_name))
+        manager.migrate()
+        assert rollup_points(client, unique_name) == 1000
+    finally:
+        client.command(f"DROP DATABASE IF EXISTS {unique_name}")
+
+
+def test_two_workers_starting_together_apply_each_migration_once(clickhouse_dsn, unique_name):
+    """The first worker is held inside a migration; the second must wait for it, not apply too."""
+    client = connect(clickhouse_dsn)
+    try:
+        migrated_to(client, unique_name, 2)
+        client.command(f"INSERT INTO {unique_name}.metrics (run_id, key, step, timestamp_ms, value, src_partition, "
+                       f"src_offset) SELECT 'r', 'loss', number, number, number, 0, 1 FROM numbers(1000)")
+        first, second = SchemaManager(client, unique_name), SchemaManager(connect(clickhouse_dsn, "second"), unique_name)
+        inside, release = threading.Event(), threading.Event()
+        apply = first.apply
+
+        def held_apply(migration):
+            inside.set()
+            assert release.wait(30)
+            apply(migration)
+
+        first.apply = held_apply
+        with ThreadPoolExecutor(2) as pool:
+            first_done = pool.submit(first.migrate)
+            assert inside.wait(30)
+            second_done = pool.submit(second.migrate)
+            time.sleep(1.0)
+            applied_meanwhile = int(client.command(f"SELECT count() FROM {unique_name}.schema_migrations"))
+            release.set()
+            first_done.result(60), second_done.result(60)
+        assert applied_meanwhile == 2  # the second worker waited
+        versions = client.query(f"SELECT version, count() FROM {unique_name}.schema_migrations GROUP BY version "
+                                f"ORDER BY version").result_rows
+        assert versions == [(m.version, 1) for m in first.migrations]
+        assert rollup_points(client, unique_name) == 1000
+    finally:
+        client.command(f"DROP DATABASE IF EXISTS {unique_name}")
+
+
+def test_a_migration_lock_left_by_a_dead_worker_is_taken_over_once_stale(db):
+    client, database = db
+    client.command(f"CREATE TABLE {database}.{LOCK_TABLE} (holder String) ENGINE = MergeTree ORDER BY tuple()")
+    time.sleep(2.1)
+    with migration_lock(client, database, stale_after_s=1):
+        holders = client.query(f"SELECT holder FROM {database}.{LOCK_TABLE}").result_rows
+    assert len(holders) == 1
+    assert not client.command(f"EXISTS TABLE {database}.{LOCK_TABLE}")
