@@ -76,6 +76,12 @@ def migrated_to(client, database: str, version: int) -> SchemaManager:
     return SchemaManager(client, database)
 
 
+def at_version_2_with_1000_points(client, database: str) -> None:
+    migrated_to(client, database, 2)
+    client.command(f"INSERT INTO {database}.metrics (run_id, key, step, timestamp_ms, value, src_partition, "
+                   f"src_offset) SELECT 'r', 'loss', number, number, number, 0, 1 FROM numbers(1000)")
+
+
 def rollup_points(client, database: str) -> int:
     return int(client.command(f"SELECT sum(points) FROM {database}.metric_rollups"))
 
@@ -83,9 +89,7 @@ def rollup_points(client, database: str) -> int:
 def test_a_migration_that_ran_but_was_not_recorded_runs_again_without_double_counting(clickhouse_dsn, unique_name):
     client = connect(clickhouse_dsn)
     try:
-        migrated_to(client, unique_name, 2)
-        client.command(f"INSERT INTO {unique_name}.metrics (run_id, key, step, timestamp_ms, value, src_partition, "
-                       f"src_offset) SELECT 'r', 'loss', number, number, number, 0, 1 FROM numbers(1000)")
+        at_version_2_with_1000_points(client, unique_name)
         manager = SchemaManager(client, unique_name)
         backfill = next(m for m in manager.migrations if m.version == 3)
         for statement in backfill.statements:  # applied, then the worker died before recording it
@@ -100,9 +104,7 @@ def test_two_workers_starting_together_apply_each_migration_once(clickhouse_dsn,
     """The first worker is held inside a migration; the second must wait for it, not apply too."""
     client = connect(clickhouse_dsn)
     try:
-        migrated_to(client, unique_name, 2)
-        client.command(f"INSERT INTO {unique_name}.metrics (run_id, key, step, timestamp_ms, value, src_partition, "
-                       f"src_offset) SELECT 'r', 'loss', number, number, number, 0, 1 FROM numbers(1000)")
+        at_version_2_with_1000_points(client, unique_name)
         first, second = SchemaManager(client, unique_name), SchemaManager(connect(clickhouse_dsn, "second"), unique_name)
         inside, release = threading.Event(), threading.Event()
         apply = first.apply
