@@ -135,14 +135,20 @@ class SchemaManager:
             f"CREATE TABLE IF NOT EXISTS {self.database}.schema_migrations "
             "(version UInt32, name String, applied_at DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY version"
         )
-        if self._checked_version() == self.known_version:
+        self._checked_version()
+        if not self._pending():
             return self.known_version
-        with migration_lock(self.client, self.database):  # another worker may have migrated meanwhile
-            current = self._checked_version()
-            for migration in self.migrations:
-                if migration.version > current:
-                    self.apply(migration)
+        with migration_lock(self.client, self.database):
+            for migration in self._pending():  # another worker may have applied some meanwhile
+                self.apply(migration)
         return self.known_version
+
+    def _pending(self) -> list[Migration]:
+        """Migrations not recorded yet, by version: numbers are reserved per change, so one merged
+        later may carry a lower number than one already applied."""
+        applied = {int(v) for (v,) in self.client.query(
+            f"SELECT DISTINCT version FROM {self.database}.schema_migrations").result_rows}
+        return [m for m in self.migrations if m.version not in applied]
 
     def _checked_version(self) -> int:
         current = self.current_version()
