@@ -23,6 +23,7 @@ from clickhouse_connect.driver.client import Client
 from trackstream.consumers.materializer import TABLE_COLUMNS, AggregateState, TableRows
 from trackstream.consumers.model_state import ModelState
 from trackstream.consumers.run_state import RunState
+from trackstream.consumers.schema_lock import migration_lock
 from trackstream.errors import StorageError
 from trackstream.schemas.envelope import REQUEST_WRITER_PREFIX
 
@@ -106,7 +107,12 @@ def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
 
 
 class SchemaManager:
-    """Versioned migrations; refuses a database written by a newer trackstream."""
+    """Versioned migrations; refuses a database written by a newer trackstream.
+
+    Pending migrations run under a lock in ClickHouse (:func:`migration_lock`), so of several
+    workers starting together one applies them and the others wait; each migration is also
+    idempotent (``IF NOT EXISTS``, backfills that rebuild), so one that ran but was not recorded
+    (a crash in between) runs again harmlessly."""
 
     def __init__(self, client: Client, database: str) -> None:
         self.client = client
@@ -132,20 +138,35 @@ class SchemaManager:
             f"CREATE TABLE IF NOT EXISTS {self.database}.schema_migrations "
             "(version UInt32, name String, applied_at DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY version"
         )
+        self._checked_version()
+        if not self._pending():
+            return self.known_version
+        with migration_lock(self.client, self.database):
+            for migration in self._pending():  # another worker may have applied some meanwhile
+                self.apply(migration)
+        return self.known_version
+
+    def _pending(self) -> list[Migration]:
+        """Migrations not recorded yet, by version: numbers are reserved per change, so one merged
+        later may carry a lower number than one already applied."""
+        applied = {int(v) for (v,) in self.client.query(
+            f"SELECT DISTINCT version FROM {self.database}.schema_migrations").result_rows}
+        return [m for m in self.migrations if m.version not in applied]
+
+    def _checked_version(self) -> int:
         current = self.current_version()
         if current > self.known_version:
             raise StorageError(
                 f"database {self.database!r} is at schema version {current}, but this trackstream knows versions "
                 f"up to {self.known_version}; upgrade trackstream or point it at another database"
             )
-        for migration in self.migrations:
-            if migration.version <= current:
-                continue
-            for statement in migration.statements:
-                self.client.command(statement.replace("{db}", self.database))
-            self.client.insert(f"{self.database}.schema_migrations", [[migration.version, migration.name]],
-                               column_names=["version", "name"])
-        return self.known_version
+        return current
+
+    def apply(self, migration: Migration) -> None:
+        for statement in migration.statements:
+            self.client.command(statement.replace("{db}", self.database))
+        self.client.insert(f"{self.database}.schema_migrations", [[migration.version, migration.name]],
+                           column_names=["version", "name"])
 
 
 # metrics first (their own columnar path), runs last: a run's status is the visible "commit"; a

@@ -31,6 +31,11 @@ SELECT run_id, key, bitShiftRight(step, 6) AS block, min(step) AS min_step, max(
 FROM {db}.metrics
 GROUP BY run_id, key, block;
 
+-- The backfill rebuilds the rollups rather than adding to them, so running this migration again
+-- (it ran, then the worker died before recording it) does not double-count. No worker writes
+-- metrics while migrations run.
+TRUNCATE TABLE {db}.metric_rollups;
+
 INSERT INTO {db}.metric_rollups
 SELECT run_id, key, bitShiftRight(step, 6) AS block, min(step), max(step), min(value), max(value),
        argMaxState(value, bitShiftLeft(toInt128(step), 64) + timestamp_ms), count()

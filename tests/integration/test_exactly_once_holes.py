@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from trackstream.consumers import store
 from trackstream.consumers.materializer import Materializer
-from trackstream.consumers.store import ClickHouseSink, ClickHouseStateReader
+from trackstream.consumers.schema_lock import LOCK_TABLE, migration_lock
+from trackstream.consumers.store import ClickHouseSink, ClickHouseStateReader, SchemaManager, connect
 from tests.unit.consumers.events import EventLog
 
 
@@ -60,3 +66,130 @@ def test_a_kill_between_inserts_of_a_batch_spanning_partitions_loses_no_point(db
     per_event = client.query(f"SELECT src_partition, src_offset, count() FROM {database}.metrics "
                              f"GROUP BY src_partition, src_offset ORDER BY src_partition, src_offset").result_rows
     assert per_event == [(p, o, 100) for p in (0, 1) for o in range(1, 5)]
+
+
+# Hole 5: migrations idempotent, and run once when two workers start together.
+
+def migrated_to(client, database: str, version: int) -> SchemaManager:
+    manager = SchemaManager(client, database)
+    manager.migrations = [m for m in manager.migrations if m.version <= version]
+    manager.migrate()
+    return SchemaManager(client, database)
+
+
+def at_version_2_with_1000_points(client, database: str) -> None:
+    migrated_to(client, database, 2)
+    client.command(f"INSERT INTO {database}.metrics (run_id, key, step, timestamp_ms, value, src_partition, "
+                   f"src_offset) SELECT 'r', 'loss', number, number, number, 0, 1 FROM numbers(1000)")
+
+
+def rollup_points(client, database: str) -> int:
+    return int(client.command(f"SELECT sum(points) FROM {database}.metric_rollups"))
+
+
+def test_a_migration_that_ran_but_was_not_recorded_runs_again_without_double_counting(clickhouse_dsn, unique_name):
+    client = connect(clickhouse_dsn)
+    try:
+        at_version_2_with_1000_points(client, unique_name)
+        manager = SchemaManager(client, unique_name)
+        backfill = next(m for m in manager.migrations if m.version == 3)
+        for statement in backfill.statements:  # applied, then the worker died before recording it
+            client.command(statement.replace("{db}", unique_name))
+        manager.migrate()
+        assert rollup_points(client, unique_name) == 1000
+    finally:
+        client.command(f"DROP DATABASE IF EXISTS {unique_name}")
+
+
+def test_two_workers_starting_together_apply_each_migration_once(clickhouse_dsn, unique_name):
+    """The first worker is held inside a migration; the second must wait for it, not apply too."""
+    client = connect(clickhouse_dsn)
+    try:
+        at_version_2_with_1000_points(client, unique_name)
+        first, second = SchemaManager(client, unique_name), SchemaManager(connect(clickhouse_dsn, "second"), unique_name)
+        inside, release = threading.Event(), threading.Event()
+        apply = first.apply
+
+        def held_apply(migration):
+            inside.set()
+            assert release.wait(30)
+            apply(migration)
+
+        first.apply = held_apply
+        with ThreadPoolExecutor(2) as pool:
+            first_done = pool.submit(first.migrate)
+            assert inside.wait(30)
+            second_done = pool.submit(second.migrate)
+            time.sleep(1.0)
+            applied_meanwhile = int(client.command(f"SELECT count() FROM {unique_name}.schema_migrations"))
+            release.set()
+            first_done.result(60), second_done.result(60)
+        assert applied_meanwhile == 2  # the second worker waited
+        versions = client.query(f"SELECT version, count() FROM {unique_name}.schema_migrations GROUP BY version "
+                                f"ORDER BY version").result_rows
+        assert versions == [(m.version, 1) for m in first.migrations]
+        assert rollup_points(client, unique_name) == 1000
+    finally:
+        client.command(f"DROP DATABASE IF EXISTS {unique_name}")
+
+
+def test_a_migration_lock_left_by_a_dead_worker_is_taken_over_once_stale(db):
+    client, database = db
+    client.command(f"CREATE TABLE {database}.{LOCK_TABLE} (holder String) ENGINE = MergeTree ORDER BY tuple()")
+    time.sleep(2.1)
+    with migration_lock(client, database, stale_after_s=1):
+        holders = client.query(f"SELECT holder FROM {database}.{LOCK_TABLE}").result_rows
+    assert len(holders) == 1
+    assert not client.command(f"EXISTS TABLE {database}.{LOCK_TABLE}")
+
+
+# Hole 6: recovery reads in proportion to the runs of the batch, not to the log.
+
+class RecordingQueries:
+    """Passes everything through; remembers each query's SQL and parameters."""
+
+    def __init__(self, client) -> None:
+        self._client = client
+        self.queries: list[tuple[str, dict]] = []
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def query(self, sql, parameters=None, **kwargs):
+        self.queries.append((sql, parameters))
+        return self._client.query(sql, parameters=parameters, **kwargs)
+
+
+def estimated_rows_read(client, sql: str, parameters) -> int:
+    """What ClickHouse's index analysis (projections included) says the query reads."""
+    return sum(row[3] for row in client.query(f"EXPLAIN ESTIMATE {sql}", parameters=parameters).result_rows)
+
+
+def test_recovery_reads_rows_in_proportion_to_the_batch_not_the_log(db):
+    client, database = db
+    runs, granule = 500, 8192
+    client.command(f"INSERT INTO {database}.metrics (run_id, key, step, timestamp_ms, value, src_partition, "
+                   f"src_offset) SELECT concat('run-', toString(number % {runs})), 'loss', number, number, number, "
+                   f"number % 2, intDiv(number, 1000) FROM numbers(1000000)")
+    client.command(f"INSERT INTO {database}.events (src_partition, src_offset, event_type, schema_version, event_id, "
+                   f"aggregate_id, writer_id, seq, timestamp_ms, payload) SELECT 0, number, 'metrics_logged', 1, "
+                   f"toString(number), concat('run-', toString(number % {runs})), 'w', intDiv(number, {runs}) + 1, "
+                   f"number, '' FROM numbers(100000)")
+    message = EventLog(partition=0).metrics("run-7", 10, seq=201)
+    batch = [dataclasses.replace(message, offset=100_000)]
+
+    recording = RecordingQueries(client)
+    ClickHouseSink(recording, database)  # a restarted worker reloads its marks...
+    Materializer(ClickHouseStateReader(recording, database)).process(batch)  # ...and the batch's state
+    assert len(recording.queries) > len(store.IDEMPOTENT_TABLES)
+    costs = [(sql, estimated_rows_read(client, sql, params)) for sql, params in recording.queries]
+    assert [(sql, rows) for sql, rows in costs if rows > 4 * granule] == []
+
+
+def test_a_migration_numbered_below_the_latest_applied_still_runs(db):
+    """Numbers are reserved per change, so 006 may be merged after 010 was applied."""
+    client, database = db
+    client.command(f"DROP TABLE {database}.dataset_inputs")
+    client.command(f"DELETE FROM {database}.schema_migrations WHERE version = 4")
+    SchemaManager(client, database).migrate()
+    assert client.command(f"EXISTS TABLE {database}.dataset_inputs")
