@@ -45,6 +45,10 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     # How often a `trackstream gateway` polls the workers' materialized positions in ClickHouse.
     positions_poll_s: float = 0.05
+    # New event topics' replication: 1 on one broker; 3 and 2 on a cluster (`trackstream up --cluster`),
+    # so an acknowledged write (acks=all) survives the loss of a broker.
+    replication_factor: int = 1
+    min_insync_replicas: int = 1
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -69,6 +73,8 @@ class Settings:
             allowed_hosts=_comma_list(env.get("TRACKSTREAM_ALLOWED_HOSTS", "")),
             cors_origins=_comma_list(env.get("TRACKSTREAM_CORS_ORIGINS", "")),
             positions_poll_s=_positive_ms(env, "TRACKSTREAM_POSITIONS_POLL_MS", 50) / 1000,
+            replication_factor=_small_count(env, "TRACKSTREAM_REPLICATION_FACTOR", 1),
+            min_insync_replicas=_small_count(env, "TRACKSTREAM_MIN_INSYNC_REPLICAS", 1),
         )
 
     @property
@@ -113,6 +119,13 @@ def _positive_ms(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name, str(default))
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 60_000:
         raise InvalidInput(f"{name} must be a whole number of milliseconds between 1 and 60000, got {raw!r}")
+    return int(raw)
+
+
+def _small_count(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, str(default))
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 16:
+        raise InvalidInput(f"{name} must be a whole number between 1 and 16, got {raw!r}")
     return int(raw)
 
 
