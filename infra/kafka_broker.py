@@ -244,6 +244,8 @@ class KafkaBroker:
         java: str = "java",
         mvn: str = "mvn",
         java_opts: Sequence[str] = DEFAULT_JAVA_OPTS,
+        node_id: int = 1,
+        overrides: Mapping[str, str] | None = None,
     ) -> None:
         if port == controller_port:
             raise InfraError(f"broker port and controller port must differ (both are {port})")
@@ -254,6 +256,9 @@ class KafkaBroker:
         self.java = java
         self.mvn = mvn
         self.java_opts = tuple(java_opts)
+        self.node_id = node_id
+        # Settings on top of broker_properties' (a cluster member's quorum voters, replication).
+        self.overrides = dict(overrides or {})
 
     @property
     def kafka_dir(self) -> Path:
@@ -352,6 +357,8 @@ class KafkaBroker:
                         port=self.port,
                         controller_port=self.controller_port,
                         data_dir=self.data_dir,
+                        node_id=self.node_id,
+                        overrides=self.overrides,
                     )
                 ),
             )

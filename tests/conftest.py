@@ -23,6 +23,7 @@ from testcontainers.core.container import DockerContainer
 from testcontainers.core.wait_strategies import LogMessageWaitStrategy
 
 from trackstream.infra.clickhouse_server import ClickHouseServer
+from trackstream.infra.cluster import LocalCluster
 from trackstream.infra.kafka_broker import KafkaBroker
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -255,6 +256,29 @@ def clickhouse_server_dsn(request: pytest.FixtureRequest) -> str:
     if configured and not configured.startswith("chdb"):
         return configured
     return request.getfixturevalue("clickhouse_server").dsn
+
+
+@pytest.fixture(scope="session")
+def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """`trackstream up --cluster`'s topology, started once per test run on free loopback ports:
+    3 KRaft brokers (RF 3, min.insync.replicas 2), a ClickHouse server, 2 workers, 2 gateways.
+    Stopped (exactly what it started) when the session ends."""
+    from tests.integration.harness import free_port
+    from trackstream.config import Settings
+    from trackstream.infra.cluster import ClusterPorts
+
+    home = tmp_path_factory.mktemp("cluster")
+    name = f"cl{uuid.uuid4().hex[:6]}"
+    ports = ClusterPorts(brokers=tuple((free_port(), free_port()) for _ in range(3)), clickhouse_http=free_port(),
+                         clickhouse_tcp=free_port(), gateways=(free_port(), free_port()))
+    cluster = LocalCluster(home, Settings(home=home, database=f"ts_{name}", topic=f"events.{name}",
+                                          dead_letter_topic=f"events.{name}.dlq", consumer_group=f"materializer-{name}"),
+                           ports)
+    try:
+        cluster.up(timeout=BROKER_START_TIMEOUT_S)
+        yield cluster
+    finally:
+        cluster.down()
 
 
 @pytest.fixture

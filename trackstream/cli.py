@@ -62,6 +62,14 @@ def cmd_infra(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from trackstream.server_process import ServerProcess
 
+    if args.cluster:
+        from trackstream.infra.cluster import LocalCluster
+
+        cluster = LocalCluster(settings.home / "cluster", settings)
+        cluster.up()
+        print(f"Cluster started under {cluster.home}:\n{cluster.describe()}")
+        return 0
+
     cmd_infra(argparse.Namespace(action="up"), settings)
     server = ServerProcess(settings)
     pid, started = server.start()
@@ -71,6 +79,13 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
     from trackstream.server_process import ServerProcess
+
+    if args.cluster:
+        from trackstream.infra.cluster import LocalCluster
+
+        stopped = LocalCluster(settings.home / "cluster", settings).down()
+        print("Stopped: " + (", ".join(stopped) if stopped else "nothing (nothing of ours was running)"))
+        return 0
 
     print("Server stopped" if ServerProcess(settings).stop() else "Server was not running (nothing of ours to stop)")
     return cmd_infra(argparse.Namespace(action="down"), settings)
@@ -318,8 +333,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("infra", cmd_infra, "start, stop or inspect the local Kafka broker")
     p.add_argument("action", choices=["up", "down", "status"])
-    add("up", cmd_up, "start Kafka and the trackstream server in the background")
-    add("down", cmd_down, "stop the server and Kafka that `up` started")
+    p = add("up", cmd_up, "start Kafka and the trackstream server in the background")
+    p.add_argument("--cluster", action="store_true", help="instead: 3 Kafka brokers, a ClickHouse server, "
+                                                          "2 workers and 2 gateways under $TRACKSTREAM_HOME/cluster")
+    p = add("down", cmd_down, "stop the server and Kafka that `up` started")
+    p.add_argument("--cluster", action="store_true", help="stop what `up --cluster` started")
     p = add("server", cmd_server, "run the worker and HTTP API in the foreground")
     p.add_argument("--loglevel", default="warning")
     p = add("worker", cmd_worker, "run one consumer-group member in the foreground (N of them share the "

@@ -58,6 +58,10 @@ class Settings:
     auth_failures_per_minute: int = 5
     auth_threads: int = 2
     auth_queue: int = 32
+    # New event topics' replication: 1 on one broker; 3 and 2 on a cluster (`trackstream up --cluster`),
+    # so an acknowledged write (acks=all) survives the loss of a broker.
+    replication_factor: int = 1
+    min_insync_replicas: int = 1
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -88,6 +92,8 @@ class Settings:
             auth_failures_per_minute=_whole_number(env, "TRACKSTREAM_AUTH_FAILURES_PER_MINUTE", 5, 1, 1_000_000),
             auth_threads=_whole_number(env, "TRACKSTREAM_AUTH_THREADS", 2, 1, 64),
             auth_queue=_whole_number(env, "TRACKSTREAM_AUTH_QUEUE", 32, 0, 100_000),
+            replication_factor=_whole_number(env, "TRACKSTREAM_REPLICATION_FACTOR", 1, 1, 16),
+            min_insync_replicas=_whole_number(env, "TRACKSTREAM_MIN_INSYNC_REPLICAS", 1, 1, 16),
         )
 
     @property
