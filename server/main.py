@@ -16,7 +16,7 @@ from trackstream.consumers.store import connect
 from trackstream.consumers.batching import FlushRequests
 from trackstream.consumers.worker import MaterializerService, build_app
 from trackstream.infra.topics import ensure_topics
-from trackstream.server.auth import auth_middleware, load_auth
+from trackstream.server.auth import AuthConfig, auth_middleware, load_auth
 from trackstream.server.password_checks import PasswordChecks
 from trackstream.server.event_log import EventAppender, ReadYourWrites
 from trackstream.server.http import create_app, model_state_routes, written_marks_middleware
@@ -30,13 +30,26 @@ from trackstream.server.run_cache import RunDataCache
 from trackstream.server.ui import is_ui_page, ui_routes
 from trackstream.server.web_session import SessionStore, cookie_user, quiet_ui_challenges, session_routes
 from trackstream.server.web_security import WebPolicy, install_web_security
-from trackstream.config import Settings
+from trackstream.config import Settings, redact_secrets
 
 READ_THREADS = 2
 
 
 def server_state_file(settings: Settings) -> Path:
     return settings.home / "server.json"
+
+
+def server_state(settings: Settings, pid: int) -> dict[str, Any]:
+    """What ``server.json`` records (the connection string with its password masked)."""
+    return {"pid": pid, "url": settings.server_url, "clickhouse": redact_secrets(settings.clickhouse_dsn),
+            "database": settings.database}
+
+
+def startup_line(settings: Settings, auth: AuthConfig | None) -> str:
+    return (f"trackstream server: HTTP on {settings.server_url} (MLflow API at {settings.server_url}/api/2.0/mlflow), "
+            f"Kafka {settings.kafka_bootstrap}, ClickHouse {redact_secrets(settings.clickhouse_dsn)} "
+            f"(database {settings.database}), "
+            f"auth {f'on ({len(auth.users)} users)' if auth else 'off (loopback only)'}")
 
 
 def serve(settings: Settings, loglevel: str = "warning") -> None:
@@ -96,14 +109,10 @@ def serve(settings: Settings, loglevel: str = "warning") -> None:
         await runner.setup()
         # Recorded before the port answers: whoever sees /health answer also finds this file, and
         # so reads through HTTP instead of opening the embedded engine this process owns.
-        state_file.write_text(json.dumps({"pid": os.getpid(), "url": settings.server_url,
-                                          "clickhouse": settings.clickhouse_dsn, "database": settings.database}))
+        state_file.write_text(json.dumps(server_state(settings, os.getpid())))
         await web.TCPSite(runner, settings.server_host, settings.server_port).start()
         await mlflow.ensure_default_experiment()
-        print(f"trackstream server: HTTP on {settings.server_url} (MLflow API at {settings.server_url}/api/2.0/mlflow), "
-              f"Kafka {settings.kafka_bootstrap}, ClickHouse {settings.clickhouse_dsn} "
-              f"(database {settings.database}), "
-              f"auth {f'on ({len(auth.users)} users)' if auth else 'off (loopback only)'}", flush=True)
+        print(startup_line(settings, auth), flush=True)
 
     app = build_app(settings, service, start_http)
     try:
