@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trackstream.producer.kafka_writer import EventWriter  # noqa: E402
 from trackstream.schemas import MetricBatch  # noqa: E402
-from trackstream.config import Settings  # noqa: E402
+from trackstream.config import Settings, redact_secrets  # noqa: E402
 from trackstream.reading import HttpReader  # noqa: E402
 from trackstream.server_process import ServerProcess  # noqa: E402
 
@@ -121,7 +121,7 @@ def main() -> None:
         try:
             server = HttpReader(settings.server_url)
             writer = EventWriter(settings.kafka_bootstrap, settings.topic)
-            print(f"broker {settings.kafka_bootstrap}, ClickHouse {settings.clickhouse_dsn}, {os.cpu_count()} cores")
+            print(f"broker {settings.kafka_bootstrap}, ClickHouse {redact_secrets(settings.clickhouse_dsn)}, {os.cpu_count()} cores")
             print("1. sustained ingest")
             rate = throughput(writer, server, settings.database, args.points, args.batch)
             print(f"  => {rate:,.0f} metric points/s end to end")

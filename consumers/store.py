@@ -24,6 +24,7 @@ from trackstream.consumers.materializer import TABLE_COLUMNS, AggregateState, Ta
 from trackstream.consumers.model_state import ModelState
 from trackstream.consumers.run_state import RunState
 from trackstream.consumers.schema_lock import migration_lock
+from trackstream.config import redact_secrets
 from trackstream.errors import StorageError
 from trackstream.schemas.envelope import REQUEST_WRITER_PREFIX
 
@@ -52,13 +53,14 @@ def connect(dsn: str, purpose: str = "write") -> Client:
             try:
                 client = clickhouse_connect.get_client(dsn=dsn)
             except Exception as exc:
-                if _held_by_another_process(dsn):
+                if _held_by_another_process(dsn):  # an embedded engine: a path, no password
                     raise StorageError(
                         f"the embedded ClickHouse at {dsn} is in use by another process, which owns it: "
                         "if a trackstream server runs on this TRACKSTREAM_HOME, read through it "
                         "(the CLI does so when it finds <home>/server.json) or stop it with `trackstream down`"
                     ) from exc
-                raise StorageError(f"cannot open ClickHouse at {dsn}: {exc}") from exc
+                # Not chained to ``exc``: the driver's error may quote the DSN, password and all.
+                raise StorageError(redact_secrets(f"cannot open ClickHouse at {dsn}: {exc}", dsn)) from None
             _clients[(dsn, purpose)] = client
         return client
 
@@ -266,7 +268,7 @@ class ClickHouseSink:
         try:
             do_insert()
         except Exception as exc:
-            raise StorageError(f"insert into {table} failed: {exc}") from exc
+            raise StorageError(redact_secrets(f"insert into {table} failed: {exc}")) from exc
 
 
 def insert_slices(partitions: np.ndarray, offsets: np.ndarray, max_rows: int) -> list[tuple[int, int]]:

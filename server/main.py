@@ -20,7 +20,7 @@ from trackstream.consumers.store import SchemaManager, connect
 from trackstream.consumers.batching import FlushRequests
 from trackstream.consumers.worker import MaterializerService, build_app
 from trackstream.infra.topics import ensure_topics
-from trackstream.server.auth import auth_middleware, load_auth
+from trackstream.server.auth import AuthConfig, auth_middleware, load_auth
 from trackstream.server.password_checks import PasswordChecks
 from trackstream.server.event_log import EventAppender, ReadYourWrites
 from trackstream.server.request_identity import request_identity_middleware
@@ -36,7 +36,7 @@ from trackstream.server.run_cache import RunDataCache
 from trackstream.server.ui import is_ui_page, ui_routes
 from trackstream.server.web_session import SessionStore, cookie_user, quiet_ui_challenges, session_routes
 from trackstream.server.web_security import WebPolicy, install_web_security
-from trackstream.config import Settings
+from trackstream.config import Settings, redact_secrets
 from trackstream.errors import InvalidInput
 from trackstream.producer.artifacts import STAGING_DIR, open_artifact_store
 
@@ -45,6 +45,19 @@ READ_THREADS = 2
 
 def server_state_file(settings: Settings) -> Path:
     return settings.home / "server.json"
+
+
+def server_state(settings: Settings, pid: int) -> dict[str, Any]:
+    """What ``server.json`` records (the connection string with its password masked)."""
+    return {"pid": pid, "url": settings.server_url, "clickhouse": redact_secrets(settings.clickhouse_dsn),
+            "database": settings.database}
+
+
+def startup_line(settings: Settings, auth: AuthConfig | None) -> str:
+    return (f"trackstream server: HTTP on {settings.server_url} (MLflow API at {settings.server_url}/api/2.0/mlflow), "
+            f"Kafka {settings.kafka_bootstrap}, ClickHouse {redact_secrets(settings.clickhouse_dsn)} "
+            f"(database {settings.database}), "
+            f"auth {f'on ({len(auth.users)} users)' if auth else 'off (loopback only)'}")
 
 
 def serve(settings: Settings, loglevel: str = "warning") -> None:
@@ -74,9 +87,8 @@ def serve(settings: Settings, loglevel: str = "warning") -> None:
     async def start_http() -> None:
         # Recorded before the port answers: whoever sees /health answer also finds this file, and
         # so reads through HTTP instead of opening the embedded engine this process owns.
-        await gateway.start(before_listening=lambda: state_file.write_text(json.dumps({
-            "pid": os.getpid(), "url": settings.server_url, "clickhouse": settings.clickhouse_dsn,
-            "database": settings.database})))
+        await gateway.start(before_listening=lambda: state_file.write_text(
+            json.dumps(server_state(settings, os.getpid()))))
 
     app = build_app(settings, service, start_http)
     try:
@@ -96,7 +108,7 @@ def serve_worker(settings: Settings, loglevel: str = "warning") -> None:
     ensure_topics(settings)
     service = MaterializerService(settings)
     print(f"trackstream worker: group {settings.consumer_group}, Kafka {settings.kafka_bootstrap}, "
-          f"ClickHouse {settings.clickhouse_dsn} (database {settings.database})", flush=True)
+          f"ClickHouse {redact_secrets(settings.clickhouse_dsn)} (database {settings.database})", flush=True)
     faust.Worker(build_app(settings, service), loglevel=loglevel, quiet=True).execute_from_commandline()
 
 
@@ -186,10 +198,7 @@ class Gateway:
             before_listening()
         await web.TCPSite(runner, settings.server_host, settings.server_port).start()
         await mlflow.ensure_default_experiment()
-        print(f"trackstream: HTTP on {settings.server_url} (MLflow API at {settings.server_url}/api/2.0/mlflow), "
-              f"Kafka {settings.kafka_bootstrap}, ClickHouse {settings.clickhouse_dsn} "
-              f"(database {settings.database}), "
-              f"auth {f'on ({len(auth.users)} users)' if auth else 'off (loopback only)'}", flush=True)
+        print(startup_line(settings, auth), flush=True)
 
 
 def _run_search(settings: Settings, reader: MlflowReader, mlflow: MlflowService) -> Any:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from trackstream.config import Settings
+from trackstream.config import Settings, redact_secrets
 from trackstream.errors import InvalidInput, NotFound, TrackstreamError
 from trackstream.moments import parse_moment
 from trackstream.output import FORMATS, format_ms, render, render_table
@@ -122,9 +122,20 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         return 3
     stats = HttpReader(url).status()
     print(f"Server running: {url} (Prometheus metrics at {url}/metrics)")
+    print(f"ClickHouse: {redact_secrets(_recorded_clickhouse(settings), settings.clickhouse_dsn)}")
     rows = [[k, json.dumps(v) if isinstance(v, dict) else v] for k, v in stats.items()]
     print(render_table(["metric", "value"], rows))
     return code
+
+
+def _recorded_clickhouse(settings: Settings) -> str:
+    """The connection string the running server recorded in server.json (older servers wrote it
+    unmasked), else this environment's."""
+    try:
+        recorded = json.loads((settings.home / "server.json").read_text())
+        return f"{recorded['clickhouse']} (database {recorded['database']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{settings.clickhouse_dsn} (database {settings.database})"
 
 
 def _as_of(args: argparse.Namespace) -> int | None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+import re
+import urllib.parse
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Mapping
 
@@ -96,6 +98,10 @@ class Settings:
             min_insync_replicas=_whole_number(env, "TRACKSTREAM_MIN_INSYNC_REPLICAS", 1, 1, 16),
         )
 
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
+        return f"Settings({redact_secrets(shown, self.clickhouse_dsn)})"
+
     @property
     def server_url(self) -> str:
         return f"http://{self.server_host}:{self.server_port}"
@@ -114,6 +120,36 @@ class Settings:
     def artifact_uri_root(self) -> str:
         """The URI runs' ``artifact_uri`` starts with: the S3 location, else the local root's file URI."""
         return self.artifact_store or self.artifact_root.as_uri()
+
+
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*):[^@\s/]*@")
+_QUERY_SECRET = re.compile(r"(?i)(?P<head>[?&](?:password|passwd|pwd|secret|token|access_token)=)[^&\s#'\"]*")
+MASK = "***"
+
+
+def redact_secrets(text: str, dsn: str | None = None) -> str:
+    """``text`` with passwords masked: in URLs (``scheme://user:***@host``), in query strings
+    (``password=***``) and, given the connection string ``dsn``, its password wherever it appears
+    (an engine's error may quote it). Every place that shows a connection string goes through here:
+    the server's startup line and ``server.json``, connect errors, ``repr(Settings)``, ``trackstream status``."""
+    shown = _QUERY_SECRET.sub(lambda m: m["head"] + MASK, _URL_PASSWORD.sub(lambda m: m["head"] + ":" + MASK + "@", text))
+    for secret in _dsn_passwords(dsn):
+        shown = shown.replace(secret, MASK)
+    return shown
+
+
+def _dsn_passwords(dsn: str | None) -> set[str]:
+    """The password of a connection string (raw and percent-decoded), if it has one long enough to
+    find in text without masking ordinary words."""
+    if not dsn:
+        return set()
+    try:
+        parts = urllib.parse.urlsplit(dsn)
+        found = [parts.password or ""] + [value for key, value in urllib.parse.parse_qsl(parts.query)
+                                          if key.lower() in ("password", "passwd", "pwd")]
+    except ValueError:
+        return set()
+    return {form for secret in found for form in (secret, urllib.parse.unquote(secret)) if len(form) >= 3}
 
 
 def split_s3_location(location: str) -> tuple[str, str]:

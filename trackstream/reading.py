@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 
 from trackstream.infra.processes import pid_alive, read_cmdline
-from trackstream.config import Settings
+from trackstream.config import Settings, redact_secrets
 from trackstream.errors import InvalidInput, NotFound, ServiceUnavailable, TrackstreamError
 from trackstream.read_protocol import NEXT_PAGE_HEADER, HistoryColumns, decode_history_columns
 
@@ -175,6 +175,7 @@ def open_reader(settings: Settings) -> Any:
 
     client = connect(settings.clickhouse_dsn, "read")
     if SchemaManager(client, settings.database).current_version() == 0:
-        raise NotFound(f"no trackstream tables in database {settings.database!r} at {settings.clickhouse_dsn}; "
+        raise NotFound(f"no trackstream tables in database {settings.database!r} at "
+                       f"{redact_secrets(settings.clickhouse_dsn)}; "
                        "start the server (`trackstream up`) and log a run first")
     return TrackingReader(client, settings.database)
