@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 
 from trackstream.consumers.store import check_database_name
@@ -157,13 +158,22 @@ class TrackingReader:
     def metric_history(self, run_id: str, key: str, limit: int | None = None,
                        as_of_ms: int | None = None) -> dict[str, Any]:
         sql, params = self._history_query(run_id, key, limit, as_of_ms)
-        table = self.client.query_arrow(sql, parameters=params)
+        table = distinct_points(self.client.query_arrow(sql, parameters=params))
         return {name: table.column(name).to_numpy() for name in ("step", "timestamp_ms", "value")}
 
     def metric_history_arrow(self, run_id: str, key: str, as_of_ms: int | None = None) -> bytes:
-        """The same history as an Arrow IPC stream, straight from the engine (no per-point Python)."""
+        """The same history as an Arrow IPC stream, straight from the engine (no per-point Python);
+        re-encoded only when it holds exact repeats to drop."""
         sql, params = self._history_query(run_id, key, None, as_of_ms)
-        return self.client.raw_query(sql, parameters=params, fmt="ArrowStream")
+        raw = self.client.raw_query(sql, parameters=params, fmt="ArrowStream")
+        table = pa.ipc.open_stream(raw).read_all()
+        distinct = distinct_points(table)
+        if distinct is table:
+            return raw
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema, options=pa.ipc.IpcWriteOptions(compression="lz4")) as writer:
+            writer.write_table(distinct)
+        return sink.getvalue().to_pybytes()
 
     def _history_query(self, run_id: str, key: str, limit: int | None,
                        as_of_ms: int | None) -> tuple[str, dict[str, Any]]:
@@ -193,12 +203,19 @@ class TrackingReader:
             where += " AND step >= {s:Int64} AND (step > {s:Int64} OR timestamp_ms >= {t:Int64})"
             params.update(s=after.step, t=after.timestamp_ms)
             skip = after.seen_at_position
-        params["n"] = skip + limit + 1
-        table = self.client.query_arrow(
-            f"SELECT step, timestamp_ms, value FROM {src.metrics} WHERE {where} "
-            f"ORDER BY step, timestamp_ms LIMIT {{n:UInt64}} WITH TIES", parameters=params)
+        wanted = params["n"] = skip + limit + 1
+        while True:
+            table = self.client.query_arrow(
+                f"SELECT step, timestamp_ms, value FROM {src.metrics} WHERE {where} "
+                f"ORDER BY step, timestamp_ms LIMIT {{n:UInt64}} WITH TIES", parameters=params)
+            exhausted = table.num_rows < params["n"]
+            table = distinct_points(table.take(np.lexsort([table.column(c).to_numpy() for c in
+                                                           ("value", "timestamp_ms", "step")])))
+            if table.num_rows >= wanted or exhausted:
+                break  # enough distinct points, or the whole rest of the history (an exact repeat is one point)
+            params["n"] *= 2
         steps, stamps, values = (table.column(name).to_numpy() for name in ("step", "timestamp_ms", "value"))
-        order = np.lexsort((values, stamps, steps))[skip:]
+        order = np.arange(skip, len(steps))
         more = len(order) > limit
         order = order[:limit]
         page = {"step": steps[order], "timestamp_ms": stamps[order], "value": values[order]}
@@ -377,6 +394,19 @@ def mlflow_run_entity(info: dict[str, Any], data: dict[str, list]) -> dict[str, 
     data = dict(data)
     datasets = data.pop("dataset_inputs", None)
     return {"info": info, "data": data, "inputs": {"dataset_inputs": datasets} if datasets else {}}
+
+
+def distinct_points(history: pa.Table) -> pa.Table:
+    """A history sorted by (step, timestamp, value) without exact repeats, which sorting makes
+    neighbours: MLflow's store keeps one point per (key, step, timestamp, value). Vectorized; values
+    compare by their bits, so a repeated NaN is one point too."""
+    if history.num_rows < 2:
+        return history
+    steps, stamps = history.column("step").to_numpy(), history.column("timestamp_ms").to_numpy()
+    bits = np.ascontiguousarray(history.column("value").to_numpy()).view(np.int64)
+    keep = np.ones(history.num_rows, bool)
+    keep[1:] = (steps[1:] != steps[:-1]) | (stamps[1:] != stamps[:-1]) | (bits[1:] != bits[:-1])
+    return history if keep.all() else history.filter(pa.array(keep))
 
 
 class MlflowReader(TrackingReader):

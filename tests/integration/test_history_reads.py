@@ -37,9 +37,10 @@ def all_pages(reader, page_size, run_id="r1", key="loss"):
 
 def test_keyset_pages_return_every_point_once_in_order_even_across_ties(db):
     client, database = db
-    # 30 points share step 5 and timestamp 1005 (two values repeated), plus NaN and negative steps
+    # 30 distinct points share step 5 and timestamp 1005 (an exact repeat would be one point), plus NaN
+    # and negative steps
     steps = np.concatenate([np.arange(-20, 100), np.full(30, 5)])
-    values = np.concatenate([np.linspace(0, 1, 120), np.tile([0.25, 0.75], 15)])
+    values = np.concatenate([np.linspace(0, 1, 120), np.linspace(0.2037, 0.7963, 30)])
     values[7] = math.nan
     insert_points(client, database, steps, values)
     reader = MlflowReader(client, database)
@@ -49,6 +50,24 @@ def test_keyset_pages_return_every_point_once_in_order_even_across_ties(db):
         assert steps_got == steps[order].tolist() and stamps_got == (steps[order] + 1000).tolist()
         assert np.array_equal(np.array(values_got), values[order], equal_nan=True)
         assert pages == math.ceil(150 / page_size)
+
+
+def test_exact_repeats_are_one_point_on_every_route_and_page(db):
+    """Each of 40 points logged four times (an exact repeat is one point, as in MLflow's store); pages
+    smaller than the repeats still reach the end."""
+    client, database = db
+    steps = np.tile(np.arange(40), 4)
+    values = np.tile(np.linspace(0, 1, 40), 4)
+    insert_points(client, database, steps, values)
+    reader = MlflowReader(client, database)
+    for page_size in (1, 3, 25, 1000):
+        steps_got, _, values_got, _ = all_pages(reader, page_size)
+        assert steps_got == list(range(40)) and values_got == np.linspace(0, 1, 40).tolist()
+    assert reader.metric_history("r1", "loss")["step"].tolist() == list(range(40))
+    arrow = pa.ipc.open_stream(reader.metric_history_arrow("r1", "loss")).read_all()
+    assert arrow.column("step").to_pylist() == list(range(40))
+    view = client.query(f"SELECT step FROM {database}.metric_points WHERE run_id = 'r1' ORDER BY step")
+    assert [r[0] for r in view.result_rows] == list(range(40))
 
 
 def test_points_logged_between_pages_do_not_shift_later_pages(db):
