@@ -501,9 +501,11 @@ class S3ArtifactStore:
                 found.append(StagedObject(obj["Key"][len(root):], obj["Size"], obj["LastModified"].timestamp()))
         for page in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=staging):
             for upload in page.get("Uploads", ()):
-                parts = self.client.list_parts(Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
-                found.append(StagedObject(upload["Key"][len(root):], sum(p["Size"] for p in parts.get("Parts", ())),
-                                          upload["Initiated"].timestamp(), upload["UploadId"]))
+                parts = self.client.list_parts(Bucket=self.bucket, Key=upload["Key"],
+                                               UploadId=upload["UploadId"]).get("Parts", ())
+                written = max((p["LastModified"] for p in parts), default=upload["Initiated"])  # the last part sent
+                found.append(StagedObject(upload["Key"][len(root):], sum(p["Size"] for p in parts),
+                                          written.timestamp(), upload["UploadId"]))
         return sorted(found, key=lambda o: (o.name, o.upload_id))
 
     def remove_staged(self, staged: StagedObject) -> None:
