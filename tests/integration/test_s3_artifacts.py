@@ -25,6 +25,7 @@ from mlflow import MlflowClient
 
 from trackstream.producer.artifacts import ArtifactUploadError, S3ArtifactStore
 from trackstream.producer.client import TrackingClient
+from trackstream.producer.staging_gc import settle_versions
 from tests.integration.harness import REPO, ServerHandle, free_port, make_server, wait_until
 
 BUCKET = "trackstream-artifacts"
@@ -241,3 +242,22 @@ def test_gc_staging_aborts_abandoned_multipart_uploads_and_keeps_committed_objec
                                f"{upload_id}): {5 * MIB:,} bytes, last written ") for line in lines)
     assert client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
     assert objects(s3, PREFIX) == committed_before
+
+
+def test_a_version_left_in_s3_records_its_path_and_is_settled_against_the_commits(s3, tmp_path):
+    store = S3ArtifactStore(BUCKET, PREFIX, client=s3.client())
+    (tmp_path / "v").write_bytes(b"acknowledged, never switched in")
+    digest = hashlib.sha256(b"acknowledged, never switched in").hexdigest()
+    key = "9/0123456789abcdef0123456789abcdef/artifacts/late.bin"
+    staging_key = uuid.uuid4().hex
+    store.put_staged(tmp_path / "v", staging_key, lambda chunk: None)
+    store.promote(staging_key, key, digest)
+    [version] = store.list_versions()
+    assert (version.version_id, version.key, version.sha256) == (staging_key, key, digest)
+    assert store.modified(key) is None
+
+    assert settle_versions([store], 60, {key: digest}.get, now=version.modified + 120) == \
+        {"publish": [key], "discard": []}
+    assert store.open(key).read() == b"acknowledged, never switched in"
+    assert store.list_versions() == [] and store.modified(key) is not None
+    s3.client().delete_object(Bucket=BUCKET, Key=f"{PREFIX}/{key}")
