@@ -320,7 +320,7 @@ class LocalArtifactStore:
     def promote(self, staging_key: str, final_key: str, sha256: str) -> str:
         target = self._write_path(final_key)
         _makedirs_durable(target.parent)
-        if target.is_dir():
+        if target.is_dir() and not target.is_symlink():  # a link is replaced, never written through
             raise IsADirectoryError(f"{target} is a directory")
         self._versions.mkdir(exist_ok=True)
         version = self.version_path(staging_key)
