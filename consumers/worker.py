@@ -26,7 +26,8 @@ from trackstream.consumers.positions import PositionLog
 from trackstream.consumers.store import ClickHouseSink, ClickHouseStateReader, SchemaManager, connect
 from trackstream.config import Settings
 from trackstream.errors import StorageError
-from trackstream.producer.staging_gc import collect_staging, gc_interval_s, staging_stores
+from trackstream.consumers.committed_artifacts import latest_committed_sha256
+from trackstream.producer.staging_gc import collect_staging, gc_interval_s, settle_versions, staging_stores
 
 log = logging.getLogger("trackstream.worker")
 
@@ -199,12 +200,19 @@ def build_app(settings: Settings, service: MaterializerService,
 
     stores = staging_stores(settings)
 
+    def committed_sha256(key: str) -> str | None:  # on a worker thread: ask the ClickHouse thread
+        return service.executor.submit(latest_committed_sha256, service.client, settings.database, key).result()
+
+    def collect() -> None:
+        collect_staging(stores, settings.staging_grace_s)
+        settle_versions(stores, settings.staging_grace_s, committed_sha256)
+
     @app.timer(interval=gc_interval_s(settings.staging_grace_s))
     async def collect_abandoned_uploads() -> None:
         try:
-            await asyncio.get_running_loop().run_in_executor(None, collect_staging, stores, settings.staging_grace_s)
+            await asyncio.get_running_loop().run_in_executor(None, collect)
         except Exception:  # a store that is unreachable now is tried again next time
-            log.warning("could not collect abandoned staging uploads", exc_info=True)
+            log.warning("could not collect abandoned uploads", exc_info=True)
 
     if extra_startup is not None:
         app.task(extra_startup)

@@ -31,6 +31,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Protocol
+from urllib.parse import quote, unquote
 
 from trackstream.producer.validation import validate_run_id
 from trackstream.config import split_s3_location
@@ -48,6 +49,7 @@ __all__ = [
     "ArtifactRecord",
     "StagedObject",
     "StoredFile",
+    "StoredVersion",
     "ArtifactUploadError",
     "ArtifactVerificationError",
     "Progress",
@@ -172,6 +174,19 @@ class StoredFile:
 
 
 @dataclass(frozen=True)
+class StoredVersion:
+    """A verified upload set aside by ``promote`` and not switched in yet: the key it is for, the
+    sha256 its commit event carries, when it was stored (Unix seconds). Left over only when the
+    uploading process died between ``promote`` and ``publish``; ``key`` and ``sha256`` are empty
+    when it died before even the version's bytes were in place."""
+
+    version_id: str
+    key: str
+    sha256: str
+    modified: float
+
+
+@dataclass(frozen=True)
 class StagedObject:
     """Something in a store's staging area: an upload in progress, or one a killed process left.
     ``name`` is what to show; ``modified`` the last write (Unix seconds); ``upload_id`` is set for
@@ -192,7 +207,7 @@ class ArtifactStore(Protocol):
     def stat_staged(self, staging_key: str) -> tuple[int, str]:
         """``(size, sha256 hex)`` of what landed, computed by reading the staged object back."""
 
-    def promote(self, staging_key: str, final_key: str) -> str:
+    def promote(self, staging_key: str, final_key: str, sha256: str) -> str:
         """Set the verified staged object aside as the version ``staging_key`` of ``final_key``, without
         touching what ``final_key`` serves; fail (``NotADirectoryError``, ``IsADirectoryError``,
         ``FileExistsError``) if ``final_key`` could never be published. Return the URI ``final_key`` has."""
@@ -224,6 +239,12 @@ class ArtifactStore(Protocol):
 
     def remove_staged(self, staged: StagedObject) -> None:
         """Delete one entry of ``list_staged``; no error if it is already gone."""
+
+    def list_versions(self) -> builtins.list[StoredVersion]:
+        """Versions promoted and never published or discarded."""
+
+    def modified(self, final_key: str) -> float | None:
+        """When the file at ``final_key`` was last switched in (Unix seconds); None if there is none."""
 
 
 def _fsync_dir(path: Path) -> None:
@@ -296,26 +317,57 @@ class LocalArtifactStore:
             digest = hashlib.file_digest(staged, "sha256")
             return staged.tell(), digest.hexdigest()
 
-    def promote(self, staging_key: str, final_key: str) -> str:
+    def promote(self, staging_key: str, final_key: str, sha256: str) -> str:
         target = self._write_path(final_key)
         _makedirs_durable(target.parent)
-        if target.is_dir():
+        if target.is_dir() and not target.is_symlink():  # a link is replaced, never written through
             raise IsADirectoryError(f"{target} is a directory")
         self._versions.mkdir(exist_ok=True)
-        os.replace(self.staging_path(staging_key), self.version_path(staging_key))
+        version = self.version_path(staging_key)
+        with open(version.with_suffix(".json"), "x") as meta:  # what the version is for, before it exists
+            json.dump({"key": final_key, "sha256": sha256}, meta)
+            meta.flush()
+            os.fsync(meta.fileno())
+        os.replace(self.staging_path(staging_key), version)
         _fsync_dir(self._versions)
         _fsync_dir(self._staging)
         return self.uri_for(final_key)
 
     def publish(self, staging_key: str, final_key: str) -> None:
         target = self._write_path(final_key)
-        os.replace(self.version_path(staging_key), target)
+        version = self.version_path(staging_key)
+        os.replace(version, target)
         _fsync_dir(target.parent)
+        version.with_suffix(".json").unlink(missing_ok=True)
         _fsync_dir(self._versions)
 
     def discard_staged(self, staging_key: str) -> None:
         self.staging_path(staging_key).unlink(missing_ok=True)
-        self.version_path(staging_key).unlink(missing_ok=True)
+        version = self.version_path(staging_key)
+        version.unlink(missing_ok=True)
+        version.with_suffix(".json").unlink(missing_ok=True)
+
+    def list_versions(self) -> builtins.list[StoredVersion]:
+        found = []
+        with contextlib.suppress(FileNotFoundError), os.scandir(self._versions) as entries:
+            for entry in entries:
+                version_id, _, suffix = entry.name.partition(".")
+                if suffix != "json" or not _STAGING_KEY.fullmatch(version_id):
+                    continue
+                try:
+                    meta = json.loads(Path(entry.path).read_text())
+                    modified = (self._versions / version_id).stat().st_mtime
+                except FileNotFoundError:  # died before its bytes were moved here (or published meanwhile)
+                    found.append(StoredVersion(version_id, "", "", entry.stat().st_mtime))
+                else:
+                    found.append(StoredVersion(version_id, meta["key"], meta["sha256"], modified))
+        return sorted(found, key=lambda v: v.version_id)
+
+    def modified(self, final_key: str) -> float | None:
+        try:
+            return self._read_path(final_key).stat().st_mtime
+        except FileNotFoundError:
+            return None
 
     def open(self, final_key: str) -> BinaryIO:
         return open(self._read_path(final_key), "rb")
@@ -463,16 +515,38 @@ class S3ArtifactStore:
             size += len(chunk)
         return size, digest.hexdigest()
 
-    def promote(self, staging_key: str, final_key: str) -> str:
-        self._move(self.staging_object_key(staging_key), self.version_object_key(staging_key))
+    def promote(self, staging_key: str, final_key: str, sha256: str) -> str:
+        self._move(self.staging_object_key(staging_key), self.version_object_key(staging_key),
+                   {"key": quote(self.object_key(final_key)), "sha256": sha256})
         return self.uri_for(final_key)
 
     def publish(self, staging_key: str, final_key: str) -> None:
-        self._move(self.version_object_key(staging_key), self.object_key(final_key))
+        self._move(self.version_object_key(staging_key), self.object_key(final_key), {})
 
-    def _move(self, source: str, target: str) -> None:
-        """Server-side copy (atomic per object for readers), then delete the source."""
-        self.client.copy({"Bucket": self.bucket, "Key": source}, self.bucket, target)
+    def list_versions(self) -> builtins.list[StoredVersion]:
+        root = f"{self.prefix}/" if self.prefix else ""
+        found = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
+                                                                          Prefix=f"{root}{VERSIONS_DIR}/"):
+            for obj in page.get("Contents", ()):
+                meta = self.client.head_object(Bucket=self.bucket, Key=obj["Key"]).get("Metadata", {})
+                key = unquote(meta.get("key", ""))
+                found.append(StoredVersion(obj["Key"].rsplit("/", 1)[-1], key[len(root):] if key else "",
+                                           meta.get("sha256", ""), obj["LastModified"].timestamp()))
+        return sorted(found, key=lambda v: v.version_id)
+
+    def modified(self, final_key: str) -> float | None:
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=self.object_key(final_key))["LastModified"].timestamp()
+        except self.client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+
+    def _move(self, source: str, target: str, metadata: dict[str, str]) -> None:
+        """Server-side copy (atomic per object for readers) carrying ``metadata``, then delete the source."""
+        self.client.copy({"Bucket": self.bucket, "Key": source}, self.bucket, target,
+                         ExtraArgs={"Metadata": metadata, "MetadataDirective": "REPLACE"})
         try:
             self.client.delete_object(Bucket=self.bucket, Key=source)
         except Exception:  # the copy is in place; a leftover source object is only garbage
@@ -501,9 +575,11 @@ class S3ArtifactStore:
                 found.append(StagedObject(obj["Key"][len(root):], obj["Size"], obj["LastModified"].timestamp()))
         for page in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=staging):
             for upload in page.get("Uploads", ()):
-                parts = self.client.list_parts(Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
-                found.append(StagedObject(upload["Key"][len(root):], sum(p["Size"] for p in parts.get("Parts", ())),
-                                          upload["Initiated"].timestamp(), upload["UploadId"]))
+                parts = self.client.list_parts(Bucket=self.bucket, Key=upload["Key"],
+                                               UploadId=upload["UploadId"]).get("Parts", ())
+                written = max((p["LastModified"] for p in parts), default=upload["Initiated"])  # the last part sent
+                found.append(StagedObject(upload["Key"][len(root):], sum(p["Size"] for p in parts),
+                                          written.timestamp(), upload["UploadId"]))
         return sorted(found, key=lambda o: (o.name, o.upload_id))
 
     def remove_staged(self, staged: StagedObject) -> None:
@@ -664,7 +740,7 @@ class ArtifactUploader:
                 promoted = False
                 try:
                     size, sha256 = self._stage(local, staging_key, bar)
-                    uri = self.store.promote(staging_key, key)
+                    uri = self.store.promote(staging_key, key, sha256)
                     promoted = True
                     return size, sha256, uri, staging_key
                 except InvalidInput:

@@ -4,7 +4,13 @@ An upload writes to ``.staging/`` and leaves it when it is verified (``promote``
 still there after a grace period belongs to a process that died or gave up. Only the staging area
 is looked at: committed artifacts and versions waiting to be switched in (``.versions/``) are never
 touched. The age of an entry is the time since its last write, so an upload that is still sending
-bytes stays young however long it takes; an S3 multipart upload is as old as its start.
+bytes stays young however long it takes; an S3 multipart upload is as old as its last part.
+
+A version in ``.versions/`` older than the grace period belongs to a process that died between
+storing it and switching it in. The worker settles it against the event log (``settle_versions``):
+if the last committed sha256 of its path is the version's and nothing newer was switched in since,
+it is switched in (the commit was acknowledged, the switch never happened); otherwise it was never
+committed, or a later version won, and it is removed.
 """
 
 from __future__ import annotations
@@ -12,15 +18,16 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from trackstream.config import Settings
 from trackstream.errors import InvalidInput
-from trackstream.producer.artifacts import ArtifactStore, LocalArtifactStore, StagedObject, open_artifact_store
+from trackstream.producer.artifacts import (ArtifactStore, LocalArtifactStore, StagedObject, StoredVersion,
+                                            open_artifact_store)
 
 __all__ = ["StagingCollection", "collect_staging", "older_than", "parse_duration", "describe_duration",
-           "staging_stores", "gc_interval_s"]
+           "staging_stores", "gc_interval_s", "VersionOutcome", "version_outcome", "settle_versions"]
 
 log = logging.getLogger(__name__)
 
@@ -97,3 +104,47 @@ def staging_stores(settings: Settings) -> list[ArtifactStore]:
 def gc_interval_s(grace_s: float) -> float:
     """How often the worker collects: a quarter of the grace period, between 0.5 s and an hour."""
     return max(min(grace_s / 4, 3600.0), 0.5)
+
+
+class VersionOutcome:
+    WAIT = "wait"
+    PUBLISH = "publish"
+    DISCARD = "discard"
+
+
+def version_outcome(version: StoredVersion, committed_sha256: str | None, key_modified: float | None,
+                    grace_s: float, now: float) -> str:
+    """What to do with a version left in ``.versions/``: wait while it may still belong to a live
+    upload; switch it in when the event log's last commit for its path is this version and the path
+    was not switched to something else after it was stored; else remove it."""
+    if now - version.modified <= grace_s:
+        return VersionOutcome.WAIT
+    newer_in_place = key_modified is not None and key_modified >= version.modified
+    if version.sha256 and committed_sha256 == version.sha256 and not newer_in_place:
+        return VersionOutcome.PUBLISH
+    return VersionOutcome.DISCARD
+
+
+def settle_versions(stores: Sequence[ArtifactStore], grace_s: float,
+                    committed_sha256: Callable[[str], str | None], now: float | None = None) -> dict[str, list[str]]:
+    """Apply ``version_outcome`` to every left-over version; ``committed_sha256(key)`` is the sha256 of
+    the last materialized commit of a store key (None if none). Returns the keys published and the
+    version ids discarded."""
+    now = time.time() if now is None else now
+    done: dict[str, list[str]] = {VersionOutcome.PUBLISH: [], VersionOutcome.DISCARD: []}
+    for store in stores:
+        for version in store.list_versions():
+            if now - version.modified <= grace_s:
+                continue
+            committed = committed_sha256(version.key) if version.key else None
+            key_modified = store.modified(version.key) if version.key else None
+            outcome = version_outcome(version, committed, key_modified, grace_s, now)
+            if outcome == VersionOutcome.PUBLISH:
+                store.publish(version.version_id, version.key)
+                done[outcome].append(version.key)
+                log.warning("switched in %s (version %s): its commit was acknowledged, its switch never happened",
+                            version.key, version.version_id)
+            elif outcome == VersionOutcome.DISCARD:
+                store.discard_staged(version.version_id)
+                done[outcome].append(version.version_id)
+    return done

@@ -25,6 +25,7 @@ from mlflow import MlflowClient
 
 from trackstream.producer.artifacts import ArtifactUploadError, S3ArtifactStore
 from trackstream.producer.client import TrackingClient
+from trackstream.producer.staging_gc import settle_versions
 from tests.integration.harness import REPO, ServerHandle, free_port, make_server, wait_until
 
 BUCKET = "trackstream-artifacts"
@@ -209,3 +210,54 @@ def test_an_upload_cut_off_by_the_s3_server_going_away_is_never_committed(s3, se
     rows = server.sql(f"SELECT path FROM {server.settings.database}.artifacts WHERE run_id = '{run_id}'")
     assert rows == [["weights.bin"]]
     assert list(objects(s3, f"{PREFIX}/{exp}/{run_id}")) == [f"{PREFIX}/{exp}/{run_id}/artifacts/weights.bin"]
+
+
+def test_gc_staging_aborts_abandoned_multipart_uploads_and_keeps_committed_objects(s3, server, tmp_path):
+    client = s3.client()
+    staging_key = f"{PREFIX}/.staging/{uuid.uuid4().hex}"
+    upload_id = client.create_multipart_upload(Bucket=BUCKET, Key=staging_key)["UploadId"]
+    client.upload_part(Bucket=BUCKET, Key=staging_key, PartNumber=1, UploadId=upload_id, Body=b"p" * (5 * MIB))
+    # and whatever the outage test above left: its abort could not reach the S3 server either
+    abandoned = {u["UploadId"]: u["Key"] for u in client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", ())}
+    assert upload_id in abandoned
+    sizes = {u: sum(p["Size"] for p in client.list_parts(Bucket=BUCKET, Key=k, UploadId=u).get("Parts", ()))
+             for u, k in abandoned.items()}
+    committed_before = objects(s3, PREFIX)
+    assert committed_before  # the earlier tests' artifacts
+
+    def gc(older_than: str) -> list[str]:
+        done = subprocess.run([sys.executable, "-m", "trackstream.cli", "gc-staging", "--older-than", older_than],
+                              env=dict(server.env, TRACKSTREAM_HOME=str(tmp_path / "home")), cwd=REPO,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.splitlines()
+
+    assert gc("1h") == [f"removed 0 abandoned upload(s), freed 0 bytes; kept {len(abandoned)} younger than 1h"]
+    assert client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", ()) != []
+
+    lines = gc("0s")
+    assert lines[-1] == (f"removed {len(abandoned)} abandoned upload(s), freed {sum(sizes.values()):,} bytes; "
+                         "kept 0 younger than 0s")
+    assert any(line.startswith(f"removed {staging_key.removeprefix(PREFIX + '/')} (incomplete multipart upload "
+                               f"{upload_id}): {5 * MIB:,} bytes, last written ") for line in lines)
+    assert client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+    assert objects(s3, PREFIX) == committed_before
+
+
+def test_a_version_left_in_s3_records_its_path_and_is_settled_against_the_commits(s3, tmp_path):
+    store = S3ArtifactStore(BUCKET, PREFIX, client=s3.client())
+    (tmp_path / "v").write_bytes(b"acknowledged, never switched in")
+    digest = hashlib.sha256(b"acknowledged, never switched in").hexdigest()
+    key = "9/0123456789abcdef0123456789abcdef/artifacts/late.bin"
+    staging_key = uuid.uuid4().hex
+    store.put_staged(tmp_path / "v", staging_key, lambda chunk: None)
+    store.promote(staging_key, key, digest)
+    [version] = store.list_versions()
+    assert (version.version_id, version.key, version.sha256) == (staging_key, key, digest)
+    assert store.modified(key) is None
+
+    assert settle_versions([store], 60, {key: digest}.get, now=version.modified + 120) == \
+        {"publish": [key], "discard": []}
+    assert store.open(key).read() == b"acknowledged, never switched in"
+    assert store.list_versions() == [] and store.modified(key) is not None
+    s3.client().delete_object(Bucket=BUCKET, Key=f"{PREFIX}/{key}")

@@ -1,13 +1,15 @@
+import hashlib
 import os
 import time
 
 import pytest
 
 from trackstream.config import Settings
+from trackstream.consumers.committed_artifacts import owner_of_key
 from trackstream.errors import InvalidInput
-from trackstream.producer.artifacts import ArtifactUploader, LocalArtifactStore, StagedObject
-from trackstream.producer.staging_gc import (collect_staging, describe_duration, gc_interval_s, older_than,
-                                             parse_duration)
+from trackstream.producer.artifacts import ArtifactUploader, LocalArtifactStore, StagedObject, StoredVersion
+from trackstream.producer.staging_gc import (VersionOutcome, collect_staging, describe_duration, gc_interval_s,
+                                             older_than, parse_duration, settle_versions, version_outcome)
 
 RUN = "0123456789abcdef0123456789abcdef"
 
@@ -94,3 +96,58 @@ def test_remove_staged_refuses_names_outside_the_staging_area(tmp_path):
     for name in (".staging/../x", ".staging/a/b", ".staging/.."):
         with pytest.raises(InvalidInput, match="Invalid staged name"):
             store.remove_staged(StagedObject(name, 0, 0.0))
+
+
+# versions left between promote and publish ------------------------------------------------
+
+def version(sha="s1", modified=1000.0):
+    return StoredVersion("a" * 32, f"0/{RUN}/artifacts/m.bin", sha, modified)
+
+
+@pytest.mark.parametrize("committed, key_modified, now, outcome", [
+    ("s1", 900.0, 1050.0, VersionOutcome.WAIT),        # may still belong to a live upload
+    ("s1", 900.0, 1200.0, VersionOutcome.PUBLISH),     # committed, never switched in
+    ("s1", None, 1200.0, VersionOutcome.PUBLISH),      # the path's first version
+    ("s2", 900.0, 1200.0, VersionOutcome.DISCARD),     # never committed (the last commit is another)
+    (None, None, 1200.0, VersionOutcome.DISCARD),      # nothing committed at all
+    ("s1", 1100.0, 1200.0, VersionOutcome.DISCARD),    # a later version was switched in after it
+])
+def test_version_outcomes(committed, key_modified, now, outcome):
+    assert version_outcome(version(), committed, key_modified, grace_s=60, now=now) == outcome
+
+
+def test_a_version_with_no_bytes_is_discarded():
+    assert version_outcome(StoredVersion("a" * 32, "", "", 0.0), None, None, 60, 1000.0) == VersionOutcome.DISCARD
+
+
+def promoted(store, tmp_path, data, key):
+    staging_key = os.urandom(16).hex()
+    (tmp_path / "src").write_bytes(data)
+    store.put_staged(tmp_path / "src", staging_key, lambda chunk: None)
+    store.promote(staging_key, key, hashlib.sha256(data).hexdigest())
+    return staging_key
+
+
+def test_settling_switches_in_committed_versions_and_removes_the_others(tmp_path):
+    store = LocalArtifactStore(tmp_path / "store")
+    committed_key, orphan_key = f"0/{RUN}/artifacts/committed.bin", f"0/{RUN}/artifacts/orphan.bin"
+    kept = promoted(store, tmp_path, b"acknowledged", committed_key)
+    dropped = promoted(store, tmp_path, b"never committed", orphan_key)
+    assert {v.version_id: (v.key, v.sha256) for v in store.list_versions()} == {
+        kept: (committed_key, hashlib.sha256(b"acknowledged").hexdigest()),
+        dropped: (orphan_key, hashlib.sha256(b"never committed").hexdigest())}
+    commits = {committed_key: hashlib.sha256(b"acknowledged").hexdigest()}
+
+    assert settle_versions([store], 60, commits.get) == {"publish": [], "discard": []}  # too young
+    done = settle_versions([store], 60, commits.get, now=time.time() + 120)
+
+    assert done == {"publish": [committed_key], "discard": [dropped]}
+    assert store.open(committed_key).read() == b"acknowledged"
+    assert store.list() == [committed_key] and store.list_versions() == []
+    assert os.listdir(store.root / ".versions") == []
+
+
+def test_keys_name_their_owner():
+    assert owner_of_key(f"7/{RUN}/artifacts/a/b.txt") == ("artifacts", RUN, "a/b.txt")
+    assert owner_of_key("7/models/m-1/artifacts/MLmodel") == ("logged_model_artifacts", "m-1", "MLmodel")
+    assert owner_of_key("7/other") is None
