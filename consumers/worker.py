@@ -20,7 +20,7 @@ import faust
 
 from trackstream.consumers.batching import FlushRequests, take_batches
 from trackstream.consumers.ingest_stats import IngestStats
-from trackstream.consumers.finalizer import FinalizeDeadline, finalize_timeout_event, overdue_runs
+from trackstream.consumers.finalizer import FinalizeDeadline, decidable_partitions, finalize_timeout_event, overdue_runs
 from trackstream.consumers.materializer import Materializer, RejectReason, SourceMessage, TableRows
 from trackstream.consumers.store import ClickHouseSink, ClickHouseStateReader, SchemaManager, connect
 from trackstream.config import Settings
@@ -184,13 +184,18 @@ def build_app(settings: Settings, service: MaterializerService,
     @app.timer(interval=max(min(settings.finalize_timeout_s / 4, 30.0), 0.5))
     async def fail_overdue_runs() -> None:
         now_ms = int(time.time() * 1000)
+        owned = [tp for tp in app.consumer.assignment() if tp.topic == settings.topic]
+        log_ends = {tp.partition: hw for tp in owned if (hw := app.consumer.highwater(tp)) is not None}
+        decidable = decidable_partitions({tp.partition for tp in owned}, service.stored_positions(), log_ends)
+        if not decidable:
+            return
         overdue = await service.on_clickhouse(overdue_runs, service.client, settings.database, now_ms,
                                               deadline.timeout_ms)
-        for run_id, missing in deadline.due(overdue):
-            key, value = finalize_timeout_event(run_id, now_ms)
+        for run in deadline.due(overdue, decidable):
+            key, value = finalize_timeout_event(run.run_id, now_ms)
             await topic.send(key=key, value=value)
             log.warning("run %s did not get artifacts %s within %.0f s of finishing; marked FAILED",
-                        run_id, missing, settings.finalize_timeout_s)
+                        run.run_id, run.missing, settings.finalize_timeout_s)
 
     if extra_startup is not None:
         app.task(extra_startup)
