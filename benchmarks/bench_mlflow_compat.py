@@ -26,6 +26,19 @@ Workload, per server (sizes for --size full / ci):
   * the unmodified mlflow Python client (MlflowClient.log_batch, 1000 Metric objects per call,
     100,000 / 50,000 points) against trackstream only, to show the client-side cap.
 
+--mode sustained replaces that workload with what users' clusters do for hours (sizes full / ci):
+  * sustained log_batch ingest for --duration seconds (30 / 5) from --clients processes (4 / 2), each
+    with its own keep-alive connection, in two client styles: bodies encoded before the clock starts
+    (fresh steps in every body) and JSON built per request (2 keys x 500 consecutive steps); it reports
+    points/s acknowledged, log-batch p50/p99, and the CPU split over the window (server process, down
+    to its Python / librdkafka / ClickHouse-engine threads, and the Kafka broker found by its listening
+    port; the clients measure their own CPU), so the server's CPU per point is printed;
+  * loading --load-runs runs (2,000 / 200) over the client processes: runs/create with a name and 3 tags,
+    then one small log-batch of 3 params and 2 metrics; total time and per-call p50/p99;
+  * search_runs over those runs (metric filter, param filter, order by metric), checked for the right
+    answer, p50/p99; then the log-metric and read-your-writes latencies of the burst mode.
+  Its targets are issue 14's.
+
 MLflow and FastTrackML are found through --mlflow-bin / --fml-bin (or BENCH_MLFLOW_BIN /
 BENCH_FML_BIN); a column whose executable is missing, or whose server does not start, is skipped
 with a note. Every server process started here is stopped by pid in a finally block.
@@ -34,13 +47,13 @@ batch window's effect can be measured (TRACKSTREAM_BATCH_WINDOW_MS=30 python ...
 
     python benchmarks/bench_mlflow_compat.py --size full \
         --mlflow-bin /tmp/mlflow-venv/bin/mlflow --fml-bin /tmp/fml-venv/bin/fml [--json out.json]
+    python benchmarks/bench_mlflow_compat.py --mode sustained --size full --mlflow-bin ... --fml-bin ...
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
 import json
 import math
 import os
@@ -60,12 +73,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import sustained_load
+from lean_http import Http, HttpError
+
 REPO = Path(__file__).resolve().parents[1]
 API = "/api/2.0/mlflow"
 SERVERS = ("trackstream", "mlflow", "fml")
 LABELS = {"trackstream": "trackstream", "mlflow": "mlflow", "fml": "fasttrackml"}
 BATCH = 1000                    # metrics per log-batch request: MLflow's maximum
 HISTORY_PAGE = 25_000           # what the mlflow client asks get-history for per page
+NEXT_PAGE_HEADER = "X-Trackstream-Next-Page-Token"  # where trackstream's history route puts the next page_token
 DOWNSAMPLE_BUCKETS = 1000
 BASE_TS = 1_700_000_000_000
 
@@ -83,6 +100,9 @@ class Size:
     history_budget_s: float = 30.0   # stop repeating a slow history read after this much time
     downsample_reps: int = 20
     search_budget_s: float = 120.0   # stop timing searches after this long (a slow server's p99 then has fewer samples)
+    duration: float = 30.0           # --mode sustained: seconds of sustained ingest per client style
+    clients: int = 4                 # --mode sustained: client processes
+    load_runs: int = 2000            # --mode sustained: runs loaded (runs/create + a small log-batch each)
 
 
 PASSED_SETTINGS = ("TRACKSTREAM_BATCH_WINDOW_MS",)
@@ -91,70 +111,9 @@ PASSED_SETTINGS = ("TRACKSTREAM_BATCH_WINDOW_MS",)
 SIZES = {
     "full": Size(points=1_000_000, runs=10_000, latency_calls=500, searches=200, client_points=100_000),
     "ci": Size(points=100_000, runs=1_000, latency_calls=100, searches=100, client_points=20_000,
-               history_reps=3, history_budget_s=5.0, downsample_reps=10, search_budget_s=30.0),
+               history_reps=3, history_budget_s=5.0, downsample_reps=10, search_budget_s=30.0,
+               duration=5.0, clients=2, load_runs=200),
 }
-
-
-# --------------------------------------------------------------------------------------------
-# A lean HTTP client: one keep-alive connection per thread, bodies encoded by the caller.
-# --------------------------------------------------------------------------------------------
-class HttpError(RuntimeError):
-    def __init__(self, status: int, method: str, path: str, body: bytes) -> None:
-        super().__init__(f"{method} {path} -> HTTP {status}: {body[:400].decode('utf-8', 'replace')}")
-        self.status = status
-
-
-class Http:
-    """A keep-alive ``http.client`` connection. A request that fails on a reused connection
-    (the server closed it while idle) is retried once on a fresh one."""
-
-    def __init__(self, base_url: str, timeout: float = 900.0) -> None:
-        parsed = urllib.parse.urlsplit(base_url)
-        self.host, self.port = parsed.hostname or "127.0.0.1", parsed.port or 80
-        self.timeout = timeout
-        self.conn: http.client.HTTPConnection | None = None
-
-    def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
-
-    def raw(self, method: str, path: str, body: bytes | None = None,
-            params: dict[str, Any] | None = None) -> tuple[int, bytes]:
-        if params:
-            path = f"{path}?{urllib.parse.urlencode(params, doseq=True)}"
-        headers = {"Content-Type": "application/json"} if body is not None else {}
-        for attempt in (0, 1):
-            reused = self.conn is not None
-            if self.conn is None:
-                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
-            try:
-                self.conn.request(method, path, body=body, headers=headers)
-                response = self.conn.getresponse()
-                data = response.read()
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
-                    http.client.CannotSendRequest, http.client.BadStatusLine):
-                self.close()
-                if reused and attempt == 0:
-                    continue
-                raise
-            if response.will_close:
-                self.close()
-            return response.status, data
-        raise AssertionError("unreachable")
-
-    def call(self, method: str, path: str, body: bytes | None = None,
-             params: dict[str, Any] | None = None) -> bytes:
-        status, data = self.raw(method, path, body, params)
-        if status != 200:
-            raise HttpError(status, method, path, data)
-        return data
-
-    def post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
-        return json.loads(self.call("POST", path, json.dumps(payload).encode()) or b"{}")
-
-    def get(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        return json.loads(self.call("GET", path, None, params) or b"{}")
 
 
 def run_threads(n: int, target: Callable[[int], None]) -> None:
@@ -361,13 +320,35 @@ class TrackstreamServer(Server):
             time.sleep(0.05)
         raise RuntimeError(f"trackstream: only {seen} of {expected} points readable after {timeout:.0f} s")
 
-    def native_history(self, http: Http, run_id: str, key: str, fmt: str) -> int | None:
-        path = f"/api/ts/runs/{run_id}/metrics/{urllib.parse.quote(key)}"
-        if fmt == "arrow":
-            import pyarrow.ipc
+    def wait_runs_readable(self, http: Http, run_ids: list[str], expected: int, timeout: float) -> None:
+        """Block until ``expected`` points over ``run_ids`` are readable."""
+        in_list = ", ".join(f"'{run}'" for run in run_ids)
+        query = f"SELECT count() FROM {self.database}.metrics WHERE run_id IN ({in_list})"
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while time.monotonic() < deadline:
+            seen = int(http.post("/api/ts/sql", {"query": query})["rows"][0][0])
+            if seen >= expected:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"trackstream: only {seen} of {expected} points readable after {timeout:.0f} s")
 
-            return pyarrow.ipc.open_stream(http.call("GET", path, params={"format": "arrow"})).read_all().num_rows
-        return len(http.get(path)["history"]["step"])
+    def native_history(self, http: Http, run_id: str, key: str, fmt: str) -> int | None:
+        """Points read from every page of the history route (its pages are capped), decoded."""
+        import pyarrow.ipc
+
+        path = f"/api/ts/runs/{run_id}/metrics/{urllib.parse.quote(key)}"
+        points, token = 0, None
+        while True:
+            params = {"format": fmt, **({"page_token": token} if token else {})}
+            body = http.call("GET", path, params=params)
+            if fmt == "arrow":
+                points += pyarrow.ipc.open_stream(body).read_all().num_rows
+            else:
+                points += len(json.loads(body)["history"]["step"])
+            token = http.last_headers.get(NEXT_PAGE_HEADER) if http.last_headers else None
+            if not token:
+                return points
 
     def downsampled(self, http: Http, run_id: str, key: str) -> tuple[bool, str]:
         status, data = http.raw("GET", f"/api/ts/runs/{run_id}/metrics/{urllib.parse.quote(key)}",
@@ -734,6 +715,118 @@ def bench_server(server: Server, size: Size, res: Results, with_client: bool) ->
 
 
 # --------------------------------------------------------------------------------------------
+# Sustained mode (--mode sustained): client processes for a fixed duration, run loading, CPU split
+# --------------------------------------------------------------------------------------------
+STYLE_TITLES = {"pre": "bodies encoded before timing", "json": "JSON built per request"}
+
+
+def server_cpu_watch(server: Server) -> sustained_load.CpuWatch:
+    """What serves the load: the server's process tree and, for trackstream, the Kafka broker."""
+    assert server.process is not None
+    processes = {"server": [server.process.pid] + descendants(server.process.pid)}
+    if isinstance(server, TrackstreamServer):
+        port = int(server.bootstrap.split(",")[0].rsplit(":", 1)[1])
+        broker = sustained_load.pid_listening_on(port)
+        processes["broker"] = [broker] if broker else []
+    return sustained_load.CpuWatch(processes, split_threads_of="server")
+
+
+def sustained_ingest(server: Server, experiment_id: str, size: Size, style: str, res: Results) -> None:
+    title = (f"sustained log_batch ingest, {size.clients} client processes, {STYLE_TITLES[style]}, "
+             f"{size.duration:.0f} s")
+    log(f"{server.name}: {title}")
+    watch = server_cpu_watch(server)
+    reports, wall = sustained_load.run_clients(
+        size.clients, sustained_load.sustained_ingest_client,
+        lambda i: (server.url, API, experiment_id, style, size.duration, BASE_TS, 1000 * i + len(style)),
+        timeout=size.duration + 300, on_start=watch.start)
+    points = sum(r.points for r in reports)
+    acked = time.perf_counter()
+    if isinstance(server, TrackstreamServer):
+        server.wait_runs_readable(Http(server.url), [run for r in reports for run in r.run_ids], points,
+                                  timeout=max(600.0, size.duration * 10))
+    lag_s = time.perf_counter() - acked
+    split = watch.stop()
+    latencies = [ms for r in reports for ms in r.latencies_ms["log_batch"]]
+    server_cpu = watch.total(split, "server") + watch.total(split, "broker")
+    client_cpu = sum(r.cpu_s for r in reports)
+    key = f"sustained_{style}"
+    res.put(server.name, key, f"{title}, acknowledged", "points/s", True, points / wall,
+            f"{points:,} points; readable {lag_s:.1f} s after the last acknowledgement")
+    res.put(server.name, f"{key}_p50", "  log-batch latency under that load, p50", "ms", False,
+            statistics.median(latencies))
+    res.put(server.name, f"{key}_p99", "  log-batch latency under that load, p99", "ms", False,
+            percentile(latencies, 99))
+    res.put(server.name, f"{key}_server_us", "  server CPU per point (server processes + broker, until readable)",
+            "us", False, server_cpu / points * 1e6, split.describe())
+    res.put(server.name, f"{key}_client_us", "  client CPU per point", "us", False, client_cpu / points * 1e6,
+            f"clients used {client_cpu / wall:.2f} cores")
+    log(f"{server.name}: {points / wall:,.0f} points/s acknowledged, p50 {statistics.median(latencies):.1f} ms "
+        f"p99 {percentile(latencies, 99):.1f} ms; server {server_cpu / points * 1e6:.2f} us/point, "
+        f"clients {client_cpu / points * 1e6:.2f} us/point; {split.describe()}")
+
+
+def run_loading(server: Server, experiment_id: str, size: Size, res: Results) -> None:
+    log(f"{server.name}: loading {size.load_runs:,} runs over {size.clients} client processes")
+    reports, wall = sustained_load.run_clients(
+        size.clients, sustained_load.run_loading_client,
+        lambda i: (server.url, API, experiment_id, list(range(i, size.load_runs, size.clients)), BASE_TS),
+        timeout=3600)
+    creates = [ms for r in reports for ms in r.latencies_ms["create"]]
+    batches = [ms for r in reports for ms in r.latencies_ms["log_batch"]]
+    title = f"loading {size.load_runs:,} runs, {size.clients} processes (runs/create + 3 tags, then a small log-batch)"
+    res.put(server.name, "load_runs", title, "s", False, wall)
+    for name, values in (("create", creates), ("log_batch", batches)):
+        label = "runs/create" if name == "create" else "small log-batch"
+        res.put(server.name, f"load_{name}_p50", f"  {label} under that load, p50", "ms", False,
+                statistics.median(values))
+        res.put(server.name, f"load_{name}_p99", f"  {label} under that load, p99", "ms", False,
+                percentile(values, 99))
+    log(f"{server.name}: loaded {size.load_runs:,} runs in {wall:.1f} s; runs/create p50 "
+        f"{statistics.median(creates):.1f} ms, log-batch p50 {statistics.median(batches):.1f} ms")
+
+
+def search_loaded_runs(server: Server, experiment_id: str, size: Size, res: Results) -> None:
+    """search_runs over the loaded runs: a metric filter, a param filter and an order by metric."""
+    body = json.dumps({"experiment_ids": [experiment_id], "filter": "metrics.acc > 0.5 and params.lr = '0.01'",
+                       "order_by": ["metrics.acc DESC"], "max_results": 100}).encode()
+    expected = sorted((acc for r in range(size.load_runs)
+                       if (acc := sustained_load.load_run_acc(r)) > 0.5 and str(10 ** -(r % 4)) == "0.01"),
+                      reverse=True)[:100]
+    http = Http(server.url)
+    first = json.loads(http.call("POST", f"{API}/runs/search", body))
+    got = [next(m["value"] for m in run["data"]["metrics"] if m["key"] == "acc") for run in first.get("runs", [])]
+    note = "" if [round(g, 9) for g in got] == [round(e, 9) for e in expected] else (
+        f"answer differs from the expected top {len(expected)} ({len(got)} runs)")
+    latencies = []
+    deadline = time.perf_counter() + size.search_budget_s
+    for _ in range(size.searches):
+        t0 = time.perf_counter()
+        http.call("POST", f"{API}/runs/search", body)
+        latencies.append((time.perf_counter() - t0) * 1000)
+        if time.perf_counter() > deadline:
+            break
+    http.close()
+    title = f"search_runs over the {size.load_runs:,} loaded runs, metric + param filter, order by metric"
+    res.put(server.name, "load_search_p50", f"{title}, p50", "ms", False, statistics.median(latencies), note)
+    res.put(server.name, "load_search_p99", f"{title}, p99", "ms", False, percentile(latencies, 99), note)
+    if note:
+        res.notes.append(f"{LABELS[server.name]}: search over loaded runs: {note}")
+
+
+def bench_server_sustained(server: Server, size: Size, res: Results, styles: list[str]) -> None:
+    http = Http(server.url)
+    experiment_id = create_experiment(http, "sustained")
+    load_experiment = create_experiment(http, "load")
+    http.close()
+    for style in styles:
+        sustained_ingest(server, experiment_id, size, style, res)
+    run_loading(server, load_experiment, size, res)
+    search_loaded_runs(server, load_experiment, size, res)
+    log_metric_latency(server, experiment_id, size, res)
+
+
+# --------------------------------------------------------------------------------------------
 # Report
 # --------------------------------------------------------------------------------------------
 def fmt(value: float | None, unit: str) -> str:
@@ -793,6 +886,44 @@ def targets(res: Results, size_name: str, size: Size) -> list[dict[str, Any]]:
     return found
 
 
+def sustained_targets(res: Results, size_name: str, size: Size) -> list[dict[str, Any]]:
+    """Issue 14's targets for the sustained workloads."""
+    rows = res.rows
+    found: list[dict[str, Any]] = []
+
+    def value(key: str, server: str = "trackstream") -> float | None:
+        return rows[key].values.get(server) if key in rows else None
+
+    def check(name: str, got: float | None, ok: Callable[[float], bool], shown: str) -> None:
+        status = "n/a" if got is None else ("PASS" if ok(got) else "MISS")
+        found.append({"target": name, "value": got, "status": status, "shown": shown})
+
+    for style in ("pre", "json"):
+        us = value(f"sustained_{style}_server_us")
+        check(f"server CPU per point ({STYLE_TITLES[style]}) <= 2.5 us", us, lambda v: v <= 2.5,
+              "not measured" if us is None else f"{us:.2f} us")
+    pre = value("sustained_pre")
+    check("sustained ingest, pre-encoded bodies >= 400,000 points/s", pre, lambda v: v >= 400_000,
+          "not measured" if pre is None else f"{pre:,.0f} points/s")
+    for style, goal in (("pre", 10), ("json", 5)):
+        ratio = res.ratio(rows[f"sustained_{style}"], "fml") if f"sustained_{style}" in rows else None
+        check(f"sustained ingest ({STYLE_TITLES[style]}) >= {goal}x FastTrackML", ratio, lambda v, g=goal: v >= g,
+              "FastTrackML not measured" if ratio is None else f"{ratio:.1f}x")
+    for key, goal, label in (("load_runs", 4.0 * size.load_runs / 2000, f"loading {size.load_runs:,} runs"),
+                             ("load_create_p50", 3.0, "runs/create p50 under load, ms"),
+                             ("load_log_batch_p50", 3.0, "small log-batch p50 under load, ms"),
+                             ("log_metric_p50", 2.0, "log-metric p50, ms"), ("log_metric_p99", 8.0, "log-metric p99, ms"),
+                             ("ryw_p50", 10.0, "read-your-writes p50, ms"), ("ryw_p99", 30.0, "read-your-writes p99, ms"),
+                             ("load_search_p50", 20.0, "search_runs p50, ms"), ("load_search_p99", 50.0,
+                                                                                 "search_runs p99, ms")):
+        got = value(key)
+        check(f"{label} < {goal:g}", got, lambda v, g=goal: v < g, "not measured" if got is None else f"{got:.1f}")
+    if size_name != "full":
+        for t in found:
+            t["target"] += " (scaled run; the targets are for the full size)"
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=sorted(SIZES), default="full")
@@ -806,29 +937,45 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"comma-separated subset of {','.join(SERVERS)} (default: all)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--start-timeout", type=float, default=180.0)
-    for name in ("points", "runs", "latency_calls", "searches", "client_points", "threads"):
+    parser.add_argument("--mode", choices=("burst", "sustained"), default="burst",
+                        help="burst: the workload above; sustained: client processes for --duration seconds per "
+                             "client style, run loading, search over the loaded runs, log-metric latency")
+    parser.add_argument("--styles", default="pre,json",
+                        help="sustained mode's client styles: pre (bodies encoded before timing), json (built per "
+                             "request); default both")
+    for name in ("points", "runs", "latency_calls", "searches", "client_points", "threads", "clients", "load_runs"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, help=f"override the size's {name}")
+    parser.add_argument("--duration", type=float, help="override the size's duration (sustained mode, seconds)")
     args = parser.parse_args(argv)
 
     size = SIZES[args.size]
     overrides = {k: getattr(args, k) for k in ("points", "runs", "latency_calls", "searches", "client_points",
-                                                 "threads") if getattr(args, k) is not None}
+                                                 "threads", "clients", "load_runs", "duration")
+                 if getattr(args, k) is not None}
     if overrides:
         size = Size(**{**asdict(size), **overrides})
     wanted = [s.strip() for s in args.servers.split(",") if s.strip()]
     unknown = set(wanted) - set(SERVERS)
     if unknown:
         parser.error(f"unknown server(s): {', '.join(sorted(unknown))}")
+    styles = [s.strip() for s in args.styles.split(",") if s.strip()]
+    if not styles or set(styles) - set(STYLE_TITLES):
+        parser.error(f"--styles takes a comma-separated subset of {','.join(STYLE_TITLES)}, got {args.styles!r}")
 
     res = Results()
     status: dict[str, str] = {}
     versions: dict[str, str] = {}
     present: list[str] = []
     began = time.perf_counter()
-    print(f"bench_mlflow_compat --size {args.size}: {size.points:,} points ingest (= the history run), "
-          f"{size.runs:,} runs for search, {size.latency_calls} log-metric calls, {size.searches} searches, "
-          f"{size.client_points:,} points via the mlflow client (trackstream only), {size.threads} connections",
-          flush=True)
+    if args.mode == "sustained":
+        print(f"bench_mlflow_compat --mode sustained --size {args.size}: {size.clients} client processes x "
+              f"{size.duration:.0f} s of log-batch per style ({', '.join(styles)}), {size.load_runs:,} runs loaded, "
+              f"{size.searches} searches, {size.latency_calls} log-metric calls", flush=True)
+    else:
+        print(f"bench_mlflow_compat --size {args.size}: {size.points:,} points ingest (= the history run), "
+              f"{size.runs:,} runs for search, {size.latency_calls} log-metric calls, {size.searches} searches, "
+              f"{size.client_points:,} points via the mlflow client (trackstream only), {size.threads} connections",
+              flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-compat-") as tmp:
         for name in SERVERS:
             if name not in wanted:
@@ -861,7 +1008,10 @@ def main(argv: list[str] | None = None) -> int:
                 present.append(name)
                 load_before = os.getloadavg()[0]
                 try:
-                    bench_server(server, size, res, with_client=(name == "trackstream"))
+                    if args.mode == "sustained":
+                        bench_server_sustained(server, size, res, styles)
+                    else:
+                        bench_server(server, size, res, with_client=(name == "trackstream"))
                     status[name] = (f"ok (start {startup:.1f} s; 1-min load average {load_before:.1f} before, "
                                     f"{os.getloadavg()[0]:.1f} after its workload)")
                 except Exception as exc:  # noqa: BLE001 - a failing server leaves a partial column
@@ -885,14 +1035,14 @@ def main(argv: list[str] | None = None) -> int:
         print("\nnotes:")
         for note in notes + res.notes:
             print(f"  - {note}")
-    found = targets(res, args.size, size)
+    found = (sustained_targets if args.mode == "sustained" else targets)(res, args.size, size)
     print("\ntargets (trackstream):")
     for t in found:
         print(f"  [{t['status']:4s}] {t['target']}: {t['shown']}")
     print(f"\ntotal wall time {total:.0f} s")
     if args.json:
         args.json.write_text(json.dumps({
-            "size": args.size, "params": asdict(size), "servers": {s: {"status": status.get(s, "not requested"),
+            "size": args.size, "mode": args.mode, "params": asdict(size), "servers": {s: {"status": status.get(s, "not requested"),
                                                                         "version": versions.get(s)} for s in SERVERS},
             "rows": [{"key": r.key, "title": r.title.strip(), "unit": r.unit, "higher_is_better": r.higher_is_better,
                       "values": r.values, "notes": r.notes,

@@ -26,6 +26,7 @@ import pyarrow as pa
 from trackstream.consumers.model_state import ModelState
 from trackstream.consumers.run_state import FINALIZER_WRITER_PREFIX, RunState
 from trackstream.producer.inputs import DatasetInput, dedupe_dataset_inputs
+from trackstream.schemas.envelope import is_request_writer
 from trackstream.schemas import EXPERIMENT_EVENT_TYPES, MODEL_EVENT_TYPES, DecodedEvent, EventCodec, MetricBatch, default_codec
 from trackstream.errors import DecodeError, InvalidInput
 
@@ -66,6 +67,9 @@ class AggregateState:
     params: dict[str, str] = field(default_factory=dict)
     writer_seqs: dict[str, int] = field(default_factory=dict)
     datasets: set[tuple[str, str]] = field(default_factory=set)  # (name, digest) of the run's inputs
+    # The writer of the aggregate's latest event and the highest seq of its trailing events (is_request_retry).
+    last_writer: str = ""
+    last_writer_seq: int = 0
 
 
 class StateReader(Protocol):
@@ -169,10 +173,31 @@ def experiment_row(exp: dict[str, Any], partition: int, offset: int) -> tuple:
 def event_payload_json(event: DecodedEvent) -> str:
     record = event.record
     if event.event_type == "metrics_logged":
-        body: dict[str, Any] = {"count": record["count"], "keys": record["keys"]}
+        body: dict[str, Any] = {"count": record["count"], "keys": record["keys"],
+                                "params": record.get("params", []), "tags": record.get("tags", [])}
     else:
         body = {k: v for k, v in record.items() if k not in ENVELOPE_FIELDS}
     return json.dumps(body, separators=(",", ":"), default=str)
+
+
+def is_request_retry(state: AggregateState, writer_id: str, seq: int) -> bool:
+    """Whether an event stamped from a request's identity (``schemas.envelope.RequestStamp``) repeats one
+    the aggregate already has: the same request's events are the aggregate's latest ones, up to this
+    seq. So a client's retry is dropped when nothing else was written to the run (experiment, model)
+    since its first attempt; a request repeated after another write is applied again (set tag a, b,
+    then a again means a). Request writers are not kept in ``writer_seqs``: state stays one pair."""
+    return is_request_writer(writer_id) and writer_id == state.last_writer and seq <= state.last_writer_seq
+
+
+def trailing_seq(state: AggregateState, writer_id: str, seq: int) -> int:
+    """``last_writer_seq`` after an event of ``writer_id``: the highest seq of the trailing same-writer events."""
+    return max(seq, state.last_writer_seq) if writer_id == state.last_writer else seq
+
+
+def param_conflicts(params: list[dict[str, str]], known: dict[str, str]) -> list[dict[str, str]]:
+    """The params that would change a value already set (params are immutable per key)."""
+    return [{"key": p["key"], "old_value": known[p["key"]], "new_value": p["value"]}
+            for p in params if p["key"] in known and known[p["key"]] != p["value"]]
 
 
 class Materializer:
@@ -243,15 +268,23 @@ class Materializer:
         out.rows["events"].append((p, o, event.event_type, event.writer_version, rec["event_id"], event.aggregate_id,
                                    rec["writer_id"], rec["seq"], rec["timestamp_ms"], msg.timestamp_ms,
                                    event_payload_json(event)))
-        last_seq = state.writer_seqs.get(rec["writer_id"], 0)
-        if rec["seq"] <= last_seq:
+        writer, seq = rec["writer_id"], rec["seq"]
+        repeat = is_request_retry(state, writer, seq)
+        state.last_writer, state.last_writer_seq = writer, trailing_seq(state, writer, seq)
+        if not is_request_writer(writer):  # a writer with its own sequence (the SDK, the gateway's own)
+            last_seq = state.writer_seqs.get(writer, 0)
+            repeat = seq <= last_seq
+            if seq > last_seq + 1 and last_seq > 0:
+                self._reject(out, msg, RejectReason.SEQUENCE_GAP,
+                             f"writer {writer} jumped from seq {last_seq} to {seq}; "
+                             f"{seq - last_seq - 1} event(s) missing; this event was applied", event)
+            state.writer_seqs[writer] = max(seq, last_seq)
+        if repeat:
             out.counts["duplicates"] += 1
             return
-        if rec["seq"] > last_seq + 1 and last_seq > 0:
-            self._reject(out, msg, RejectReason.SEQUENCE_GAP,
-                         f"writer {rec['writer_id']} jumped from seq {last_seq} to {rec['seq']}; "
-                         f"{rec['seq'] - last_seq - 1} event(s) missing; this event was applied", event)
-        state.writer_seqs[rec["writer_id"]] = rec["seq"]
+        self._apply_by_type(msg, event, state, out)
+
+    def _apply_by_type(self, msg: SourceMessage, event: DecodedEvent, state: AggregateState, out: TableRows) -> None:
         if event.event_type in EXPERIMENT_EVENT_TYPES:
             self._apply_experiment(msg, event, state, out)
         elif event.event_type in MODEL_EVENT_TYPES:
@@ -283,6 +316,8 @@ class Materializer:
                 exp["name"] = rec["new_name"]
             elif kind == "experiment_tag_set":
                 exp["tags"][rec["key"]] = rec["value"]
+            elif kind == "experiment_tag_deleted":
+                exp["tags"].pop(rec["key"], None)
             elif kind == "experiment_deleted":
                 exp["lifecycle_stage"] = "deleted"
             elif kind == "experiment_restored":
@@ -316,20 +351,11 @@ class Materializer:
                          f"run {run.run_id} is deleted; {kind} was not applied", event)
             return
         if kind == "metrics_logged":
-            try:
-                batch = MetricBatch.from_record(rec)
-            except DecodeError as exc:
-                self._reject(out, msg, RejectReason.INVALID_EVENT, str(exc), event)
-                return
-            out.metric_parts.append((run.run_id, p, o, batch))
+            self._apply_log_batch(msg, event, state, out)
         elif kind == "params_set":
             self._apply_params(msg, event, state, out)
         elif kind == "tags_set":
-            for tag in rec["tags"]:
-                out.rows["tags"].append((run.run_id, tag["key"], tag["value"], 0, p, o))
-                if tag["key"] == "mlflow.runName":
-                    state.run = replace(state.run, run_name=tag["value"])  # type: ignore[arg-type]
-                    out.rows["runs"].append(run_row(state.run, p, o))
+            self._apply_tags(msg, rec["tags"], state, out)
         elif kind == "tag_deleted":
             out.rows["tags"].append((run.run_id, rec["key"], "", 1, p, o))
         elif kind == "artifact_committed":
@@ -413,23 +439,51 @@ class Materializer:
             return
         out.rows["runs"].append(run_row(new, p, o))
 
+    def _apply_log_batch(self, msg: SourceMessage, event: DecodedEvent, state: AggregateState,
+                         out: TableRows) -> None:
+        """A log-batch event (``metrics_logged``; from v2 with the request's params and tags): all of it
+        or, when its points are malformed or a param changes a known value, none of it."""
+        rec = event.record
+        try:
+            batch = MetricBatch.from_record(rec)
+        except DecodeError as exc:
+            self._reject(out, msg, RejectReason.INVALID_EVENT, str(exc), event)
+            return
+        params = rec.get("params") or []
+        conflicts = param_conflicts(params, state.params)
+        if conflicts:
+            self._reject(out, msg, RejectReason.PARAM_CONFLICT,
+                         "changing param values is not allowed: " + json.dumps(conflicts), event)
+            return
+        if params:
+            self._apply_params(msg, event, state, out)
+        if len(batch):
+            out.metric_parts.append((rec["run_id"], msg.partition, msg.offset, batch))
+        self._apply_tags(msg, rec.get("tags") or [], state, out)
+
+    @staticmethod
+    def _apply_tags(msg: SourceMessage, tags: list[dict[str, str]], state: AggregateState, out: TableRows) -> None:
+        p, o = msg.partition, msg.offset
+        for tag in tags:
+            out.rows["tags"].append((state.run.run_id, tag["key"], tag["value"], 0, p, o))  # type: ignore[union-attr]
+            if tag["key"] == "mlflow.runName":
+                state.run = replace(state.run, run_name=tag["value"])  # type: ignore[arg-type]
+                out.rows["runs"].append(run_row(state.run, p, o))
+
     def _apply_params(self, msg: SourceMessage, event: DecodedEvent, state: AggregateState, out: TableRows,
                       table: str = "params") -> None:
         """Params of a run (``params``) or of a model (``logged_model_params``): immutable per key."""
         rec = event.record
-        conflicts = []
+        conflicts = param_conflicts(rec["params"], state.params)
         for param in rec["params"]:
             key, value = param["key"], param["value"]
-            known = state.params.get(key)
-            if known is None:
+            if key not in state.params:
                 state.params[key] = value
                 if table == "params":
                     out.rows["params"].append((rec["run_id"], key, value, rec["timestamp_ms"], rec["event_id"],
                                                msg.partition, msg.offset))
                 else:
                     out.rows[table].append((rec["model_id"], key, value, msg.partition, msg.offset))
-            elif known != value:
-                conflicts.append({"key": key, "old_value": known, "new_value": value})
         if conflicts:
             self._reject(out, msg, RejectReason.PARAM_CONFLICT,
                          "changing param values is not allowed: " + json.dumps(conflicts), event)

@@ -7,6 +7,7 @@ embedded engine (``chdb:///path``) and a server (``http://host:8123``).
 from __future__ import annotations
 
 import fcntl
+import itertools
 import re
 import threading
 from collections import defaultdict
@@ -24,6 +25,7 @@ from trackstream.consumers.model_state import ModelState
 from trackstream.consumers.run_state import RunState
 from trackstream.consumers.schema_lock import migration_lock
 from trackstream.errors import StorageError
+from trackstream.schemas.envelope import REQUEST_WRITER_PREFIX
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 MODEL_TABLES = ("logged_models", "logged_model_params", "logged_model_tags", "logged_model_metrics",
@@ -31,6 +33,7 @@ MODEL_TABLES = ("logged_models", "logged_model_params", "logged_model_tags", "lo
 IDEMPOTENT_TABLES = ("experiments", "runs", "params", "tags", "artifacts", "dataset_inputs", "rejects", "metrics",
                      "events", *MODEL_TABLES)
 MAX_ROWS_PER_INSERT = 500_000
+TRAILING_EVENTS = 64  # of an aggregate, read to restore its latest writer (ClickHouseStateReader)
 _DATABASE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 _clients: dict[tuple[str, str], Client] = {}
@@ -339,9 +342,25 @@ class ClickHouseStateReader:
             states[run_id].datasets.add((name, digest))
         for agg, writer, seq in self._rows(
             f"SELECT aggregate_id, writer_id, max(seq) FROM {self.db}.events "
-            f"WHERE aggregate_id IN {{ids:Array(String)}} AND {where} GROUP BY aggregate_id, writer_id", params):
+            f"WHERE aggregate_id IN {{ids:Array(String)}} AND {where} AND NOT startsWith(writer_id, '{REQUEST_WRITER_PREFIX}') "
+            f"GROUP BY aggregate_id, writer_id", params):
             states[agg].writer_seqs[writer] = int(seq)
+        self._load_last_writers(states, params, where)
         return dict(states)
+
+    def _load_last_writers(self, states: dict[str, AggregateState], params: dict[str, Any], where: str) -> None:
+        """Each aggregate's latest writer and the highest seq of its trailing events by that writer, as the
+        materializer tracks them (``trailing_seq``). A request appends a handful of events per aggregate,
+        so the latest ``TRAILING_EVENTS`` events hold every trailing one that matters."""
+        latest: dict[str, list[tuple[str, int]]] = defaultdict(list)
+        for agg, writer, seq in self._rows(
+            f"SELECT aggregate_id, writer_id, seq FROM {self.db}.events WHERE aggregate_id IN {{ids:Array(String)}} "
+            f"AND {where} ORDER BY src_offset DESC LIMIT {TRAILING_EVENTS} BY aggregate_id", params):
+            latest[agg].append((writer, int(seq)))
+        for agg, events in latest.items():
+            writer = events[0][0]
+            trailing = itertools.takewhile(lambda e: e[0] == writer, events)
+            states[agg].last_writer, states[agg].last_writer_seq = writer, max(seq for _, seq in trailing)
 
     def _load_models(self, states: dict[str, AggregateState], params: dict[str, Any], where: str) -> None:
         committed: dict[str, frozenset[str]] = {}

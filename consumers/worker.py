@@ -22,9 +22,11 @@ from trackstream.consumers.batching import FlushRequests, take_batches
 from trackstream.consumers.ingest_stats import IngestStats
 from trackstream.consumers.finalizer import FinalizeDeadline, decidable_partitions, finalize_timeout_event, overdue_runs
 from trackstream.consumers.materializer import Materializer, RejectReason, SourceMessage, TableRows
+from trackstream.consumers.positions import PositionLog
 from trackstream.consumers.store import ClickHouseSink, ClickHouseStateReader, SchemaManager, connect
 from trackstream.config import Settings
 from trackstream.errors import StorageError
+from trackstream.producer.staging_gc import collect_staging, gc_interval_s, staging_stores
 
 log = logging.getLogger("trackstream.worker")
 
@@ -67,6 +69,7 @@ class MaterializerService:
         self.client = self.executor.submit(connect, settings.clickhouse_dsn).result()
         self.executor.submit(SchemaManager(self.client, settings.database).migrate).result()
         self.sink = self.executor.submit(ClickHouseSink, self.client, settings.database).result()
+        self.positions = PositionLog(self.client, settings.database)
         self.materializer = Materializer(ClickHouseStateReader(self.client, settings.database),
                                          artifact_root=settings.artifact_uri_root)
 
@@ -87,7 +90,9 @@ class MaterializerService:
         self.sink.write(rows)
         last: dict[int, int] = {}
         for m in messages:
-            last[m.partition] = m.offset
+            last[m.partition] = max(m.offset, last.get(m.partition, -1))
+        # After the rows: gateways in other processes advance their marks from this (consumers/positions.py).
+        self.positions.record(last, rows.touched_runs())
         self.stats.record_batch(len(messages), rows.metric_points, rows.counts.get("rejects", 0),
                                 rows.counts.get("duplicates", 0), time.perf_counter() - started, last)
         self.stats.rows_already_stored = self.sink.rows_already_stored
@@ -133,7 +138,7 @@ def build_app(settings: Settings, service: MaterializerService,
         web_enabled=False,
         datadir=str(datadir),
         topic_partitions=settings.partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.replication_factor,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
         broker_session_timeout=SESSION_TIMEOUT_S,
@@ -196,6 +201,15 @@ def build_app(settings: Settings, service: MaterializerService,
             await topic.send(key=key, value=value)
             log.warning("run %s did not get artifacts %s within %.0f s of finishing; marked FAILED",
                         run.run_id, run.missing, settings.finalize_timeout_s)
+
+    stores = staging_stores(settings)
+
+    @app.timer(interval=gc_interval_s(settings.staging_grace_s))
+    async def collect_abandoned_uploads() -> None:
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, collect_staging, stores, settings.staging_grace_s)
+        except Exception:  # a store that is unreachable now is tried again next time
+            log.warning("could not collect abandoned staging uploads", exc_info=True)
 
     if extra_startup is not None:
         app.task(extra_startup)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import fcntl
 import logging
 import os
 import re
@@ -25,11 +24,13 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from trackstream.infra.processes import (
+    directory_lock,
+    launched_log_tail,
     launch_detached,
     pid_alive,
     read_cmdline,
@@ -61,7 +62,6 @@ MAVEN_TIMEOUT_S = 900.0
 FORMAT_TIMEOUT_S = 180.0
 LOG_ROTATE_BYTES = 64 * 1024 * 1024
 ERROR_TAIL_LINES = 30
-LOG_TAIL_READ_BYTES = 256 * 1024
 LAUNCH_MARKER = "==== trackstream: launching Kafka broker"
 
 _quiet_librdkafka_logger = logging.getLogger("trackstream.infra.kafka_broker.librdkafka")
@@ -244,6 +244,8 @@ class KafkaBroker:
         java: str = "java",
         mvn: str = "mvn",
         java_opts: Sequence[str] = DEFAULT_JAVA_OPTS,
+        node_id: int = 1,
+        overrides: Mapping[str, str] | None = None,
     ) -> None:
         if port == controller_port:
             raise InfraError(f"broker port and controller port must differ (both are {port})")
@@ -254,6 +256,9 @@ class KafkaBroker:
         self.java = java
         self.mvn = mvn
         self.java_opts = tuple(java_opts)
+        self.node_id = node_id
+        # Settings on top of broker_properties' (a cluster member's quorum voters, replication).
+        self.overrides = dict(overrides or {})
 
     @property
     def kafka_dir(self) -> Path:
@@ -352,6 +357,8 @@ class KafkaBroker:
                         port=self.port,
                         controller_port=self.controller_port,
                         data_dir=self.data_dir,
+                        node_id=self.node_id,
+                        overrides=self.overrides,
                     )
                 ),
             )
@@ -384,16 +391,8 @@ class KafkaBroker:
             return None
         return pid
 
-    @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
-        """Serialise start/stop across processes sharing this home (e.g. CLI and test session)."""
-        self.kafka_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.kafka_dir / ".lock", "w") as lock_file:
-            fcntl.flock(lock_file, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock_file, fcntl.LOCK_UN)
+    def _lock(self) -> contextlib.AbstractContextManager[None]:
+        return directory_lock(self.kafka_dir)
 
     def _cached_classpath(self) -> str | None:
         try:
@@ -489,13 +488,4 @@ class KafkaBroker:
 
     def _log_tail(self) -> str:
         """The last lines the current (most recently launched) broker wrote."""
-        try:
-            with open(self.log_path, "rb") as log:
-                log.seek(max(0, log.seek(0, os.SEEK_END) - LOG_TAIL_READ_BYTES))
-                text = log.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return "<no broker log>"
-        marker_at = text.rfind(LAUNCH_MARKER)
-        if marker_at >= 0:
-            text = text[marker_at:].partition("\n")[2]
-        return tail_text(text, ERROR_TAIL_LINES) or "<the broker wrote nothing>"
+        return launched_log_tail(self.log_path, LAUNCH_MARKER, ERROR_TAIL_LINES, "broker")

@@ -8,13 +8,14 @@ because a process's cmdline reads empty for a moment while it execs.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
 import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 from trackstream.errors import ServiceUnavailable
 
@@ -150,3 +151,34 @@ def stop_recorded(pid_path: Path, owned_pid: int | None, timeout: float, what: s
         terminate(owned_pid, timeout, what)
     pid_path.unlink(missing_ok=True)
     return owned_pid is not None
+
+
+@contextlib.contextmanager
+def directory_lock(directory: Path) -> Iterator[None]:
+    """Serialise start/stop of the service living in ``directory`` across processes (e.g. the CLI
+    and a test session)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+LOG_TAIL_READ_BYTES = 256 * 1024
+
+
+def launched_log_tail(log_path: Path, launch_marker: str, lines: int, what: str) -> str:
+    """The last ``lines`` lines written to ``log_path`` since the latest ``launch_marker``."""
+    try:
+        with open(log_path, "rb") as log:
+            log.seek(max(0, log.seek(0, os.SEEK_END) - LOG_TAIL_READ_BYTES))
+            text = log.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return f"<no {what} log>"
+    marker_at = text.rfind(launch_marker)
+    if marker_at >= 0:
+        text = text[marker_at:].partition("\n")[2]
+    tail = "\n".join(text.splitlines()[-lines:])
+    return tail or f"<the {what} wrote nothing>"

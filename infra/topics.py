@@ -5,13 +5,21 @@ from __future__ import annotations
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from trackstream.config import Settings
-from trackstream.errors import ServiceUnavailable
+from trackstream.errors import InvalidInput, ServiceUnavailable
 
 EVENT_TOPIC_CONFIG = {
     "retention.ms": "-1",          # the log is the source of truth: keep events forever by default
     "retention.bytes": "-1",
     "max.message.bytes": "8388608",
 }
+
+
+def event_topic_config(settings: Settings) -> dict[str, str]:
+    """``min.insync.replicas``: how many replicas must hold an event before acks=all acknowledges it."""
+    if settings.min_insync_replicas > settings.replication_factor:
+        raise InvalidInput(f"TRACKSTREAM_MIN_INSYNC_REPLICAS ({settings.min_insync_replicas}) cannot exceed "
+                           f"TRACKSTREAM_REPLICATION_FACTOR ({settings.replication_factor}): no write could succeed")
+    return {**EVENT_TOPIC_CONFIG, "min.insync.replicas": str(settings.min_insync_replicas)}
 
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
@@ -22,7 +30,8 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     except Exception as exc:
         raise ServiceUnavailable(f"Kafka at {settings.kafka_bootstrap} does not answer: {exc}; "
                                  "start it with `trackstream infra up`") from exc
-    wanted = [NewTopic(name, num_partitions=settings.partitions, replication_factor=1, config=EVENT_TOPIC_CONFIG)
+    wanted = [NewTopic(name, num_partitions=settings.partitions, replication_factor=settings.replication_factor,
+                       config=event_topic_config(settings))
               for name in (settings.topic, settings.dead_letter_topic) if name not in existing]
     created = []
     for name, future in (admin.create_topics(wanted, request_timeout=timeout).items() if wanted else []):

@@ -1,9 +1,13 @@
 """Artifact stores and the uploader that turns a local file into an ``artifact_committed`` event.
 
 Every upload goes: copy to a staging location -> re-read what landed and compare size and
-sha256 with the bytes that were sent -> move into place -> only then call ``commit``. A torn,
-corrupted or interrupted upload is discarded and retried, and after the last attempt raises
-:class:`ArtifactUploadError`; it is never committed, so it never shows up in a run.
+sha256 with the bytes that were sent -> set it aside as a version of its own (``promote``; the
+file at the artifact's path is untouched) -> call ``commit`` -> once the commit is acknowledged,
+switch the artifact's path to that version atomically (``publish``). What is served at a path is
+therefore always a committed version: a process that dies between storing and committing leaves
+the previous committed version in place. A torn, corrupted or interrupted upload is discarded and
+retried, and after the last attempt raises :class:`ArtifactUploadError`; it is never committed,
+so it never shows up in a run.
 
 Layout (relative to the store root): ``<experiment_id>/<run_id>/artifacts/<artifact path>``,
 the same place the materializer points a run's ``artifact_uri`` at.
@@ -42,6 +46,8 @@ __all__ = [
     "S3ArtifactStore",
     "ArtifactUploader",
     "ArtifactRecord",
+    "StagedObject",
+    "StoredFile",
     "ArtifactUploadError",
     "ArtifactVerificationError",
     "Progress",
@@ -57,6 +63,9 @@ log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 8 * 1024 * 1024
 STAGING_DIR = ".staging"
+VERSIONS_DIR = ".versions"
+RESERVED_DIRS = (STAGING_DIR, VERSIONS_DIR)
+"""Top-level names the stores keep for themselves: never artifact keys, never listed."""
 
 Progress = Callable[[memoryview], None]
 """Called by ``put_staged`` with every chunk, in order, exactly as it was sent. The uploader
@@ -154,6 +163,26 @@ def _check_staging_key(staging_key: str) -> str:
 # stores -----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class StoredFile:
+    """A committed file: its store key and size in bytes."""
+
+    key: str
+    size: int
+
+
+@dataclass(frozen=True)
+class StagedObject:
+    """Something in a store's staging area: an upload in progress, or one a killed process left.
+    ``name`` is what to show; ``modified`` the last write (Unix seconds); ``upload_id`` is set for
+    an S3 multipart upload that was never completed (its parts cost storage but are no object)."""
+
+    name: str
+    size: int
+    modified: float
+    upload_id: str = ""
+
+
 class ArtifactStore(Protocol):
     """Where artifact bytes live. Keys are validated relative POSIX paths (see :func:`artifact_key`)."""
 
@@ -164,19 +193,37 @@ class ArtifactStore(Protocol):
         """``(size, sha256 hex)`` of what landed, computed by reading the staged object back."""
 
     def promote(self, staging_key: str, final_key: str) -> str:
-        """Move the staged object to ``final_key`` atomically (readers see all of it or none); return its URI."""
+        """Set the verified staged object aside as the version ``staging_key`` of ``final_key``, without
+        touching what ``final_key`` serves; fail (``NotADirectoryError``, ``IsADirectoryError``,
+        ``FileExistsError``) if ``final_key`` could never be published. Return the URI ``final_key`` has."""
+
+    def publish(self, staging_key: str, final_key: str) -> None:
+        """Switch ``final_key`` to the version ``staging_key`` atomically (readers see the old or the new
+        object, whole) and drop the version. Called only once its commit event was acknowledged."""
 
     def discard_staged(self, staging_key: str) -> None:
-        """Delete the staged object; no error if it does not exist."""
+        """Delete the staged object and its version; no error if they do not exist."""
 
     def open(self, final_key: str) -> BinaryIO:
-        ...
+        """The committed file's bytes; ``FileNotFoundError`` if there is none at ``final_key``."""
+
+    def open_sized(self, final_key: str) -> tuple[BinaryIO, int]:
+        """``open`` and the file's size, from the same read (what a download announces is what it sends)."""
 
     def uri_for(self, final_key: str) -> str:
         ...
 
     def list(self, prefix: str = "") -> builtins.list[str]:
         """Keys of every committed file under ``prefix`` (recursive, sorted)."""
+
+    def list_files(self, prefix: str = "") -> builtins.list[StoredFile]:
+        """``list`` with each file's size: the file ``prefix`` itself, or every file under the directory ``prefix``."""
+
+    def list_staged(self) -> builtins.list[StagedObject]:
+        """Everything in the staging area (never a committed artifact, never a version)."""
+
+    def remove_staged(self, staged: StagedObject) -> None:
+        """Delete one entry of ``list_staged``; no error if it is already gone."""
 
 
 def _fsync_dir(path: Path) -> None:
@@ -220,9 +267,13 @@ class LocalArtifactStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self._real_root = self.root.resolve()
         self._staging = self._real_root / STAGING_DIR
+        self._versions = self._real_root / VERSIONS_DIR
 
     def staging_path(self, staging_key: str) -> Path:
         return self._staging / _check_staging_key(staging_key)
+
+    def version_path(self, staging_key: str) -> Path:
+        return self._versions / _check_staging_key(staging_key)
 
     def put_staged(self, local_path: Path, staging_key: str, progress: Progress) -> None:
         target = self.staging_path(staging_key)
@@ -246,39 +297,74 @@ class LocalArtifactStore:
             return staged.tell(), digest.hexdigest()
 
     def promote(self, staging_key: str, final_key: str) -> str:
-        source = self.staging_path(staging_key)
         target = self._write_path(final_key)
         _makedirs_durable(target.parent)
-        os.replace(source, target)
-        _fsync_dir(target.parent)
+        if target.is_dir():
+            raise IsADirectoryError(f"{target} is a directory")
+        self._versions.mkdir(exist_ok=True)
+        os.replace(self.staging_path(staging_key), self.version_path(staging_key))
+        _fsync_dir(self._versions)
         _fsync_dir(self._staging)
         return self.uri_for(final_key)
 
+    def publish(self, staging_key: str, final_key: str) -> None:
+        target = self._write_path(final_key)
+        os.replace(self.version_path(staging_key), target)
+        _fsync_dir(target.parent)
+        _fsync_dir(self._versions)
+
     def discard_staged(self, staging_key: str) -> None:
         self.staging_path(staging_key).unlink(missing_ok=True)
+        self.version_path(staging_key).unlink(missing_ok=True)
 
     def open(self, final_key: str) -> BinaryIO:
         return open(self._read_path(final_key), "rb")
+
+    def open_sized(self, final_key: str) -> tuple[BinaryIO, int]:
+        handle = self.open(final_key)
+        return handle, os.fstat(handle.fileno()).st_size
+
+    def list_staged(self) -> builtins.list[StagedObject]:
+        found = []
+        with contextlib.suppress(FileNotFoundError), os.scandir(self._staging) as entries:
+            for entry in entries:
+                with contextlib.suppress(FileNotFoundError):  # finished or discarded meanwhile
+                    st = entry.stat(follow_symlinks=False)
+                    found.append(StagedObject(f"{STAGING_DIR}/{entry.name}", st.st_size, st.st_mtime))
+        return sorted(found, key=lambda o: o.name)
+
+    def remove_staged(self, staged: StagedObject) -> None:
+        name = staged.name.removeprefix(f"{STAGING_DIR}/")
+        if "/" in name or name in ("", ".", ".."):
+            raise InvalidInput(f"Invalid staged name {staged.name!r}: not an entry of {self._staging}")
+        (self._staging / name).unlink(missing_ok=True)
 
     def uri_for(self, final_key: str) -> str:
         return self.root.joinpath(*validate_artifact_path(final_key, "artifact key").split("/")).as_uri()
 
     def list(self, prefix: str = "") -> builtins.list[str]:
+        return [stored.key for stored in self.list_files(prefix)]
+
+    def list_files(self, prefix: str = "") -> builtins.list[StoredFile]:
         base = self._read_path(prefix) if prefix else self._real_root
         if base.is_file():
-            return [prefix]
-        keys = []
+            return [StoredFile(prefix, base.stat().st_size)]
+        found = []
         for dirpath, dirnames, filenames in os.walk(base):
             here = Path(dirpath)
             if here == self._real_root:
-                dirnames[:] = [d for d in dirnames if d != STAGING_DIR]
+                dirnames[:] = [d for d in dirnames if d not in RESERVED_DIRS]
             for name in filenames:
+                real = (here / name).resolve()
+                if not real.is_relative_to(self._real_root) or not real.is_file():
+                    continue  # a link out of the store (or a dangling one) is not an artifact
                 relative = (here / name).relative_to(base).as_posix()
-                keys.append(f"{prefix}/{relative}" if prefix else relative)
-        return sorted(keys)
+                found.append(StoredFile(f"{prefix}/{relative}" if prefix else relative, real.stat().st_size))
+        return sorted(found, key=lambda f: f.key)
 
     def _inside(self, key: str, resolved: Path) -> Path:
-        if not resolved.is_relative_to(self._real_root) or resolved.is_relative_to(self._staging):
+        if not resolved.is_relative_to(self._real_root) or any(
+                resolved.is_relative_to(self._real_root / reserved) for reserved in RESERVED_DIRS):
             raise InvalidInput(
                 f"Invalid artifact path {key!r}: it resolves to {resolved}, outside the artifact root "
                 f"{self._real_root} (through a symlink)"
@@ -336,6 +422,10 @@ class S3ArtifactStore:
         key = f"{STAGING_DIR}/{_check_staging_key(staging_key)}"
         return f"{self.prefix}/{key}" if self.prefix else key
 
+    def version_object_key(self, staging_key: str) -> str:
+        key = f"{VERSIONS_DIR}/{_check_staging_key(staging_key)}"
+        return f"{self.prefix}/{key}" if self.prefix else key
+
     def uri_for(self, final_key: str) -> str:
         return f"s3://{self.bucket}/{self.object_key(final_key)}"
 
@@ -374,30 +464,73 @@ class S3ArtifactStore:
         return size, digest.hexdigest()
 
     def promote(self, staging_key: str, final_key: str) -> str:
-        source = self.staging_object_key(staging_key)
-        self.client.copy({"Bucket": self.bucket, "Key": source}, self.bucket, self.object_key(final_key))
+        self._move(self.staging_object_key(staging_key), self.version_object_key(staging_key))
+        return self.uri_for(final_key)
+
+    def publish(self, staging_key: str, final_key: str) -> None:
+        self._move(self.version_object_key(staging_key), self.object_key(final_key))
+
+    def _move(self, source: str, target: str) -> None:
+        """Server-side copy (atomic per object for readers), then delete the source."""
+        self.client.copy({"Bucket": self.bucket, "Key": source}, self.bucket, target)
         try:
             self.client.delete_object(Bucket=self.bucket, Key=source)
-        except Exception:  # the copy is in place; a leftover staging object is only garbage
-            log.warning("could not delete staging object s3://%s/%s", self.bucket, source, exc_info=True)
-        return self.uri_for(final_key)
+        except Exception:  # the copy is in place; a leftover source object is only garbage
+            log.warning("could not delete s3://%s/%s after copying it", self.bucket, source, exc_info=True)
 
     def discard_staged(self, staging_key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self.staging_object_key(staging_key))
+        self.client.delete_object(Bucket=self.bucket, Key=self.version_object_key(staging_key))
 
     def open(self, final_key: str) -> BinaryIO:
-        return self.client.get_object(Bucket=self.bucket, Key=self.object_key(final_key))["Body"]
+        return self.open_sized(final_key)[0]
+
+    def open_sized(self, final_key: str) -> tuple[BinaryIO, int]:
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self.object_key(final_key))
+        except self.client.exceptions.NoSuchKey:
+            raise FileNotFoundError(f"no artifact at s3://{self.bucket}/{self.object_key(final_key)}") from None
+        return response["Body"], response["ContentLength"]
+
+    def list_staged(self) -> builtins.list[StagedObject]:
+        root = f"{self.prefix}/" if self.prefix else ""
+        staging = f"{root}{STAGING_DIR}/"
+        found = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=staging):
+            for obj in page.get("Contents", ()):
+                found.append(StagedObject(obj["Key"][len(root):], obj["Size"], obj["LastModified"].timestamp()))
+        for page in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=staging):
+            for upload in page.get("Uploads", ()):
+                parts = self.client.list_parts(Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+                found.append(StagedObject(upload["Key"][len(root):], sum(p["Size"] for p in parts.get("Parts", ())),
+                                          upload["Initiated"].timestamp(), upload["UploadId"]))
+        return sorted(found, key=lambda o: (o.name, o.upload_id))
+
+    def remove_staged(self, staged: StagedObject) -> None:
+        if not staged.name.startswith(f"{STAGING_DIR}/"):
+            raise InvalidInput(f"Invalid staged name {staged.name!r}: not under {STAGING_DIR}/")
+        key = f"{self.prefix}/{staged.name}" if self.prefix else staged.name
+        if staged.upload_id:
+            with contextlib.suppress(self.client.exceptions.NoSuchUpload):
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=staged.upload_id)
+        else:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
 
     def list(self, prefix: str = "") -> builtins.list[str]:
+        return [stored.key for stored in self.list_files(prefix)]
+
+    def list_files(self, prefix: str = "") -> builtins.list[StoredFile]:
         root = f"{self.prefix}/" if self.prefix else ""
-        search = f"{self.object_key(prefix)}/" if prefix else root
-        keys = []
+        search = self.object_key(prefix) if prefix else root
+        found = []
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=search):
             for obj in page.get("Contents", ()):
                 key = obj["Key"][len(root):]
-                if not key.startswith(f"{STAGING_DIR}/"):
-                    keys.append(key)
-        return sorted(keys)
+                if prefix and key != prefix and not key.startswith(f"{prefix}/"):
+                    continue  # "a/bc" when listing "a/b"
+                if key.split("/", 1)[0] not in RESERVED_DIRS:
+                    found.append(StoredFile(key, obj["Size"]))
+        return sorted(found, key=lambda f: f.key)
 
 
 def open_artifact_store(location: str, local_root: str | os.PathLike[str]) -> "ArtifactStore":
@@ -451,8 +584,13 @@ class ArtifactUploader:
         local = Path(local_path)
         if not local.is_file():
             raise InvalidInput(f"Invalid local file {str(local)!r}: does not exist or is not a regular file")
-        size, sha256, uri = self._store_verified(local, artifact_path, key)
-        self.commit(run_id, artifact_path, size, sha256, uri)
+        size, sha256, uri, version = self._store_verified(local, artifact_path, key)
+        try:
+            self.commit(run_id, artifact_path, size, sha256, uri)
+        except BaseException:
+            self._discard(version)  # not acknowledged: the path keeps serving its committed version
+            raise
+        self._publish(version, key, artifact_path)
         record = ArtifactRecord(artifact_path, size, sha256, uri)
         with self._lock:
             self._manifests.setdefault(run_id, {})[artifact_path] = record
@@ -497,7 +635,17 @@ class ArtifactUploader:
         with self._lock:
             self._manifests.pop(run_id, None)
 
-    def _store_verified(self, local: Path, artifact_path: str, key: str) -> tuple[int, str, str]:
+    def _publish(self, version: str, key: str, artifact_path: str) -> None:
+        try:
+            self.store.publish(version, key)
+        except Exception as exc:
+            raise DeliveryError(
+                f"artifact {artifact_path!r} was committed but could not be switched into place ({exc}); "
+                f"its bytes are kept as version {version} in the store's {VERSIONS_DIR}/ area"
+            ) from exc
+
+    def _store_verified(self, local: Path, artifact_path: str, key: str) -> tuple[int, str, str, str]:
+        """Stage, verify and promote ``local``: (size, sha256, uri, version id), the version not yet published."""
         show = self.progress if self.progress is not None else sys.stderr.isatty()
         total = local.stat().st_size
         attempts = self.retries + 1
@@ -518,7 +666,7 @@ class ArtifactUploader:
                     size, sha256 = self._stage(local, staging_key, bar)
                     uri = self.store.promote(staging_key, key)
                     promoted = True
-                    return size, sha256, uri
+                    return size, sha256, uri, staging_key
                 except InvalidInput:
                     raise
                 except Exception as exc:

@@ -32,8 +32,8 @@ RUN_EVENT_TYPES = frozenset({
     "run_models_linked",
 })
 EXPERIMENT_EVENT_TYPES = frozenset({
-    "experiment_created", "experiment_renamed", "experiment_tag_set", "experiment_deleted",
-    "experiment_restored",
+    "experiment_created", "experiment_renamed", "experiment_tag_set", "experiment_tag_deleted",
+    "experiment_deleted", "experiment_restored",
 })
 # MLflow 3 LoggedModels: their own aggregate, keyed by model_id.
 MODEL_EVENT_TYPES = frozenset({

@@ -20,7 +20,6 @@ reads the request, resolves run ids and experiment names to experiment ids and c
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import enum
@@ -44,6 +43,8 @@ from trackstream.server import json_codec
 from trackstream.server.mlflow_api import trim_dir, body_bytes, ok, run_id_param, safe_artifact_path
 from trackstream.server.mlflow_service import required_experiment_id
 from trackstream.server.ui import is_ui_page
+from trackstream.config import Settings
+from trackstream.server.password_checks import PasswordChecks
 from trackstream.server.passwords import SCRYPT_N, SCRYPT_P, SCRYPT_R, PasswordHash, PasswordHashError
 from trackstream.errors import InvalidInput, PermissionDenied, Unauthenticated
 
@@ -182,16 +183,30 @@ class AuthConfig:
                     self._verified.popitem(last=False)
         return user
 
-    def _check_password(self, credentials: str) -> User | None:
+    def claimed_user(self, authorization: str | None) -> str | None:
+        """The existing user that basic credentials name (right password or not), else None."""
+        scheme, _, credentials = (authorization or "").strip().partition(" ")
+        if scheme.lower() != "basic":
+            return None
         try:
-            decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            raise Unauthenticated("Malformed basic credentials: expected base64 of 'user:password'") from None
-        name, sep, password = decoded.partition(":")
+            name, sep, _ = _decode_basic(credentials.strip()).partition(":")
+        except Unauthenticated:
+            return None
+        return name if sep and name in self.users else None
+
+    def _check_password(self, credentials: str) -> User | None:
+        name, sep, password = _decode_basic(credentials).partition(":")
         user = self.users.get(name) if sep else None
         stored = user.password if user is not None and user.password is not None else None
         matches = (stored or _DUMMY_PASSWORD).matches(password)
         return user if matches and stored is not None else None
+
+
+def _decode_basic(credentials: str) -> str:
+    try:
+        return base64.b64decode(credentials, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise Unauthenticated("Malformed basic credentials: expected base64 of 'user:password'") from None
 
 
 def _credentials_digest(credentials: str) -> bytes:
@@ -371,7 +386,7 @@ _MLFLOW_ROUTES: dict[tuple[str, str], Callable[[Query, Body], Requirement]] = {
     ("GET", "/mlflow/experiments/search"): lambda q, b: VisibleExperiments(),
     ("POST", "/mlflow/experiments/search"): lambda q, b: VisibleExperiments(),
     **{("POST", f"/mlflow/experiments/{action}"): _experiment_in("body", Access.WRITE)
-       for action in ("update", "delete", "restore", "set-experiment-tag")},
+       for action in ("update", "delete", "restore", "set-experiment-tag", "delete-experiment-tag")},
     ("POST", "/mlflow/runs/create"): _experiment_in("body", Access.WRITE),
     ("GET", "/mlflow/runs/get"): _run_in("query", Access.READ),
     ("POST", "/mlflow/runs/search"): _searched_experiments,
@@ -521,11 +536,15 @@ Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
 def auth_middleware(config: AuthConfig, resolver: Resolver, models: ModelResolver | None = None,
-                    session_user: Callable[[web.Request], str | None] | None = None) -> Middleware:
+                    session_user: Callable[[web.Request], str | None] | None = None,
+                    checks: PasswordChecks | None = None) -> Middleware:
     """Authenticate every request but ``/health``, the UI's static files and browser sign-in, then
     check the route's :func:`requirement`. Without an ``Authorization`` header, ``session_user``
     (the web UI's session cookie, server/web_session.py) may name the user.
-    Must sit inside ``error_middleware`` so PermissionDenied and friends become MLflow error bodies."""
+    Passwords are checked by ``checks`` (rate-limited, bounded, off the event loop; by default with
+    the default settings). Must sit inside ``error_middleware`` so PermissionDenied and friends
+    (and the 429 / 503 of ``checks``) become MLflow error bodies."""
+    checks = checks or PasswordChecks.of(config, Settings())
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -539,8 +558,7 @@ def auth_middleware(config: AuthConfig, resolver: Resolver, models: ModelResolve
             if by_cookie is not None and by_cookie in config.users:
                 user = config.users[by_cookie]
             else:
-                user = (config.authenticate(header) if config.is_quick(header)
-                        else await asyncio.to_thread(config.authenticate, header))
+                user = await checks.authenticate(header, request.remote)
         except Unauthenticated as exc:
             return unauthenticated_response(exc)
         if request.match_info.http_exception is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Awaitable, Callable
 
 from aiohttp import web
@@ -13,6 +14,7 @@ from trackstream.errors import (
     PermissionDenied,
     ResourceAlreadyExists,
     ServiceUnavailable,
+    TooManyRequests,
     TrackstreamError,
     Unauthenticated,
 )
@@ -23,6 +25,7 @@ ERROR_STATUS = [
     (InvalidInput, "INVALID_PARAMETER_VALUE", 400),
     (Unauthenticated, "UNAUTHENTICATED", 401),
     (PermissionDenied, "PERMISSION_DENIED", 403),
+    (TooManyRequests, "REQUEST_LIMIT_EXCEEDED", 429),
     (ServiceUnavailable, "TEMPORARILY_UNAVAILABLE", 503),
     (TrackstreamError, "INTERNAL_ERROR", 500),
 ]
@@ -31,8 +34,10 @@ ERROR_STATUS = [
 def error_response(exc: TrackstreamError) -> web.Response:
     for exc_type, code, status in ERROR_STATUS:
         if isinstance(exc, exc_type):
+            retry_after = getattr(exc, "retry_after_s", None)
+            headers = {} if retry_after is None else {"Retry-After": str(max(1, math.ceil(retry_after)))}
             return web.Response(text=json.dumps({"error_code": code, "message": str(exc)}), status=status,
-                                content_type="application/json")
+                                content_type="application/json", headers=headers)
     raise exc
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import threading
 from typing import Any, Mapping
 
@@ -19,7 +20,7 @@ from confluent_kafka import KafkaError, Producer
 from trackstream.consumers.batching import FlushRequests
 from trackstream.schemas import EventCodec, default_codec
 from trackstream.schemas.codec import KAFKA_PARTITIONER
-from trackstream.schemas.envelope import WriterIdentity
+from trackstream.schemas.envelope import RequestStamp, WriterIdentity
 from trackstream.errors import DeliveryError, ServiceUnavailable
 
 # No compression on the gateway's events: metric values barely compress (a 1000-point log-batch
@@ -87,10 +88,16 @@ class ReadYourWrites:
                 pass
 
 
+# The stamp of the write request being handled (server/request_identity.py sets it); None outside one.
+CURRENT_REQUEST: contextvars.ContextVar[RequestStamp | None] = contextvars.ContextVar("trackstream_request",
+                                                                                       default=None)
+
+
 class EventAppender:
     def __init__(self, bootstrap: str, topic: str, consistency: ReadYourWrites,
-                 codec: EventCodec | None = None, writer_id: str | None = None) -> None:
+                 codec: EventCodec | None = None, writer_id: str | None = None, ack_timeout_s: float = 30.0) -> None:
         self.topic = topic
+        self.ack_timeout_s = ack_timeout_s
         self.codec = codec or default_codec()
         self.identity = WriterIdentity(writer_id)
         self.consistency = consistency
@@ -104,10 +111,14 @@ class EventAppender:
             self._producer.poll(0.05)
 
     async def append(self, event_type: str, fields: Mapping[str, Any]) -> dict[str, Any]:
-        """Append one event; returns its record once the broker acknowledged it."""
+        """Append one event; returns its record once the broker acknowledged it.
+
+        Inside a write request the event is stamped from the request's identity (a retry stamps the
+        same envelope, which the materializer drops), elsewhere from this gateway's own writer."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future = loop.create_future()
-        key, record = self.identity.stamp(event_type, fields)
+        request = CURRENT_REQUEST.get()
+        key, record = (request or self.identity).stamp(event_type, fields)
         payload = self.codec.encode(event_type, record)
 
         def on_delivery(err: KafkaError | None, msg: Any) -> None:
@@ -115,7 +126,12 @@ class EventAppender:
             loop.call_soon_threadsafe(lambda: done.done() or done.set_result(result))
 
         self._producer.produce(self.topic, payload, key.encode(), on_delivery=on_delivery)
-        err, partition, offset = await done
+        try:
+            err, partition, offset = await asyncio.wait_for(asyncio.shield(done), self.ack_timeout_s)
+        except asyncio.TimeoutError:
+            raise ServiceUnavailable(
+                f"Kafka did not acknowledge the {event_type} event within {self.ack_timeout_s:g} s; it may still "
+                "be stored, and retrying the same request is safe (a repeat is dropped)") from None
         if err is not None:
             raise DeliveryError(f"Kafka did not accept the {event_type} event: {err.str()}")
         self.consistency.record_ack(partition, offset)

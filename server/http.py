@@ -5,24 +5,32 @@ blocking ClickHouse call on the server's read threads."""
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any, Awaitable, Callable
 
+import pyarrow as pa
 from aiohttp import web
 
 from trackstream.consumers.ingest_stats import IngestStats
 from trackstream.consumers.replay import BackgroundReplay
 from trackstream.server import json_codec
 from trackstream.server.event_log import ReadYourWrites
-from trackstream.server.reader import TrackingReader
+from trackstream.server.mlflow_fields import decode_history_token, encode_history_token
+from trackstream.server.reader import HistoryPosition, TrackingReader
 from trackstream.server.errors import error_middleware
 from trackstream.errors import InvalidInput, NotFound
 from trackstream.moments import parse_moment
-from trackstream.read_protocol import COLUMNS_MEDIA_TYPE, WRITTEN_HEADER, encode_history_columns, parse_written
+from trackstream.producer.validation import INT64_MAX, INT64_MIN
+from trackstream.read_protocol import COLUMNS_MEDIA_TYPE, NEXT_PAGE_HEADER, WRITTEN_HEADER, encode_history_columns, parse_written
 
 QueryRunner = Callable[..., Awaitable[Any]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_REQUEST_BYTES = 1_048_576
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
+HISTORY_PAGE_MAX = 100_000   # points per page of /api/ts/runs/{run}/metrics/{key} (default and cap)
+COMPARE_STEPS_MAX = 10_000   # steps per page of /api/ts/compare (default and cap)
+HISTORY_MEDIA_TYPES = {"json": "application/json", "arrow": ARROW_STREAM, "columns": COLUMNS_MEDIA_TYPE}
+_STEP_TOKEN = re.compile(r"s1:(-?\d{1,19})")
 
 
 def json_response(payload: Any, status: int = 200) -> web.Response:
@@ -128,10 +136,12 @@ def create_app(reader: TrackingReader, run_query: QueryRunner, stats: IngestStat
 
     @routes.get("/api/ts/runs/{run_id}/metrics/{key:.+}")
     async def metric_history(request: web.Request) -> web.Response:
-        """Full history as JSON columns, as an Arrow IPC stream with ``?format=arrow`` (or ``Accept:
-        application/vnd.apache.arrow.stream``), or as the numpy-decodable columns of
-        ``trackstream/read_protocol.py`` with ``?format=columns``; with ``?buckets=N`` a downsample
-        keeping min / max / last per bucket."""
+        """The history in keyset pages of at most ``limit`` (default and cap ``HISTORY_PAGE_MAX``)
+        points: JSON columns, an Arrow IPC stream with ``?format=arrow`` (or ``Accept:
+        application/vnd.apache.arrow.stream``), or the numpy-decodable columns of
+        ``trackstream/read_protocol.py`` with ``?format=columns``; the next page's ``page_token`` is in
+        the ``X-Trackstream-Next-Page-Token`` header (and in JSON's ``next_page_token``). With
+        ``?buckets=N`` a downsample keeping min / max / last per bucket."""
         run_id, key = request.match_info["run_id"], request.match_info["key"]
         if "buckets" in request.query:
             buckets = _int_param(request, "buckets", 1000, 100_000)
@@ -140,13 +150,12 @@ def create_app(reader: TrackingReader, run_query: QueryRunner, stats: IngestStat
         wants = request.query.get("format", "json")
         if wants not in ("json", "arrow", "columns"):
             raise InvalidInput(f"query parameter 'format' must be json, arrow or columns, got {wants!r}")
-        if wants == "arrow" or ARROW_STREAM in request.headers.get("Accept", ""):
-            body = await run_query(reader.metric_history_arrow, run_id, key, _as_of(request))
-            return web.Response(body=body, content_type=ARROW_STREAM)
-        if wants == "columns":
-            body = await run_query(_history_columns, reader, run_id, key, _as_of(request))
-            return web.Response(body=body, content_type=COLUMNS_MEDIA_TYPE)
-        return json_response({"history": await run_query(reader.metric_history, run_id, key, None, _as_of(request))})
+        if ARROW_STREAM in request.headers.get("Accept", ""):
+            wants = "arrow"
+        limit = _int_param(request, "limit", HISTORY_PAGE_MAX, HISTORY_PAGE_MAX)
+        after = decode_history_token(request.query.get("page_token"))
+        body, token = await run_query(history_page_body, reader, run_id, key, after, limit, _as_of(request), wants)
+        return web.Response(body=body, content_type=HISTORY_MEDIA_TYPES[wants], headers=_next_page(token))
 
     @routes.get("/api/ts/experiments/activity")
     async def experiment_activity(request: web.Request) -> web.Response:
@@ -163,13 +172,17 @@ def create_app(reader: TrackingReader, run_query: QueryRunner, stats: IngestStat
 
     @routes.get("/api/ts/compare")
     async def compare(request: web.Request) -> web.Response:
+        """Runs aligned by step, in pages of at most ``limit`` steps (default and cap ``COMPARE_STEPS_MAX``)."""
         run_ids = request.query.getall("run_id", [])
         key = request.query.get("key")
         if not run_ids or not key:
             raise InvalidInput("compare needs one or more run_id parameters and a key")
         if len(run_ids) > 100:
             raise InvalidInput(f"compare takes at most 100 runs, got {len(run_ids)}")
-        return json_response(await run_query(reader.compare, run_ids, key))
+        limit = _int_param(request, "limit", COMPARE_STEPS_MAX, COMPARE_STEPS_MAX)
+        after = decode_step_token(request.query.get("page_token"))
+        body, token = await run_query(compare_page_body, reader, run_ids, key, after, limit)
+        return web.Response(body=body, content_type="application/json", headers=_next_page(token))
 
     @routes.get("/api/ts/rejects")
     async def rejects(request: web.Request) -> web.Response:
@@ -207,10 +220,47 @@ def create_app(reader: TrackingReader, run_query: QueryRunner, stats: IngestStat
     return app
 
 
-def _history_columns(reader: TrackingReader, run_id: str, key: str, as_of_ms: int | None) -> bytes:
-    """The history in the ``format=columns`` layout, encoded on the read thread."""
-    history = reader.metric_history(run_id, key, None, as_of_ms)
-    return encode_history_columns(history["step"], history["value"], history["timestamp_ms"])
+def _next_page(token: str | None) -> dict[str, str]:
+    return {NEXT_PAGE_HEADER: token} if token else {}
+
+
+def history_page_body(reader: TrackingReader, run_id: str, key: str, after: HistoryPosition | None, limit: int,
+                      as_of_ms: int | None, wants: str) -> tuple[bytes, str | None]:
+    """One page of the history route encoded as ``wants`` (json, arrow or columns) and the next
+    page's token; runs on a read thread, so encoding never holds up the event loop."""
+    page, position = reader.metric_history_page(run_id, key, after, limit, as_of_ms)
+    token = encode_history_token(position) if position is not None else None
+    if wants == "columns":
+        return encode_history_columns(page["step"], page["value"], page["timestamp_ms"]), token
+    if wants == "arrow":
+        sink = pa.BufferOutputStream()
+        table = pa.table({name: page[name] for name in ("step", "timestamp_ms", "value")})
+        with pa.ipc.new_stream(sink, table.schema) as stream:
+            stream.write_table(table)
+        return sink.getvalue().to_pybytes(), token
+    return json_codec.encode({"history": page, **({"next_page_token": token} if token else {})}), token
+
+
+def encode_step_token(step: int) -> str:
+    return f"s1:{step}"
+
+
+def decode_step_token(token: str | None) -> int | None:
+    """A compare ``page_token`` (the last step of the previous page) back into that step."""
+    if not token:
+        return None
+    match = _STEP_TOKEN.fullmatch(token) if isinstance(token, str) else None
+    if match is None or not INT64_MIN <= int(match.group(1)) <= INT64_MAX:
+        raise InvalidInput(f"Invalid page token {token!r}: pass the next_page_token of the previous page")
+    return int(match.group(1))
+
+
+def compare_page_body(reader: TrackingReader, run_ids: list[str], key: str, after_step: int | None,
+                      limit: int) -> tuple[bytes, str | None]:
+    """One compare page as JSON bytes and the next page's token, built on a read thread."""
+    aligned = reader.compare(run_ids, key, after_step, limit)
+    token = encode_step_token(aligned["steps"][-1]) if aligned.pop("more") else None
+    return json_codec.encode({**aligned, **({"next_page_token": token} if token else {})}), token
 
 
 def model_state_routes(models: Any, run_query: QueryRunner) -> list[web.RouteDef]:

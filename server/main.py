@@ -3,33 +3,42 @@ and serves the MLflow-compatible REST API and trackstream's own read API on the 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from aiohttp import web
 
 from trackstream.consumers.replay import BackgroundReplay
-from trackstream.consumers.store import connect
+from trackstream.consumers.ingest_stats import IngestStats
+from trackstream.consumers.positions import PositionLog
+from trackstream.consumers.store import SchemaManager, connect
 from trackstream.consumers.batching import FlushRequests
 from trackstream.consumers.worker import MaterializerService, build_app
 from trackstream.infra.topics import ensure_topics
 from trackstream.server.auth import auth_middleware, load_auth
+from trackstream.server.password_checks import PasswordChecks
 from trackstream.server.event_log import EventAppender, ReadYourWrites
+from trackstream.server.request_identity import request_identity_middleware
 from trackstream.server.http import create_app, model_state_routes, written_marks_middleware
 from trackstream.server.mlflow_api import ArtifactProxy, mlflow_routes
 from trackstream.server.logged_models import LoggedModelService
 from trackstream.server.mlflow_service import READ_YOUR_WRITES_TIMEOUT_S, MlflowService
 from trackstream.server.model_reader import LoggedModelReader
 from trackstream.server.openapi import openapi_routes
+from trackstream.server.positions import LogEndReadYourWrites, PositionFollower, TopicEnds
 from trackstream.server.reader import MlflowReader
 from trackstream.server.run_cache import RunDataCache
 from trackstream.server.ui import is_ui_page, ui_routes
 from trackstream.server.web_session import SessionStore, cookie_user, quiet_ui_challenges, session_routes
 from trackstream.server.web_security import WebPolicy, install_web_security
 from trackstream.config import Settings
+from trackstream.errors import InvalidInput
+from trackstream.producer.artifacts import STAGING_DIR, open_artifact_store
 
 READ_THREADS = 2
 
@@ -39,8 +48,8 @@ def server_state_file(settings: Settings) -> Path:
 
 
 def serve(settings: Settings, loglevel: str = "warning") -> None:
-    import asyncio
-
+    """All in one (``trackstream server``): the worker and the gateway share one event loop, so the
+    worker's callback advances the read-your-writes marks directly."""
     import faust
 
     auth = load_auth(settings.auth_file, settings.server_host)
@@ -59,48 +68,15 @@ def serve(settings: Settings, loglevel: str = "warning") -> None:
     # What earlier runs of the worker stored: an SDK's marks may name events materialized before
     # this process started, and no batch will ever report them again.
     consistency.record_materialized(service.stored_positions())
-    read_executor = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="clickhouse-read")
-    reader = MlflowReader(read_executor.submit(connect, settings.clickhouse_dsn, "read").result(), settings.database,
-                          run_cache)
-    model_reader = LoggedModelReader(reader.client, settings.database)
+    gateway = Gateway(settings, auth, consistency, run_cache, service.stats)
     state_file = server_state_file(settings)
 
-    async def run_read(fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(read_executor, fn, *args)
-
     async def start_http() -> None:
-        appender = EventAppender(settings.kafka_bootstrap, settings.topic, consistency)
-        mlflow = MlflowService(appender, reader, run_read, consistency)
-        replay = BackgroundReplay(settings, lambda: connect(settings.clickhouse_dsn, "replay"))
-        http_app = create_app(reader, run_read, service.stats, replay)
-        artifacts = ArtifactProxy(mlflow, settings.artifact_root)
-        models = LoggedModelService(mlflow, model_reader, settings.database, artifacts.read_bytes)
-        artifacts.models = models
-        http_app.add_routes(mlflow_routes(mlflow, reader, artifacts, _run_search(settings, reader, mlflow), models))
-        http_app.add_routes(model_state_routes(model_reader, run_read))
-        http_app.add_routes(openapi_routes())
-        http_app.add_routes(ui_routes())
-        if auth is not None:
-            sessions = SessionStore()
-            http_app.add_routes(session_routes(auth, sessions))
-            http_app.on_response_prepare.append(quiet_ui_challenges)
-            http_app.middlewares.append(auth_middleware(auth, mlflow, models, cookie_user(sessions)))
-        http_app.middlewares.append(written_marks_middleware(consistency, settings.topic, settings.partitions,
-                                                             READ_YOUR_WRITES_TIMEOUT_S))
-        install_web_security(http_app, WebPolicy.of(settings.server_host, settings.allowed_hosts,
-                                                    settings.cors_origins), is_ui_page)
-        runner = web.AppRunner(http_app, access_log=None)
-        await runner.setup()
         # Recorded before the port answers: whoever sees /health answer also finds this file, and
         # so reads through HTTP instead of opening the embedded engine this process owns.
-        state_file.write_text(json.dumps({"pid": os.getpid(), "url": settings.server_url,
-                                          "clickhouse": settings.clickhouse_dsn, "database": settings.database}))
-        await web.TCPSite(runner, settings.server_host, settings.server_port).start()
-        await mlflow.ensure_default_experiment()
-        print(f"trackstream server: HTTP on {settings.server_url} (MLflow API at {settings.server_url}/api/2.0/mlflow), "
-              f"Kafka {settings.kafka_bootstrap}, ClickHouse {settings.clickhouse_dsn} "
-              f"(database {settings.database}), "
-              f"auth {f'on ({len(auth.users)} users)' if auth else 'off (loopback only)'}", flush=True)
+        await gateway.start(before_listening=lambda: state_file.write_text(json.dumps({
+            "pid": os.getpid(), "url": settings.server_url, "clickhouse": settings.clickhouse_dsn,
+            "database": settings.database})))
 
     app = build_app(settings, service, start_http)
     try:
@@ -108,6 +84,112 @@ def serve(settings: Settings, loglevel: str = "warning") -> None:
     finally:
         if state_file.exists() and json.loads(state_file.read_text()).get("pid") == os.getpid():
             state_file.unlink()
+
+
+def serve_worker(settings: Settings, loglevel: str = "warning") -> None:
+    """``trackstream worker``: one consumer-group member, no HTTP. Run N of them on a ClickHouse
+    server; each records its materialized positions for the gateways (consumers/positions.py)."""
+    import faust
+
+    require_shared_clickhouse(settings, "worker")
+    settings.home.mkdir(parents=True, exist_ok=True)
+    ensure_topics(settings)
+    service = MaterializerService(settings)
+    print(f"trackstream worker: group {settings.consumer_group}, Kafka {settings.kafka_bootstrap}, "
+          f"ClickHouse {settings.clickhouse_dsn} (database {settings.database})", flush=True)
+    faust.Worker(build_app(settings, service), loglevel=loglevel, quiet=True).execute_from_commandline()
+
+
+def serve_gateway(settings: Settings) -> None:
+    """``trackstream gateway``: the HTTP API alone, stateless. Run M of them; read-your-writes
+    marks advance from the positions the workers store in ClickHouse (server/positions.py)."""
+    require_shared_clickhouse(settings, "gateway")
+    auth = load_auth(settings.auth_file, settings.server_host)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    ensure_topics(settings)
+    SchemaManager(connect(settings.clickhouse_dsn, "migrate"), settings.database).migrate()
+    consistency = LogEndReadYourWrites(TopicEnds(settings.kafka_bootstrap, settings.topic,
+                                                 settings.partitions).high_watermarks)
+    run_cache = RunDataCache()
+    follower = PositionFollower(PositionLog(connect(settings.clickhouse_dsn, "positions"), settings.database),
+                                consistency, run_cache, settings.positions_poll_s)
+    gateway = Gateway(settings, auth, consistency, run_cache, IngestStats())
+
+    async def run() -> None:
+        await follower.start()
+        following = asyncio.create_task(follower.follow())
+        await gateway.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            following.cancel()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
+
+
+def require_shared_clickhouse(settings: Settings, role: str) -> None:
+    if settings.clickhouse_dsn.startswith("chdb://"):
+        raise InvalidInput(
+            f"`trackstream {role}` shares ClickHouse with other processes, and the embedded engine "
+            f"({settings.clickhouse_dsn}) belongs to one process: set TRACKSTREAM_CLICKHOUSE to a "
+            "ClickHouse server (http://host:8123), or run the all-in-one `trackstream server`")
+
+
+class Gateway:
+    """The HTTP API (MLflow REST, trackstream's routes, web UI) over one ClickHouse and one topic."""
+
+    def __init__(self, settings: Settings, auth: Any, consistency: ReadYourWrites, run_cache: RunDataCache,
+                 stats: IngestStats) -> None:
+        self.settings = settings
+        self.auth = auth
+        self.consistency = consistency
+        self.stats = stats
+        self.read_executor = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="clickhouse-read")
+        self.reader = MlflowReader(self.read_executor.submit(connect, settings.clickhouse_dsn, "read").result(),
+                                   settings.database, run_cache)
+
+    async def run_read(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.read_executor, fn, *args)
+
+    async def start(self, before_listening: Callable[[], Any] | None = None) -> None:
+        settings, auth, reader, consistency = self.settings, self.auth, self.reader, self.consistency
+        model_reader = LoggedModelReader(reader.client, settings.database)
+        appender = EventAppender(settings.kafka_bootstrap, settings.topic, consistency,
+                                 ack_timeout_s=settings.gateway_ack_timeout_s)
+        mlflow = MlflowService(appender, reader, self.run_read, consistency)
+        replay = BackgroundReplay(settings, lambda: connect(settings.clickhouse_dsn, "replay"))
+        http_app = create_app(reader, self.run_read, self.stats, replay)
+        artifacts = ArtifactProxy(mlflow, open_artifact_store(settings.artifact_store, settings.artifact_root),
+                                  settings.artifact_root / STAGING_DIR)
+        models = LoggedModelService(mlflow, model_reader, settings.database, artifacts.read_bytes)
+        artifacts.models = models
+        http_app.add_routes(mlflow_routes(mlflow, reader, artifacts, _run_search(settings, reader, mlflow), models))
+        http_app.add_routes(model_state_routes(model_reader, self.run_read))
+        http_app.add_routes(openapi_routes())
+        http_app.add_routes(ui_routes())
+        if auth is not None:
+            sessions = SessionStore()
+            password_checks = PasswordChecks.of(auth, settings)
+            http_app.add_routes(session_routes(auth, sessions, password_checks))
+            http_app.on_response_prepare.append(quiet_ui_challenges)
+            http_app.middlewares.append(auth_middleware(auth, mlflow, models, cookie_user(sessions),
+                                                        password_checks))
+        http_app.middlewares.append(written_marks_middleware(consistency, settings.topic, settings.partitions,
+                                                             READ_YOUR_WRITES_TIMEOUT_S))
+        http_app.middlewares.append(request_identity_middleware())
+        install_web_security(http_app, WebPolicy.of(settings.server_host, settings.allowed_hosts,
+                                                    settings.cors_origins), is_ui_page)
+        runner = web.AppRunner(http_app, access_log=None)
+        await runner.setup()
+        if before_listening is not None:
+            before_listening()
+        await web.TCPSite(runner, settings.server_host, settings.server_port).start()
+        await mlflow.ensure_default_experiment()
+        print(f"trackstream: HTTP on {settings.server_url} (MLflow API at {settings.server_url}/api/2.0/mlflow), "
+              f"Kafka {settings.kafka_bootstrap}, ClickHouse {settings.clickhouse_dsn} "
+              f"(database {settings.database}), "
+              f"auth {f'on ({len(auth.users)} users)' if auth else 'off (loopback only)'}", flush=True)
 
 
 def _run_search(settings: Settings, reader: MlflowReader, mlflow: MlflowService) -> Any:

@@ -14,22 +14,25 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from trackstream.producer.artifacts import (ArtifactUploadError, ArtifactUploader, LocalArtifactStore, artifact_key,
+from trackstream.producer.artifacts import (ArtifactStore, ArtifactUploadError, ArtifactUploader, artifact_key,
                                             model_artifact_key, validate_artifact_path)
 from trackstream.server import json_codec
 from trackstream.server.http import json_response, read_body
+from trackstream.server.experiment_search import build_experiment_search_query
 from trackstream.server.mlflow_fields import decode_history_token, decode_log_batch, encode_history_token
 from trackstream.server.logged_models import LoggedModelService
 from trackstream.server.mlflow_service import MlflowService, list_of_dicts, required_run_id
 from trackstream.server.reader import HistoryPosition, MlflowReader
+from trackstream.server.search import SEARCH_MAX_RESULTS_DEFAULT, paginate
 from trackstream.errors import InvalidInput, NotFound
 
 PREFIXES = ("/api/2.0", "/ajax-api/2.0")
 GET_HISTORY_DEFAULT_MAX = 25_000
-SEARCH_DEFAULT_MAX = 1000
-SEARCH_MAX = 50_000
+GET_HISTORY_MAX = 25_000  # per page, the page the mlflow client asks for (GET_METRIC_HISTORY_MAX_RESULTS)
 MAX_ARTIFACT_BYTES = 5 * 1024**3
 MAX_ARTIFACT_KEY_BYTES = 2048
+HASH_PROBLEM = ("'#' is not allowed in artifact paths (it starts a URL fragment, so clients and proxies would "
+                "cut the path there)")
 
 
 
@@ -57,14 +60,6 @@ def query_int(request: web.Request, name: str, default: int, maximum: int) -> in
     return int(raw)
 
 
-def page_offset(token: Any) -> int:
-    if token in (None, ""):
-        return 0
-    if not isinstance(token, str) or not (token.isascii() and token.isdigit()) or int(token) >= 2**63:
-        raise InvalidInput(f"Invalid page token {token!r}")
-    return int(token)
-
-
 def run_id_param(source: Any) -> str:
     return required_run_id(source.get("run_id") or source.get("run_uuid"))
 
@@ -78,12 +73,16 @@ def model_of(key: str) -> str | None:
 class ArtifactProxy:
     """`mlflow-artifacts` proxy: uploads are verified and committed through the event log. Run files live
     at ``<experiment>/<run>/artifacts/``, logged models' at ``<experiment>/models/<model_id>/artifacts/``;
-    a model's files are served only once it is READY."""
+    a model's files are served only once it is READY. Everything goes through ``store`` (the local
+    one or S3, as ``TRACKSTREAM_ARTIFACT_STORE`` says); a request body is first received into a file
+    in ``incoming`` (a local staging directory, collected like the stores' if the server dies)."""
 
-    def __init__(self, service: MlflowService, root: Path, models: LoggedModelService | None = None) -> None:
+    def __init__(self, service: MlflowService, store: ArtifactStore, incoming: Path,
+                 models: LoggedModelService | None = None) -> None:
         self.service = service
         self.models = models
-        self.store = LocalArtifactStore(root)
+        self.store = store
+        self.incoming = incoming
 
     @staticmethod
     def split(path: str) -> tuple[str, str, str]:
@@ -111,11 +110,12 @@ class ArtifactProxy:
         return owner, None, self.service.commit_artifact
 
     async def upload(self, request: web.Request) -> web.Response:
-        experiment_id, owner, rel = self.split(request.match_info["path"])
+        experiment_id, owner, rel = self.split(requested_path(request, request.match_info["path"]))
         owner_id, key, commit_fn = await self._upload_target(experiment_id, owner, rel)
         if request.content_length is not None and request.content_length > MAX_ARTIFACT_BYTES:
             raise InvalidInput(f"artifact is larger than the {MAX_ARTIFACT_BYTES} byte limit")
-        fd, tmp = tempfile.mkstemp(prefix="upload-", dir=self.store.root)
+        self.incoming.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix="incoming-", dir=self.incoming)
         loop = asyncio.get_running_loop()
         try:
             size = 0
@@ -153,19 +153,19 @@ class ArtifactProxy:
             return handle.read()
 
     async def download(self, request: web.Request) -> web.StreamResponse:
-        key = safe_artifact_path(request.match_info["path"])
+        key = safe_artifact_path(requested_path(request, request.match_info["path"]))
         await self._require_ready_model(key)
+        loop = asyncio.get_running_loop()
         try:
-            handle = self.store.open(key)
+            handle, size = await loop.run_in_executor(None, self.store.open_sized, key)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise NotFound(f"artifact {key!r} not found") from None
         name = key.rsplit("/", 1)[-1]
-        loop = asyncio.get_running_loop()
         with handle:
             response = web.StreamResponse(headers={
                 "Content-Disposition": f'attachment; filename="{name}"', "X-Content-Type-Options": "nosniff",
                 "Content-Type": mimetypes.guess_type(name)[0] or "application/octet-stream"})
-            response.content_length = os.fstat(handle.fileno()).st_size
+            response.content_length = size
             await response.prepare(request)
             while chunk := await loop.run_in_executor(None, handle.read, 1 << 20):
                 await response.write(chunk)
@@ -175,35 +175,34 @@ class ArtifactProxy:
     def children(self, key: str) -> list[dict[str, Any]] | None:
         """Immediate children of a directory key (basename, is_dir, size); None when it is a file."""
         key = safe_artifact_path(key) if key else ""
-        keys = self.store.list(key)
-        if key and keys == [key]:
+        files = self.store.list_files(key)
+        if key and [f.key for f in files] == [key]:
             return None
         entries: dict[str, dict[str, Any]] = {}
         prefix = f"{key}/" if key else ""
-        for full in keys:
-            rest = full[len(prefix):] if full.startswith(prefix) else full
+        for stored in files:
+            rest = stored.key[len(prefix):] if stored.key.startswith(prefix) else stored.key
             head, _, tail = rest.partition("/")
             if tail:
                 entries[head] = {"path": head, "is_dir": True}
             else:
-                real = (self.store.root / full).resolve()
-                if real.is_relative_to(self.store.root.resolve()) and real.is_file():
-                    entries[head] = {"path": head, "is_dir": False, "file_size": real.stat().st_size}
+                entries[head] = {"path": head, "is_dir": False, "file_size": stored.size}
         return [entries[k] for k in sorted(entries)]
 
-    def rooted_listing(self, base: str, sub: str, root_uri: str) -> dict[str, Any]:
+    async def rooted_listing(self, base: str, sub: str, root_uri: str) -> dict[str, Any]:
         """MLflow's ListArtifacts answer for the directory ``sub`` under the store key ``base``:
         ``{root_uri, files: [{path relative to the root, is_dir, file_size}]}``."""
         sub = trim_dir(sub)
-        children = self.children(f"{base}/{safe_artifact_path(sub)}" if sub else base) or []
+        key = f"{base}/{safe_artifact_path(sub)}" if sub else base
+        children = await asyncio.get_running_loop().run_in_executor(None, self.children, key) or []
         prefix = f"{sub}/" if sub else ""
         files = [dict(c, path=prefix + c["path"]) for c in children]
         return {"root_uri": root_uri, **({"files": files} if files else {})}
 
     async def list(self, request: web.Request) -> web.Response:
-        path = trim_dir(request.query.get("path", ""))
-        await self._require_ready_model(safe_artifact_path(path) if path else "")
-        children = self.children(path)
+        path = checked_directory(requested_path(request, request.query.get("path", "")))
+        await self._require_ready_model(path)
+        children = await asyncio.get_running_loop().run_in_executor(None, self.children, path)
         return ok({} if children is None or not children else {"files": children})
 
 
@@ -232,31 +231,27 @@ def mlflow_routes(service: MlflowService, reader: MlflowReader, artifacts: Artif
     async def get_experiment_by_name(request: web.Request) -> web.Response:
         return ok({"experiment": await service.get_experiment_by_name(request.query.get("experiment_name"))})
 
-    async def search_experiments(source: dict[str, Any]) -> web.Response:
+    async def search_experiments(source: dict[str, Any], order_by: Any) -> web.Response:
         view = source.get("view_type") or "ACTIVE_ONLY"
         view = {"1": "ACTIVE_ONLY", "2": "DELETED_ONLY", "3": "ALL"}.get(str(view), str(view))
-        if view not in ("ACTIVE_ONLY", "DELETED_ONLY", "ALL"):
-            raise InvalidInput(f"Invalid value {view!r} for parameter 'view_type'")
-        max_results = source.get("max_results") or 1000
+        max_results = source.get("max_results") or SEARCH_MAX_RESULTS_DEFAULT
         if isinstance(max_results, str) and max_results.isascii() and max_results.isdigit():
             max_results = int(max_results)
-        if not isinstance(max_results, int) or isinstance(max_results, bool) or not 0 < max_results <= 50_000:
-            raise InvalidInput(f"Invalid value {max_results} for parameter 'max_results' supplied.")
-        name_op, name_value = parse_experiment_filter(source.get("filter"))
-        offset = page_offset(source.get("page_token"))
-        rows = await service.read(reader.search_experiments, view, name_op, name_value, offset, max_results + 1)
-        result: dict[str, Any] = {"experiments": rows[:max_results]}
-        if len(rows) > max_results:
-            result["next_page_token"] = str(offset + max_results)
-        return ok(result)
+        page_token = source.get("page_token") or None
+        sql, parameters = build_experiment_search_query(reader.db, view, source.get("filter"), order_by, max_results,
+                                                        page_token)
+        rows = await service.read(reader.search_experiments, sql, parameters)
+        page, next_token = paginate(rows, max_results, page_token)
+        return ok({"experiments": page, **({"next_page_token": next_token} if next_token else {})})
 
     @route("POST", "/mlflow/experiments/search")
     async def search_experiments_post(request: web.Request) -> web.Response:
-        return await search_experiments(await body_json(request))
+        body = await body_json(request)
+        return await search_experiments(body, body.get("order_by"))
 
     @route("GET", "/mlflow/experiments/search")
     async def search_experiments_get(request: web.Request) -> web.Response:
-        return await search_experiments(dict(request.query))
+        return await search_experiments(dict(request.query), request.query.getall("order_by", None))
 
     @route("POST", "/mlflow/experiments/update")
     async def update_experiment(request: web.Request) -> web.Response:
@@ -278,6 +273,12 @@ def mlflow_routes(service: MlflowService, reader: MlflowReader, artifacts: Artif
     async def set_experiment_tag(request: web.Request) -> web.Response:
         body = await body_json(request)
         await service.set_experiment_tag(body.get("experiment_id"), body.get("key"), body.get("value"))
+        return ok()
+
+    @route("POST", "/mlflow/experiments/delete-experiment-tag")
+    async def delete_experiment_tag(request: web.Request) -> web.Response:
+        body = await body_json(request)
+        await service.delete_experiment_tag(body.get("experiment_id"), body.get("key"))
         return ok()
 
     @route("POST", "/mlflow/runs/create")
@@ -376,17 +377,18 @@ def mlflow_routes(service: MlflowService, reader: MlflowReader, artifacts: Artif
         if not key:
             raise InvalidInput("Missing value for required parameter 'metric_key'.")
         await service.known_run(run_id)
-        limit = query_int(request, "max_results", GET_HISTORY_DEFAULT_MAX, 10_000_000)
+        limit = query_int(request, "max_results", GET_HISTORY_DEFAULT_MAX, GET_HISTORY_MAX)
         after = decode_history_token(request.query.get("page_token"))
         body = await service.read(_history_page_body, reader, run_id, key, after, limit)
         return web.Response(body=body, content_type="application/json")
 
     @route("GET", "/mlflow/artifacts/list")
     async def list_run_artifacts(request: web.Request) -> web.Response:
+        sub = checked_directory(requested_path(request, request.query.get("path", "")))
         run = await service.get_run(run_id_param(request.query))
         info = run["info"]
         base = artifact_key(info["experiment_id"], info["run_id"], "x")[:-2]
-        return ok(artifacts.rooted_listing(base, request.query.get("path", ""), info["artifact_uri"]))
+        return ok(await artifacts.rooted_listing(base, sub, info["artifact_uri"]))
 
     @route("POST", "/mlflow/logged-models")
     async def create_logged_model(request: web.Request) -> web.Response:
@@ -428,12 +430,12 @@ def mlflow_routes(service: MlflowService, reader: MlflowReader, artifacts: Artif
 
     @route("GET", "/mlflow/logged-models/{model_id}/artifacts/directories")
     async def list_logged_model_artifacts(request: web.Request) -> web.Response:
+        sub = checked_directory(requested_path(request, request.query.get("artifact_directory_path", "")))
         model = await models.get(request.match_info["model_id"])
         info = model["info"]
         await models.require_ready(info["model_id"])
         base = model_artifact_key(info["experiment_id"], info["model_id"], "x")[:-2]
-        return ok(artifacts.rooted_listing(base, request.query.get("artifact_directory_path", ""),
-                                           info["artifact_uri"]))
+        return ok(await artifacts.rooted_listing(base, sub, info["artifact_uri"]))
 
     routes = []
     for (method, path), handler in handlers.items():
@@ -463,6 +465,8 @@ def safe_artifact_path(path: Any) -> str:
     ``validate_path_is_safe`` does), so ``%252e%252e`` cannot become ``..`` in whatever decodes it next.
     Names longer than the filesystem allows are refused here rather than failing in ``open``."""
     key = validate_artifact_path(path)
+    if "#" in key:
+        raise InvalidInput(f"Invalid artifact path {key!r}: {HASH_PROBLEM}")
     if len(key.encode()) > MAX_ARTIFACT_KEY_BYTES or any(len(p.encode()) > 255 for p in key.split("/")):
         shown = key if len(key) <= 80 else key[:80] + "..."
         raise InvalidInput(f"Invalid artifact path {shown!r}: at most 255 bytes per name and "
@@ -475,23 +479,25 @@ def safe_artifact_path(path: Any) -> str:
         decoded = once
     if decoded != key:
         validate_artifact_path(decoded, f"artifact path {key!r}, percent-decoded,")
+        if "#" in decoded:
+            raise InvalidInput(f"Invalid artifact path {key!r}, percent-decoded to {decoded!r}: {HASH_PROBLEM}")
     return key
+
+
+def requested_path(request: web.Request, value: str) -> str:
+    """An artifact path parameter (``value``, from the route or the query) as the client wrote it.
+    aiohttp takes a raw '#' in the request target as the start of a URL fragment and drops the rest
+    from the path and the query, so the request would act on a truncated path; the rest is put back
+    here so that :func:`safe_artifact_path` refuses it, naming what was sent."""
+    return f"{value}#{request.url.fragment}" if "#" in request.raw_path else value
+
+
+def checked_directory(path: str) -> str:
+    """A listing's directory parameter, trimmed and checked (empty: the root)."""
+    path = trim_dir(path)
+    return safe_artifact_path(path) if path else ""
 
 
 def trim_dir(path: str) -> str:
     """A directory query parameter without its trailing slashes; a leading one stays so it is refused."""
     return path.rstrip("/") or path
-
-
-def parse_experiment_filter(filter_string: Any) -> tuple[str | None, str | None]:
-    """The experiment filters trackstream supports: ``name = 'x'``, ``name LIKE 'x%'``, ``name ILIKE``."""
-    if not filter_string:
-        return None, None
-    import re
-
-    match = re.fullmatch(r"\s*(?:attribute\.)?name\s*(=|!=|LIKE|ILIKE)\s*'((?:[^']|'')*)'\s*", str(filter_string),
-                         re.IGNORECASE)
-    if not match:
-        raise InvalidInput(f"Unsupported experiment filter {filter_string!r}: trackstream supports "
-                           "name = '...', name != '...', name LIKE '...' and name ILIKE '...'")
-    return match.group(1).upper(), match.group(2).replace("''", "'")

@@ -46,6 +46,21 @@ class CachedRun:
     params: dict[str, str] = field(default_factory=dict)
 
 
+def log_batch_event(params: dict[str, str], metrics: Any, tags: list[dict[str, str]]) -> tuple[str, dict[str, Any]] | None:
+    """The one event of a log-batch request (None when it has nothing new): ``params_set`` or
+    ``tags_set`` when that is all it holds, otherwise ``metrics_logged`` carrying its points with
+    its params and tags, which the materializer applies all together or not at all."""
+    param_list = [{"key": k, "value": val} for k, val in params.items()]
+    if not len(metrics):
+        if param_list and not tags:
+            return "params_set", {"params": param_list}
+        if tags and not param_list:
+            return "tags_set", {"tags": tags}
+        if not param_list:
+            return None
+    return "metrics_logged", {**metric_batch_from_json(metrics).to_record_fields(), "params": param_list, "tags": tags}
+
+
 class MlflowService:
     def __init__(self, appender: EventAppender, reader: TrackingReader, run_query: QueryRunner,
                  consistency: ReadYourWrites, artifact_uri_prefix: str = "mlflow-artifacts:") -> None:
@@ -151,6 +166,13 @@ class MlflowService:
                                                           "value": v.validate_experiment_tag_value(
                                                               key, optional_string(value, "value"))})
 
+    async def delete_experiment_tag(self, experiment_id: Any, key: Any) -> None:
+        experiment = await self.active_experiment(experiment_id)
+        key = v.validate_key(key, "experiment tag")
+        if not any(t["key"] == key for t in experiment.get("tags", [])):
+            raise NotFound(f"No tag with name: {key} in experiment with id {experiment['experiment_id']}")
+        await self.appender.append("experiment_tag_deleted", {"experiment_id": experiment["experiment_id"], "key": key})
+
     # runs ------------------------------------------------------------------------------------
     async def create_run(self, body: dict[str, Any]) -> dict[str, Any]:
         """Append run_created; the answer (MLflow's Run) is built from the event itself, so a create
@@ -225,15 +247,11 @@ class MlflowService:
             raise InvalidInput(f"Changing param values is not allowed. Params were already logged='{conflicts}' "
                                f"for run ID='{run_id}'.")
         new_params = {k: val for k, val in checked_params.items() if k not in run.params}
-        if new_params:
-            await self._append_run_event("params_set", run_id, {
-                "params": [{"key": k, "value": val} for k, val in new_params.items()]})
-            run.params.update(new_params)
-        if metrics:
-            await self._append_run_event("metrics_logged", run_id, metric_batch_from_json(metrics).to_record_fields())
         checked_tags = self._tags(tags)
-        if checked_tags:
-            await self._append_run_event("tags_set", run_id, {"tags": checked_tags})
+        event = log_batch_event(new_params, metrics, checked_tags)
+        if event is not None:
+            await self._append_run_event(event[0], run_id, event[1])
+            run.params.update(new_params)
 
     async def log_inputs(self, run_id: Any, datasets: Any) -> None:
         """Append inputs_logged with the request's datasets, the first per (name, digest); the

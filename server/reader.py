@@ -174,6 +174,42 @@ class TrackingReader:
             sql += " LIMIT {limit:UInt64}"
         return sql, {"r": run_id, "k": key, "limit": limit, **src.parameters}
 
+    def metric_history_page(self, run_id: str, key: str, after: HistoryPosition | None, limit: int,
+                            as_of_ms: int | None = None) -> tuple[dict[str, np.ndarray], HistoryPosition | None]:
+        """Up to ``limit`` points in (step, timestamp, value) order, starting after ``after``; returns
+        the columns and the position to continue from (None on the last page). With ``as_of_ms`` only
+        points of events logged by then.
+
+        Keyset paging: a page reads from its (step, timestamp) onward in primary-key order and stops
+        after the rows it needs (``LIMIT ... WITH TIES`` keeps every point of the last
+        (step, timestamp), so ties are ordered by value here, the same way on every page). Each page
+        costs the same however deep it is, and points logged meanwhile never shift a page.
+        """
+        src = self.sources(as_of_ms)
+        where = "run_id = {r:String} AND key = {k:String}"
+        skip = 0
+        params: dict[str, Any] = {"r": run_id, "k": key, **src.parameters}
+        if after is not None:
+            where += " AND step >= {s:Int64} AND (step > {s:Int64} OR timestamp_ms >= {t:Int64})"
+            params.update(s=after.step, t=after.timestamp_ms)
+            skip = after.seen_at_position
+        params["n"] = skip + limit + 1
+        table = self.client.query_arrow(
+            f"SELECT step, timestamp_ms, value FROM {src.metrics} WHERE {where} "
+            f"ORDER BY step, timestamp_ms LIMIT {{n:UInt64}} WITH TIES", parameters=params)
+        steps, stamps, values = (table.column(name).to_numpy() for name in ("step", "timestamp_ms", "value"))
+        order = np.lexsort((values, stamps, steps))[skip:]
+        more = len(order) > limit
+        order = order[:limit]
+        page = {"step": steps[order], "timestamp_ms": stamps[order], "value": values[order]}
+        if not more:
+            return page, None
+        last_step, last_ts = int(page["step"][-1]), int(page["timestamp_ms"][-1])
+        same = int(np.count_nonzero((page["step"] == last_step) & (page["timestamp_ms"] == last_ts)))
+        if after is not None and (last_step, last_ts) == (after.step, after.timestamp_ms):
+            same += after.seen_at_position
+        return page, HistoryPosition(last_step, last_ts, same)
+
     def metric_downsampled(self, run_id: str, key: str, buckets: int,
                            step_range: tuple[int | None, int | None] = (None, None),
                            as_of_ms: int | None = None) -> dict[str, Any]:
@@ -271,14 +307,27 @@ class TrackingReader:
                 keys["truncated"].append(kind)
         return keys
 
-    def compare(self, run_ids: list[str], key: str) -> dict[str, Any]:
-        """One metric of several runs aligned by step (the latest value per step; None where a run has none)."""
-        import numpy as np
-
+    def compare(self, run_ids: list[str], key: str, after_step: int | None = None,
+                limit: int | None = None) -> dict[str, Any]:
+        """One metric of several runs aligned by step (the latest value per step; None where a run has
+        none). A page: at most ``limit`` steps after ``after_step``, in step order; ``more`` says
+        whether steps remain beyond the page."""
+        where = "run_id IN {ids:Array(String)} AND key = {k:String}"
+        params: dict[str, Any] = {"ids": run_ids, "k": key, "after": after_step, "n": limit}
+        if after_step is not None:
+            where += " AND step > {after:Int64}"
+        more = False
+        if limit is not None:
+            bound = self.client.query(
+                f"SELECT DISTINCT step FROM {self.db}.metrics WHERE {where} ORDER BY step "
+                f"LIMIT 1 OFFSET {{n:UInt64}}", parameters=params).result_rows
+            if bound:
+                more = True
+                params["below"] = bound[0][0]
+                where += " AND step < {below:Int64}"
         table = self.client.query_arrow(
             f"SELECT run_id, step, argMax(value, timestamp_ms) AS value FROM {self.db}.metrics "
-            f"WHERE run_id IN {{ids:Array(String)}} AND key = {{k:String}} GROUP BY run_id, step ORDER BY step",
-            parameters={"ids": run_ids, "k": key})
+            f"WHERE {where} GROUP BY run_id, step ORDER BY step", parameters=params)
         runs = np.asarray(table.column("run_id").to_pylist(), dtype=object)
         steps, values = table.column("step").to_numpy(), table.column("value").to_numpy()
         unique_steps, position = np.unique(steps, return_inverse=True)
@@ -290,7 +339,7 @@ class TrackingReader:
             present = np.zeros(len(unique_steps), bool)
             present[position[mine]] = True
             aligned[run_id] = [v if p else None for v, p in zip(column.tolist(), present.tolist())]
-        return {"key": key, "steps": unique_steps.tolist(), "runs": aligned}
+        return {"key": key, "steps": unique_steps.tolist(), "runs": aligned, "more": more}
 
     def rejects(self, limit: int = 50) -> list[dict[str, Any]]:
         result = self.client.query(
@@ -352,17 +401,9 @@ class MlflowReader(TrackingReader):
             f"ORDER BY lifecycle_stage = 'active' DESC LIMIT 1", parameters={"n": name}))
         return mlflow_experiment(rows[0]) if rows else None
 
-    def search_experiments(self, view_type: str, name_op: str | None, name_value: str | None,
-                           offset: int, limit: int) -> list[dict[str, Any]]:
-        stages = {"ACTIVE_ONLY": ["active"], "DELETED_ONLY": ["deleted"], "ALL": ["active", "deleted"]}[view_type]
-        where = "lifecycle_stage IN {stages:Array(String)}"
-        if name_op is not None:
-            where += f" AND name {name_op} {{name:String}}"
-        rows = _rows_as_dicts(self.client.query(
-            f"SELECT {self.EXPERIMENT_COLUMNS} FROM {self.db}.experiments_latest WHERE {where} "
-            f"ORDER BY creation_time DESC, experiment_id LIMIT {{limit:UInt32}} OFFSET {{offset:UInt32}}",
-            parameters={"stages": stages, "name": name_value, "limit": limit, "offset": offset}))
-        return [mlflow_experiment(r) for r in rows]
+    def search_experiments(self, sql: str, parameters: dict[str, Any]) -> list[dict[str, Any]]:
+        """Experiments of a ``server.experiment_search.build_experiment_search_query`` query."""
+        return [mlflow_experiment(r) for r in _rows_as_dicts(self.client.query(sql, parameters=parameters))]
 
     def run_ids_of_experiment(self, experiment_id: str, lifecycle_stage: str) -> list[str]:
         return [r[0] for r in self.client.query(
@@ -462,36 +503,3 @@ class MlflowReader(TrackingReader):
         runs = self.mlflow_runs([run_id])
         return runs[0] if runs else None
 
-    def metric_history_page(self, run_id: str, key: str, after: HistoryPosition | None,
-                            limit: int) -> tuple[dict[str, np.ndarray], HistoryPosition | None]:
-        """Up to ``limit`` points in (step, timestamp, value) order, starting after ``after``; returns
-        the columns and the position to continue from (None on the last page).
-
-        Keyset paging: a page reads from its (step, timestamp) onward in primary-key order and stops
-        after the rows it needs (``LIMIT ... WITH TIES`` keeps every point of the last
-        (step, timestamp), so ties are ordered by value here, the same way on every page). Each page
-        costs the same however deep it is, and points logged meanwhile never shift a page.
-        """
-        where = "run_id = {r:String} AND key = {k:String}"
-        skip = 0
-        params: dict[str, Any] = {"r": run_id, "k": key}
-        if after is not None:
-            where += " AND step >= {s:Int64} AND (step > {s:Int64} OR timestamp_ms >= {t:Int64})"
-            params.update(s=after.step, t=after.timestamp_ms)
-            skip = after.seen_at_position
-        params["n"] = skip + limit + 1
-        table = self.client.query_arrow(
-            f"SELECT step, timestamp_ms, value FROM {self.db}.metrics WHERE {where} "
-            f"ORDER BY step, timestamp_ms LIMIT {{n:UInt64}} WITH TIES", parameters=params)
-        steps, stamps, values = (table.column(name).to_numpy() for name in ("step", "timestamp_ms", "value"))
-        order = np.lexsort((values, stamps, steps))[skip:]
-        more = len(order) > limit
-        order = order[:limit]
-        page = {"step": steps[order], "timestamp_ms": stamps[order], "value": values[order]}
-        if not more:
-            return page, None
-        last_step, last_ts = int(page["step"][-1]), int(page["timestamp_ms"][-1])
-        same = int(np.count_nonzero((page["step"] == last_step) & (page["timestamp_ms"] == last_ts)))
-        if after is not None and (last_step, last_ts) == (after.step, after.timestamp_ms):
-            same += after.seen_at_position
-        return page, HistoryPosition(last_step, last_ts, same)

@@ -83,6 +83,7 @@ class Vocabulary:
     aliases: dict[str, str]
     list_attributes: tuple[str, ...] = ()  # attributes that take IN / NOT IN lists
     dataset_filters: bool = False  # datasets.<name|digest|context> (runs' dataset inputs)
+    keyed_kinds: tuple[Kind, ...] = ("metric", "param", "tag")  # the ``<type>.<key>`` entities besides attributes
 
     @property
     def valid_keys(self) -> list[str]:
@@ -246,11 +247,11 @@ def _resolve(token: _Token, orderable: bool = False, vocab: Vocabulary = RUN_VOC
             raise _SyntaxError(token.pos, f"Invalid dataset key '{key}' specified. Valid keys are "
                                           f"{list(_DATASET_KEYS)}")
         kind = "dataset"
-    elif token.entity in _ENTITY_TYPES:
+    elif _ENTITY_TYPES.get(token.entity) in (*vocab.keyed_kinds, "attribute"):
         kind = _ENTITY_TYPES[token.entity]
     else:
-        raise _SyntaxError(token.pos, f"Invalid entity type '{token.entity}'. "
-                                      "Valid values are ['metric', 'parameter', 'tag', 'attribute']")
+        valid = [_ENTITY_NAMES[k] for k in vocab.keyed_kinds] + ["attribute"]
+        raise _SyntaxError(token.pos, f"Invalid entity type '{token.entity}'. Valid values are {valid}")
     if key == "":
         raise _SyntaxError(token.pos, f"empty key in {token.text}")
     if kind == "attribute":

@@ -5,7 +5,6 @@ restart signs everyone out."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import secrets
 import threading
@@ -17,6 +16,7 @@ from aiohttp import web
 from trackstream.errors import InvalidInput
 from trackstream.server import json_codec
 from trackstream.server.auth import SESSION_PATH, AuthConfig
+from trackstream.server.password_checks import PasswordChecks
 
 SESSION_COOKIE = "ts_session"
 SESSION_TTL_S = 12 * 3600
@@ -54,14 +54,14 @@ class SessionStore:
             self._sessions.pop(token or "", None)
 
 
-def session_routes(config: AuthConfig, sessions: SessionStore) -> list[web.RouteDef]:
+def session_routes(config: AuthConfig, sessions: SessionStore, checks: PasswordChecks) -> list[web.RouteDef]:
     async def sign_in(request: web.Request) -> web.Response:
         body = json_codec.decode_object(await request.read())
         user, password = body.get("username"), body.get("password")
         if not isinstance(user, str) or not isinstance(password, str) or not user:
             raise InvalidInput("body must be a JSON object with string 'username' and 'password'")
         basic = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-        found = await asyncio.to_thread(config.authenticate, basic)  # Unauthenticated -> 401
+        found = await checks.authenticate(basic, request.remote)  # Unauthenticated -> 401, limits -> 429 / 503
         response = web.json_response({"user": found.name, "admin": found.admin})
         response.set_cookie(SESSION_COOKIE, sessions.create(found.name), max_age=int(sessions.ttl_s), path="/",
                             httponly=True, samesite="Strict", secure=request.secure)

@@ -22,6 +22,8 @@ import pytest
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.wait_strategies import LogMessageWaitStrategy
 
+from trackstream.infra.clickhouse_server import ClickHouseServer
+from trackstream.infra.cluster import LocalCluster
 from trackstream.infra.kafka_broker import KafkaBroker
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -229,6 +231,54 @@ def clickhouse_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             container.stop()
         return
     yield f"chdb://{tmp_path_factory.mktemp('chdb', numbered=True) / 'clickhouse'}"
+
+
+@pytest.fixture(scope="session")
+def clickhouse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouseServer]:
+    """A ClickHouse *server* (HTTP + TCP on loopback) run from the chdb-core wheel, one per test
+    run; tests isolate by database name. Several processes can share it, unlike embedded chdb."""
+    from tests.integration.harness import free_port
+
+    server = ClickHouseServer(tmp_path_factory.mktemp("clickhouse-server"), http_port=free_port(),
+                              tcp_port=free_port())
+    server.start(timeout=60)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def clickhouse_server_dsn(request: pytest.FixtureRequest) -> str:
+    """The DSN of a ClickHouse server: TRACKSTREAM_TEST_CLICKHOUSE when it names one, otherwise
+    the session's chdb-core server."""
+    configured = os.environ.get("TRACKSTREAM_TEST_CLICKHOUSE", "")
+    if configured and not configured.startswith("chdb"):
+        return configured
+    return request.getfixturevalue("clickhouse_server").dsn
+
+
+@pytest.fixture(scope="session")
+def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """`trackstream up --cluster`'s topology, started once per test run on free loopback ports:
+    3 KRaft brokers (RF 3, min.insync.replicas 2), a ClickHouse server, 2 workers, 2 gateways.
+    Stopped (exactly what it started) when the session ends."""
+    from tests.integration.harness import free_port
+    from trackstream.config import Settings
+    from trackstream.infra.cluster import ClusterPorts
+
+    home = tmp_path_factory.mktemp("cluster")
+    name = f"cl{uuid.uuid4().hex[:6]}"
+    ports = ClusterPorts(brokers=tuple((free_port(), free_port()) for _ in range(3)), clickhouse_http=free_port(),
+                         clickhouse_tcp=free_port(), gateways=(free_port(), free_port()))
+    cluster = LocalCluster(home, Settings(home=home, database=f"ts_{name}", topic=f"events.{name}",
+                                          dead_letter_topic=f"events.{name}.dlq", consumer_group=f"materializer-{name}"),
+                           ports)
+    try:
+        cluster.up(timeout=BROKER_START_TIMEOUT_S)
+        yield cluster
+    finally:
+        cluster.down()
 
 
 @pytest.fixture

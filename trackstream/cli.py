@@ -62,6 +62,14 @@ def cmd_infra(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from trackstream.server_process import ServerProcess
 
+    if args.cluster:
+        from trackstream.infra.cluster import LocalCluster
+
+        cluster = LocalCluster(settings.home / "cluster", settings)
+        cluster.up()
+        print(f"Cluster started under {cluster.home}:\n{cluster.describe()}")
+        return 0
+
     cmd_infra(argparse.Namespace(action="up"), settings)
     server = ServerProcess(settings)
     pid, started = server.start()
@@ -72,6 +80,13 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
     from trackstream.server_process import ServerProcess
 
+    if args.cluster:
+        from trackstream.infra.cluster import LocalCluster
+
+        stopped = LocalCluster(settings.home / "cluster", settings).down()
+        print("Stopped: " + (", ".join(stopped) if stopped else "nothing (nothing of ours was running)"))
+        return 0
+
     print("Server stopped" if ServerProcess(settings).stop() else "Server was not running (nothing of ours to stop)")
     return cmd_infra(argparse.Namespace(action="down"), settings)
 
@@ -80,6 +95,20 @@ def cmd_server(args: argparse.Namespace, settings: Settings) -> int:
     from trackstream.server.main import serve
 
     serve(settings, loglevel=args.loglevel)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from trackstream.server.main import serve_worker
+
+    serve_worker(settings, loglevel=args.loglevel)
+    return 0
+
+
+def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
+    from trackstream.server.main import serve_gateway
+
+    serve_gateway(settings)
     return 0
 
 
@@ -278,6 +307,21 @@ def cmd_auth(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_gc_staging(args: argparse.Namespace, settings: Settings) -> int:
+    from trackstream.producer.staging_gc import collect_staging, describe_duration, parse_duration, staging_stores
+
+    grace_s = parse_duration(args.older_than) if args.older_than is not None else settings.staging_grace_s
+    result = collect_staging(staging_stores(settings), grace_s)
+    for entry in result.removed:
+        multipart = f" (incomplete multipart upload {entry.upload_id})" if entry.upload_id else ""
+        print(f"removed {entry.name}{multipart}: {entry.size:,} bytes, last written {format_ms(int(entry.modified * 1000))} UTC")
+    print(f"removed {len(result.removed)} abandoned upload(s), freed {result.bytes_freed:,} bytes; "
+          f"kept {len(result.kept)} younger than {describe_duration(grace_s)}")
+    for error in result.errors:
+        print(f"error: could not remove {error}", file=sys.stderr)
+    return EXIT_ERROR if result.errors else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trackstream", description="Event-sourced ML experiment tracking.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -289,10 +333,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("infra", cmd_infra, "start, stop or inspect the local Kafka broker")
     p.add_argument("action", choices=["up", "down", "status"])
-    add("up", cmd_up, "start Kafka and the trackstream server in the background")
-    add("down", cmd_down, "stop the server and Kafka that `up` started")
+    p = add("up", cmd_up, "start Kafka and the trackstream server in the background")
+    p.add_argument("--cluster", action="store_true", help="instead: 3 Kafka brokers, a ClickHouse server, "
+                                                          "2 workers and 2 gateways under $TRACKSTREAM_HOME/cluster")
+    p = add("down", cmd_down, "stop the server and Kafka that `up` started")
+    p.add_argument("--cluster", action="store_true", help="stop what `up --cluster` started")
     p = add("server", cmd_server, "run the worker and HTTP API in the foreground")
     p.add_argument("--loglevel", default="warning")
+    p = add("worker", cmd_worker, "run one consumer-group member in the foreground (N of them share the "
+                                  "partitions; needs a ClickHouse server)")
+    p.add_argument("--loglevel", default="warning")
+    add("gateway", cmd_gateway, "run the HTTP API alone in the foreground (stateless; M of them; needs a "
+                                "ClickHouse server)")
     add("status", cmd_status, "broker and ingest status")
     p = add("runs", cmd_runs, "list runs, newest first")
     p.add_argument("--limit", type=int, default=20)
@@ -325,6 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("auth", cmd_auth, "make auth-file entries: a password hash (read from the terminal or stdin) "
                               "or a new random token and its hash")
     p.add_argument("action", choices=["hash-password", "new-token"])
+    p = add("gc-staging", cmd_gc_staging, "remove uploads that killed processes left in the artifact stores' "
+                                           "staging areas (committed artifacts are never touched)")
+    p.add_argument("--older-than", help="grace period, e.g. 30m, 24h, 2d (default: TRACKSTREAM_STAGING_GRACE_S, 24h)")
     p = add("demo", cmd_demo, "log an example training run and show it")
     p.add_argument("--steps", type=int, default=500)
     p.add_argument("--timeout", type=float, default=60.0)

@@ -37,12 +37,31 @@ class Settings:
     # Where the SDK stores artifacts: "" is the local store at ``artifact_root``; ``s3://bucket/prefix``
     # an S3-compatible bucket (endpoint and credentials as boto3 reads them: AWS_ENDPOINT_URL, ...).
     artifact_store: str = ""
+    # Staging uploads untouched this long belong to a killed process: `trackstream gc-staging` and the
+    # worker's periodic task remove them (producer/staging_gc.py).
+    staging_grace_s: float = 86400.0
     # Where SDK reads (``ts.search_runs``...) go: "" is this server's own http://host:port.
     reads_url: str = ""
     # Browser-facing checks (server/web_security.py): Host names accepted besides loopback ones
     # (DNS rebinding), and foreign origins allowed to make cross-origin requests (CORS, closed by default).
     allowed_hosts: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()
+    # How long a gateway request waits for Kafka's acknowledgement before answering 503; the event may
+    # still land, and the client's retry of the same request is then dropped as a repeat.
+    gateway_ack_timeout_s: float = 30.0
+    # How often a `trackstream gateway` polls the workers' materialized positions in ClickHouse.
+    positions_poll_s: float = 0.05
+    # Password guessing (server/password_checks.py): failed basic-auth attempts allowed per client
+    # address and per user in a burst, then per minute; threads checking passwords (scrypt), and
+    # how many checks may wait for one before the server answers 503.
+    auth_failure_burst: int = 10
+    auth_failures_per_minute: int = 5
+    auth_threads: int = 2
+    auth_queue: int = 32
+    # New event topics' replication: 1 on one broker; 3 and 2 on a cluster (`trackstream up --cluster`),
+    # so an acknowledged write (acks=all) survives the loss of a broker.
+    replication_factor: int = 1
+    min_insync_replicas: int = 1
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -63,9 +82,18 @@ class Settings:
             auth_file=Path(env["TRACKSTREAM_AUTH_FILE"]).expanduser() if env.get("TRACKSTREAM_AUTH_FILE") else None,
             batch_window_s=_positive_ms(env, "TRACKSTREAM_BATCH_WINDOW_MS", 100) / 1000,
             artifact_store=artifact_store_location(env.get("TRACKSTREAM_ARTIFACT_STORE", "")),
+            staging_grace_s=_seconds(env, "TRACKSTREAM_STAGING_GRACE_S", 86400.0),
             reads_url=env.get("TRACKSTREAM_SERVER_URL", "").strip().rstrip("/"),
             allowed_hosts=_comma_list(env.get("TRACKSTREAM_ALLOWED_HOSTS", "")),
             cors_origins=_comma_list(env.get("TRACKSTREAM_CORS_ORIGINS", "")),
+            gateway_ack_timeout_s=_positive_ms(env, "TRACKSTREAM_GATEWAY_ACK_TIMEOUT_MS", 30_000) / 1000,
+            positions_poll_s=_positive_ms(env, "TRACKSTREAM_POSITIONS_POLL_MS", 50) / 1000,
+            auth_failure_burst=_whole_number(env, "TRACKSTREAM_AUTH_FAILURE_BURST", 10, 1, 1_000_000),
+            auth_failures_per_minute=_whole_number(env, "TRACKSTREAM_AUTH_FAILURES_PER_MINUTE", 5, 1, 1_000_000),
+            auth_threads=_whole_number(env, "TRACKSTREAM_AUTH_THREADS", 2, 1, 64),
+            auth_queue=_whole_number(env, "TRACKSTREAM_AUTH_QUEUE", 32, 0, 100_000),
+            replication_factor=_whole_number(env, "TRACKSTREAM_REPLICATION_FACTOR", 1, 1, 16),
+            min_insync_replicas=_whole_number(env, "TRACKSTREAM_MIN_INSYNC_REPLICAS", 1, 1, 16),
         )
 
     @property
@@ -110,6 +138,26 @@ def _positive_ms(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name, str(default))
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 60_000:
         raise InvalidInput(f"{name} must be a whole number of milliseconds between 1 and 60000, got {raw!r}")
+    return int(raw)
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise InvalidInput(f"{name} must be a positive number of seconds, got {raw!r}")
+    return value
+
+
+def _whole_number(env: Mapping[str, str], name: str, default: int, lowest: int, highest: int) -> int:
+    raw = env.get(name, str(default)).strip()
+    if not (raw.isascii() and raw.isdigit()) or not lowest <= int(raw) <= highest:
+        raise InvalidInput(f"{name} must be a whole number between {lowest} and {highest}, got {raw!r}")
     return int(raw)
 
 

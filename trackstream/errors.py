@@ -7,6 +7,7 @@ TrackstreamError
  ├── ResourceAlreadyExists   a name that is taken (HTTP 400, as MLflow)
  ├── PermissionDenied        authenticated, but not allowed (HTTP 403)
  ├── Unauthenticated         no or wrong credentials (HTTP 401)
+ ├── TooManyRequests         too many failed sign-ins from an address or for a user (HTTP 429)
  ├── SchemaError
  │    ├── UnknownEventType   an event type the contract does not define
  │    ├── EncodeError        a record that does not fit its schema
@@ -15,6 +16,7 @@ TrackstreamError
  │    └── MetricsNotSpooled  buffered metric points the local spool refused (e.g. disk full)
  ├── StorageError            ClickHouse refused or the schema version is unknown
  └── ServiceUnavailable      Kafka / the server is not reachable
+      └── Overloaded          the server refuses work it has no room for now (HTTP 503)
 """
 
 
@@ -44,6 +46,14 @@ class PermissionDenied(TrackstreamError):
 
 class Unauthenticated(TrackstreamError):
     pass
+
+
+class TooManyRequests(TrackstreamError):
+    """Refused for a while; ``retry_after_s`` says how long (the HTTP edge sends it as Retry-After)."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class SchemaError(TrackstreamError):
@@ -77,3 +87,11 @@ class StorageError(TrackstreamError):
 
 class ServiceUnavailable(TrackstreamError):
     pass
+
+
+class Overloaded(ServiceUnavailable):
+    """No room for the work now (a full queue); ``retry_after_s`` says when to try again."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

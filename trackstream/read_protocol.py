@@ -33,6 +33,7 @@ import numpy as np
 from trackstream.errors import InvalidInput
 
 WRITTEN_HEADER = "X-Trackstream-Written"
+NEXT_PAGE_HEADER = "X-Trackstream-Next-Page-Token"  # the page_token of a paged read route's next page
 COLUMNS_MEDIA_TYPE = "application/x-trackstream-columns"
 MAX_MARKED_PARTITIONS = 10_000
 

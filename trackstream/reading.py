@@ -8,12 +8,14 @@ import os
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
+
+import numpy as np
 
 from trackstream.infra.processes import pid_alive, read_cmdline
 from trackstream.config import Settings
 from trackstream.errors import InvalidInput, NotFound, ServiceUnavailable, TrackstreamError
-from trackstream.read_protocol import HistoryColumns, decode_history_columns
+from trackstream.read_protocol import NEXT_PAGE_HEADER, HistoryColumns, decode_history_columns
 
 MLFLOW_API = "/api/2.0/mlflow"
 
@@ -33,6 +35,10 @@ class HttpReader:
         self.extra_headers = extra_headers
 
     def _request(self, path: str, body: dict[str, Any] | None = None) -> bytes:
+        return self._exchange(path, body)[0]
+
+    def _exchange(self, path: str, body: dict[str, Any] | None = None) -> tuple[bytes, Mapping[str, str]]:
+        """The response body and headers of one request; HTTP errors as trackstream's exceptions."""
         data = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": "application/json"}
         token = os.environ.get("TRACKSTREAM_TOKEN")
@@ -44,7 +50,7 @@ class HttpReader:
                                          headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return response.read()
+                return response.read(), response.headers
         except urllib.error.HTTPError as exc:
             try:
                 message = json.loads(exc.read()).get("message", str(exc))
@@ -73,17 +79,38 @@ class HttpReader:
         query = urllib.parse.urlencode(_as_of(as_of_ms))
         return self._call(f"/api/ts/runs/{urllib.parse.quote(run_id, safe='')}?{query}")["run"]
 
+    def _history_pages(self, run_id: str, key: str, query: dict[str, Any]) -> Iterator[bytes]:
+        """Every page of the history route, following its ``X-Trackstream-Next-Page-Token``."""
+        path = f"/api/ts/runs/{urllib.parse.quote(run_id, safe='')}/metrics/{urllib.parse.quote(key, safe='')}"
+        token = None
+        while True:
+            body, headers = self._exchange(f"{path}?{urllib.parse.urlencode(query | _page(token))}")
+            yield body
+            token = headers.get(NEXT_PAGE_HEADER)
+            if not token:
+                return
+
     def metric_history(self, run_id: str, key: str, limit: int | None = None,
                        as_of_ms: int | None = None) -> dict[str, list]:
-        path = f"/api/ts/runs/{urllib.parse.quote(run_id, safe='')}/metrics/{urllib.parse.quote(key, safe='')}"
-        history = self._call(f"{path}?{urllib.parse.urlencode(_as_of(as_of_ms))}")["history"]
+        """The history as lists (every page, or the first ``limit`` points)."""
+        history: dict[str, list] = {"step": [], "timestamp_ms": [], "value": []}
+        for body in self._history_pages(run_id, key, _as_of(as_of_ms)):
+            page = json.loads(body)["history"]
+            for name, column in history.items():
+                column += page[name]
+            if limit is not None and len(history["step"]) >= limit:
+                break
+        history = {name: column[:limit] for name, column in history.items()}
         history["value"] = [float(v) if isinstance(v, str) else v for v in history["value"]]
         return history
 
     def history_columns(self, run_id: str, key: str) -> HistoryColumns:
-        """The full history of one metric as numpy columns (the ``format=columns`` body)."""
-        path = f"/api/ts/runs/{urllib.parse.quote(run_id, safe='')}/metrics/{urllib.parse.quote(key, safe='')}"
-        return decode_history_columns(self._request(f"{path}?format=columns"))
+        """The full history of one metric as numpy columns (the ``format=columns`` pages, joined)."""
+        pages = [decode_history_columns(body) for body in self._history_pages(run_id, key, {"format": "columns"})]
+        if len(pages) == 1:
+            return pages[0]
+        return HistoryColumns(*(np.concatenate([getattr(p, name) for p in pages])
+                                for name in ("steps", "values", "timestamps")))
 
     def mlflow_run(self, run_id: str) -> dict[str, Any]:
         """MLflow's Run (``runs/get``) as JSON."""
@@ -107,6 +134,10 @@ class HttpReader:
 
     def replay_status(self) -> dict[str, Any]:
         return self._call("/api/ts/replay")
+
+
+def _page(token: str | None) -> dict[str, str]:
+    return {"page_token": token} if token else {}
 
 
 def _as_of(as_of_ms: int | None) -> dict[str, int]:

@@ -32,9 +32,17 @@ export async function fetchBuckets(runId, key, range) {
   return (await tsGet(path, params)).history;
 }
 
+/** The full history, page after page (the route answers in capped pages with a next_page_token). */
 async function fetchTimes(runId, key) {
   const path = `/api/ts/runs/${encodeURIComponent(runId)}/metrics/${key.split('/').map(encodeURIComponent).join('/')}`;
-  return (await tsGet(path)).history;
+  const history = {step: [], timestamp_ms: [], value: []};
+  let token = null;
+  do {
+    const page = await tsGet(path, token ? {page_token: token} : {});
+    for (const name of Object.keys(history)) history[name] = history[name].concat(page.history[name]);
+    token = page.next_page_token;
+  } while (token);
+  return history;
 }
 
 /** uPlot tables [x, min, max, line] for each run, joined on x. */

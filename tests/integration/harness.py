@@ -78,6 +78,7 @@ class ServerHandle:
     log_path: Path
     process: subprocess.Popen | None = None
     env_overrides: dict[str, str] = field(default_factory=dict)
+    role: str = "server"  # or "worker" (no HTTP) / "gateway": the trackstream command run
 
     @property
     def env(self) -> dict[str, str]:
@@ -95,9 +96,9 @@ class ServerHandle:
 
     def start(self, timeout: float = 90, wait: bool = True) -> "ServerHandle":
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "trackstream.cli", "server"], env=self.env,
+            self.process = subprocess.Popen([sys.executable, "-m", "trackstream.cli", self.role], env=self.env,
                                             stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-        if wait:
+        if wait and self.role != "worker":
             wait_until(lambda: self._alive_or_raise() and self.reader.healthy(), timeout, "the server to answer")
         return self
 

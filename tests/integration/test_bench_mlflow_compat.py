@@ -50,3 +50,31 @@ def test_ci_size_benchmark_reports_trackstream_numbers(kafka_bootstrap, tmp_path
     for name in servers[1:]:
         assert report["servers"][name]["status"].startswith("ok"), report["servers"][name]
         assert rows["ingest"]["values"][name] > 0 and rows["ingest"]["ratios"][f"ts/{name}"] > 0
+
+
+SUSTAINED_ROWS = ("sustained_pre", "sustained_pre_p50", "sustained_pre_p99", "sustained_pre_server_us",
+                  "sustained_pre_client_us", "sustained_json", "sustained_json_server_us", "sustained_json_client_us",
+                  "load_runs", "load_create_p50", "load_create_p99", "load_log_batch_p50", "load_log_batch_p99",
+                  "load_search_p50", "load_search_p99", "log_metric_p50", "ryw_p50")
+
+
+def test_sustained_mode_reports_rates_latencies_and_the_server_cpu_per_point(kafka_bootstrap, tmp_path):
+    out = tmp_path / "sustained.json"
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--mode", "sustained", "--size", "ci", "--duration", "3", "--load-runs", "60",
+         "--searches", "20", "--latency-calls", "20", "--bootstrap", kafka_bootstrap, "--servers", "trackstream",
+         "--json", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr[-4000:]}"
+
+    report = json.loads(out.read_text())
+    assert report["mode"] == "sustained"
+    rows = {row["key"]: row for row in report["rows"]}
+    for key in SUSTAINED_ROWS:
+        value = rows[key]["values"].get("trackstream")
+        assert isinstance(value, (int, float)) and value > 0, f"{key}: {value!r} ({rows[key]['notes']})"
+    split = rows["sustained_pre_server_us"]["notes"]["trackstream"]
+    assert "server: python" in split and "broker" in split and "% busy" in split, split
+    assert not rows["load_search_p50"]["notes"].get("trackstream"), "search over the loaded runs answered wrongly"
+    assert {t["target"].split(" (scaled")[0] for t in report["targets"]} >= {
+        "sustained ingest, pre-encoded bodies >= 400,000 points/s", "loading 60 runs < 0.12"}

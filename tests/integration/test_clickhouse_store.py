@@ -110,3 +110,20 @@ def test_an_embedded_engine_in_use_by_another_process_is_refused_with_who_owns_i
     finally:
         owner.kill()
         owner.wait()
+
+
+def test_a_request_retry_in_a_later_batch_is_dropped_from_the_stored_state(db):
+    """The retry arrives after the worker restarted: its run's latest writer comes back from the events."""
+    client, database = db
+    log = EventLog()
+    log.run_created("r1")
+    log.add("params_set", run_id="r1", params=[{"key": "lr", "value": "1"}], seq=1, writer_id="req-a")
+    log.metrics("r1", 10, seq=2, writer_id="req-a")
+    materialize(client, database, log.messages)
+    first_batch = len(log.messages)
+    log.metrics("r1", 10, seq=2, writer_id="req-a")  # the retry: dropped
+    log.add("tags_set", run_id="r1", tags=[{"key": "t", "value": "x"}], seq=1, writer_id="req-b")
+    log.metrics("r1", 10, seq=2, writer_id="req-a")  # after another write: applied
+    written = materialize(client, database, log.messages[first_batch:])
+    assert written["metrics"] == 10
+    assert count(client, database, "metrics") == 20

@@ -419,3 +419,36 @@ def test_logged_models_follow_their_experiments_permissions(secured: Secured) ->
             alice.put(f"{ARTIFACTS}/{ids['gamma']}/models/{theirs_id}/artifacts/MLmodel", b"x")[0],
             alice.post(API + "/logged-models/search", {"experiment_ids": [ids["gamma"]]})[0],
             alice.get(f"/api/ts/models/{theirs_id}")[0]) == (403, 200, 403, 200, 403, 200, 403, 403, 403)
+
+
+# '#' in artifact paths ------------------------------------------------------------------------
+
+
+def test_a_hash_in_an_artifact_path_is_refused_on_every_route(target: Target) -> None:
+    """'#' starts a URL fragment, so clients and proxies cut a path there: every artifact route
+    refuses it with a 400 naming the path, whether written raw, percent-encoded or double-encoded,
+    and nothing is stored (a raw '#' must not silently become an upload to the truncated name)."""
+    t = target
+    status, body = t.api.post(API + "/logged-models", {"experiment_id": t.experiment_id, "name": "hashed"})
+    assert status == 200, body
+    model_id = body["model"]["info"]["model_id"]
+    marker = f"frag{uuid.uuid4().hex[:6]}"
+    requests_ = []
+    for written, shown in ((f"file%23{marker}.txt", f"file#{marker}.txt"),
+                           (f"file%2523{marker}.txt", f"file%23{marker}.txt"),
+                           (f"file#{marker}.txt", f"file#{marker}.txt")):
+        for prefix in (ARTIFACTS, "/ajax-api/2.0/mlflow-artifacts/artifacts"):
+            requests_ += [("PUT", f"{prefix}/{t.run_prefix}/{written}", shown),
+                          ("GET", f"{prefix}/{t.run_prefix}/{written}", shown),
+                          ("GET", f"{prefix}?path={t.run_prefix}/{written}", shown)]
+        requests_ += [("GET", f"{API}/artifacts/list?run_id={t.run_id}&path={written}", shown),
+                      ("GET", f"{API}/logged-models/{model_id}/artifacts/directories?artifact_directory_path={written}",
+                       shown)]
+    for method, path, shown in requests_:
+        status, raw = t.api.raw(method, path, b"outside-file" if method == "PUT" else None)
+        assert status == 400, (method, path, status, raw[:300])
+        body = json.loads(raw)
+        assert body["error_code"] == "INVALID_PARAMETER_VALUE", (method, path, body)
+        assert "'#'" in body["message"] and shown in body["message"], (method, path, body["message"])
+    run_dir = t.root / t.run_prefix
+    assert not paths_containing(t.root, marker) and not (run_dir / "file").exists()

@@ -256,8 +256,8 @@ def test_a_client_killed_during_the_model_upload_leaves_it_pending(server):
         found = wait_until(lambda: client.search_logged_models(experiment_ids=[experiment_id]), 120,
                            "the killed client's logged model")
         model_id = found[0].model_id
-        staging = server.settings.artifact_root
-        wait_until(lambda: any(p.name.startswith("upload-") and p.stat().st_size > 0 for p in staging.iterdir()),
+        staging = server.settings.artifact_root / ".staging"  # where the proxy receives request bodies
+        wait_until(lambda: any(p.name.startswith("incoming-") and p.stat().st_size > 0 for p in staging.iterdir()),
                    120, "the model upload to start")
         proc.kill()
     finally:

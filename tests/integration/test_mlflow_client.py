@@ -7,6 +7,7 @@ import math
 import uuid
 
 import pytest
+import requests
 
 from tests.integration.harness import mlflow_tracking_server
 
@@ -104,6 +105,72 @@ def test_client_experiment_calls(tracking_uri):
     client.restore_experiment(experiment_id)
     assert client.get_experiment(experiment_id).lifecycle_stage == "active"
     assert client.get_experiment_by_name("no-such-experiment-anywhere") is None
+
+
+def test_client_deletes_an_experiment_tag(tracking_uri):
+    client = MlflowClient()
+    experiment_id = client.create_experiment(f"tagged-{uuid.uuid4().hex[:6]}", tags={"owner": "me", "stage": "dev"})
+    client.delete_experiment_tag(experiment_id, "owner")
+    assert client.get_experiment(experiment_id).tags == {"stage": "dev"}
+    with pytest.raises(MlflowException, match="No tag with name"):
+        client.delete_experiment_tag(experiment_id, "owner")
+    client.delete_experiment(experiment_id)
+    with pytest.raises(MlflowException, match="must be in the 'active' state"):
+        client.delete_experiment_tag(experiment_id, "stage")
+
+
+def test_client_searches_experiments_with_filters_order_and_pages(tracking_uri):
+    import time
+
+    from mlflow.entities import ViewType
+
+    client = MlflowClient()
+    batch = uuid.uuid4().hex[:8]
+    ids = {}
+    for name, team in [("Alpha", "core"), ("beta", "core"), ("gamma", "edge")]:
+        ids[name] = client.create_experiment(f"{batch}-{name}", tags={"batch": batch, "team": team})
+        time.sleep(0.01)  # distinct creation times
+    mine = f"tags.batch = '{batch}'"
+
+    def names(filter_string: str, order_by: list[str] | None = None, **kwargs) -> list[str]:
+        found = client.search_experiments(filter_string=filter_string, order_by=order_by, **kwargs)
+        return [e.name.removeprefix(f"{batch}-") for e in found]
+
+    assert names(mine) == ["gamma", "beta", "Alpha"]  # MLflow's default: newest first
+    assert names(f"{mine} AND tags.team = 'core'", ["name ASC"]) == ["Alpha", "beta"]
+    assert names(f"{mine} AND tags.team != 'core'") == ["gamma"]
+    assert names(f"{mine} AND attribute.name LIKE '%-a%'") == []  # LIKE is case-sensitive
+    assert names(f"{mine} AND name ILIKE '%-a%'") == ["Alpha"]
+    assert names(mine, ["name DESC"]) == ["gamma", "beta", "Alpha"]
+    assert names(mine, ["experiment_id ASC"]) == [n for n, _ in sorted(ids.items(), key=lambda kv: int(kv[1]))]
+    beta = client.get_experiment(ids["beta"])
+    assert names(f"{mine} AND creation_time >= {beta.creation_time}", ["creation_time ASC"]) == ["beta", "gamma"]
+    time.sleep(0.01)
+    client.set_experiment_tag(ids["Alpha"], "touched", "yes")
+    assert names(f"{mine} AND last_update_time > {beta.last_update_time}", ["last_update_time DESC"])[0] == "Alpha"
+    assert names(f"{mine} AND tags.touched = 'yes'") == ["Alpha"]
+
+    first = client.search_experiments(filter_string=mine, order_by=["name ASC"], max_results=2)
+    assert [e.name for e in first] == [f"{batch}-Alpha", f"{batch}-beta"] and first.token
+    rest = client.search_experiments(filter_string=mine, order_by=["name ASC"], max_results=2, page_token=first.token)
+    assert [e.name for e in rest] == [f"{batch}-gamma"] and not rest.token
+
+    client.delete_experiment(ids["gamma"])
+    assert names(mine) == ["beta", "Alpha"]
+    assert names(mine, view_type=ViewType.DELETED_ONLY) == ["gamma"]
+    assert names(mine, ["name ASC"], view_type=ViewType.ALL) == ["Alpha", "beta", "gamma"]
+
+    for bad, message in [("owner = 'x'", "Invalid attribute key 'owner'"),
+                         ("metrics.acc > 1", "Invalid entity type 'metrics'"),
+                         ("creation_time LIKE '1%'", "Invalid comparator 'LIKE'")]:
+        with pytest.raises(MlflowException, match=message) as info:
+            client.search_experiments(filter_string=bad)
+        assert info.value.error_code == "INVALID_PARAMETER_VALUE"
+    with pytest.raises(MlflowException, match="tags.team"):
+        client.search_experiments(order_by=["tags.team"])
+    got = requests.get(f"{tracking_uri}/api/2.0/mlflow/experiments/search", timeout=30, params=[
+        ("filter", mine), ("order_by", "name DESC"), ("max_results", "2"), ("view_type", "ALL")]).json()
+    assert [e["name"] for e in got["experiments"]] == [f"{batch}-gamma", f"{batch}-beta"] and got["next_page_token"]
 
 
 def test_run_delete_restore_and_writes_to_deleted_runs(tracking_uri):

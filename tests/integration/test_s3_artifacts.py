@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,10 +21,11 @@ import boto3
 import moto.server as moto_server
 import pytest
 from botocore.config import Config
+from mlflow import MlflowClient
 
 from trackstream.producer.artifacts import ArtifactUploadError, S3ArtifactStore
 from trackstream.producer.client import TrackingClient
-from tests.integration.harness import REPO, ServerHandle, free_port, running_server, wait_until
+from tests.integration.harness import REPO, ServerHandle, free_port, make_server, wait_until
 
 BUCKET = "trackstream-artifacts"
 PREFIX = "team/vision"
@@ -67,9 +69,16 @@ def s3() -> Iterator[S3Server]:
 
 
 @pytest.fixture(scope="module")
-def server(kafka_bootstrap, tmp_path_factory) -> Iterator[ServerHandle]:
-    with running_server(kafka_bootstrap, tmp_path_factory.mktemp("s3"), "s3") as handle:
+def server(s3, kafka_bootstrap, tmp_path_factory) -> Iterator[ServerHandle]:
+    """A server configured with the same S3 store as the training processes: its mlflow-artifacts
+    proxy lists, serves and stores through it."""
+    handle = make_server(kafka_bootstrap, tmp_path_factory.mktemp("s3"), f"s3{uuid.uuid4().hex[:6]}")
+    handle.env_overrides.update(S3_ENV, AWS_ENDPOINT_URL=s3.url, TRACKSTREAM_ARTIFACT_STORE=f"s3://{BUCKET}/{PREFIX}")
+    handle.start()
+    try:
         yield handle
+    finally:
+        handle.stop()
 
 
 def objects(s3: S3Server, prefix: str) -> dict[str, str]:
@@ -117,8 +126,43 @@ def test_a_training_process_configured_for_s3_commits_verified_multipart_uploads
     assert rows[1] == ["config.json", len(b'{\n  "lr": 0.1\n}'), hashlib.sha256(b'{\n  "lr": 0.1\n}').hexdigest(),
                        f"s3://{BUCKET}/{base}/config.json"]
     assert rows[0] == ["checkpoints/model.ckpt", checkpoint.stat().st_size, digest, uri]
-    stored = objects(s3, PREFIX)
-    assert stored == {f"{base}/checkpoints/model.ckpt": digest, f"{base}/config.json": rows[1][2]}  # no staging left
+    stored = objects(s3, f"{PREFIX}/{experiment_id}")
+    assert stored == {f"{base}/checkpoints/model.ckpt": digest, f"{base}/config.json": rows[1][2]}
+    assert list(objects(s3, f"{PREFIX}/.staging")) == [] and list(objects(s3, f"{PREFIX}/.versions")) == []
+
+    # The unmodified mlflow client sees them through the server's mlflow-artifacts proxy.
+    mlflow_client = MlflowClient(tracking_uri=server.settings.server_url)
+    top = [(f.path, f.is_dir, f.file_size) for f in mlflow_client.list_artifacts(run_id)]
+    assert top == [("checkpoints", True, None), ("config.json", False, rows[1][1])]
+    nested = [(f.path, f.file_size) for f in mlflow_client.list_artifacts(run_id, "checkpoints")]
+    assert nested == [("checkpoints/model.ckpt", checkpoint.stat().st_size)]
+    downloaded = Path(mlflow_client.download_artifacts(run_id, "checkpoints/model.ckpt", str(tmp_path / "down")))
+    assert hashlib.sha256(downloaded.read_bytes()).hexdigest() == digest
+    whole = Path(mlflow_client.download_artifacts(run_id, "", str(tmp_path / "all")))
+    assert (whole / "config.json").read_bytes() == b'{\n  "lr": 0.1\n}'
+
+
+def test_the_mlflow_client_logs_lists_and_downloads_through_the_proxy_into_s3(s3, server, tmp_path):
+    mlflow_client = MlflowClient(tracking_uri=server.settings.server_url)
+    experiment_id = mlflow_client.create_experiment(f"s3-proxy-{uuid.uuid4().hex[:6]}")
+    run_id = mlflow_client.create_run(experiment_id).info.run_id
+    report = tmp_path / "report.txt"
+    report.write_text("accuracy 0.91\n")
+    mlflow_client.log_artifact(run_id, str(report), "eval")
+
+    base = f"{PREFIX}/{experiment_id}/{run_id}/artifacts"
+    digest = hashlib.sha256(report.read_bytes()).hexdigest()
+    assert objects(s3, f"{PREFIX}/{experiment_id}") == {f"{base}/eval/report.txt": digest}
+    rows = wait_until(lambda: server.sql(f"SELECT path, size, sha256, uri FROM {server.settings.database}.artifacts "
+                                         f"WHERE run_id = '{run_id}'"), 60, "the proxy's commit materialized")
+    assert rows == [["eval/report.txt", report.stat().st_size, digest, f"s3://{BUCKET}/{base}/eval/report.txt"]]
+    assert [(f.path, f.is_dir) for f in mlflow_client.list_artifacts(run_id)] == [("eval", True)]
+    assert [(f.path, f.file_size) for f in mlflow_client.list_artifacts(run_id, "eval")] == \
+        [("eval/report.txt", report.stat().st_size)]
+    back = Path(mlflow_client.download_artifacts(run_id, "eval/report.txt", str(tmp_path / "down")))
+    assert back.read_text() == "accuracy 0.91\n"
+    local = server.settings.artifact_root / experiment_id
+    assert not local.exists() or not any(local.rglob("*"))  # nothing went to the local store
 
 
 class S3GoesAwayMidUpload(S3ArtifactStore):

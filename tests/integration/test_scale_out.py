@@ -1,6 +1,6 @@
 """Several workers in one consumer group share the partitions; one joining and one dying
-rebalance without loss or duplicates. Needs a ClickHouse *server*: the embedded engine belongs
-to a single process, so this runs when TRACKSTREAM_TEST_CLICKHOUSE or a Docker engine gives one."""
+rebalance without loss or duplicates. Needs a ClickHouse *server* (the embedded engine belongs
+to a single process): the session's chdb-core server, or TRACKSTREAM_TEST_CLICKHOUSE."""
 
 from __future__ import annotations
 
@@ -8,19 +8,15 @@ import dataclasses
 import time
 import uuid
 
-import pytest
-
 from trackstream.infra.topics import ensure_topics
 from tests.integration.harness import free_port, make_server, wait_until
 from tests.integration.workload import produce_workload, table_counts
 
 
-def test_workers_joining_and_dying_rebalance_without_loss(kafka_bootstrap, clickhouse_dsn, tmp_path):
-    if clickhouse_dsn.startswith("chdb"):
-        pytest.skip("several worker processes need a ClickHouse server (set TRACKSTREAM_TEST_CLICKHOUSE)")
+def test_workers_joining_and_dying_rebalance_without_loss(kafka_bootstrap, clickhouse_server_dsn, tmp_path):
     name = f"scale{uuid.uuid4().hex[:6]}"
     first = make_server(kafka_bootstrap, tmp_path / "a", name)
-    first.settings = dataclasses.replace(first.settings, clickhouse_dsn=clickhouse_dsn)
+    first.settings = dataclasses.replace(first.settings, clickhouse_dsn=clickhouse_server_dsn)
     second = dataclasses.replace(make_server(kafka_bootstrap, tmp_path / "b", name), settings=dataclasses.replace(
         first.settings, home=tmp_path / "b", server_port=free_port()))
     ensure_topics(first.settings)

@@ -37,6 +37,7 @@ class EventLog:
         fields.update(extra)
         return self.add("run_created", **fields)
 
-    def metrics(self, run_id: str, n: int, key: str = "loss", seq: int | None = None) -> SourceMessage:
+    def metrics(self, run_id: str, n: int, key: str = "loss", seq: int | None = None,
+                writer_id: str | None = None) -> SourceMessage:
         batch = MetricBatch([key], np.zeros(n, np.uint32), np.arange(n), np.arange(n) + 1000, np.arange(n) * 0.5)
-        return self.add("metrics_logged", seq=seq, run_id=run_id, **batch.to_record_fields())
+        return self.add("metrics_logged", seq=seq, writer_id=writer_id, run_id=run_id, **batch.to_record_fields())

@@ -1,3 +1,6 @@
+import numpy as np
+
+from trackstream.schemas import MetricBatch
 from trackstream.consumers.materializer import AggregateState, Materializer, RejectReason
 from trackstream.consumers.run_state import FAILED, FINALIZER_WRITER_PREFIX, FINALIZING, FINISHED, RunState
 from tests.unit.consumers.events import EventLog
@@ -161,6 +164,23 @@ def test_experiment_created_twice_with_same_name_is_idempotent():
     assert not rows.rows["rejects"]
 
 
+def test_experiment_tag_deleted_removes_only_that_tag_and_replays_to_the_same_rows():
+    log = EventLog()
+    log.add("experiment_created", experiment_id="7", name="demo", artifact_location="",
+            tags=[{"key": "owner", "value": "me"}])
+    log.add("experiment_tag_set", experiment_id="7", key="stage", value="prod")
+    log.add("experiment_tag_deleted", experiment_id="7", key="owner")
+    log.add("experiment_tag_deleted", experiment_id="7", key="never-set")
+    rows = Materializer(EmptyStateReader()).process(log.messages)
+    assert [r[6] for r in rows.rows["experiments"]] == [{"owner": "me"}, {"owner": "me", "stage": "prod"},
+                                                       {"stage": "prod"}, {"stage": "prod"}]
+    assert not rows.rows["rejects"]
+    replay = Materializer(EmptyStateReader())
+    assert replay.process(log.messages).rows["experiments"] == rows.rows["experiments"]
+    redelivered = replay.process(log.messages[2:])  # after a crash before the offsets were committed
+    assert not redelivered.rows["experiments"] and redelivered.counts["duplicates"] == 2
+
+
 def test_metrics_table_is_columnar_with_dictionary_keys():
     log = EventLog()
     log.run_created("r1")
@@ -284,3 +304,89 @@ def test_a_deadline_failure_of_a_run_still_finalizing_fails_it_naming_what_is_mi
             end_time_ms=5000)
     rows = Materializer(EmptyStateReader()).process(log.messages)
     assert rows.rows["runs"][-1][6] == FAILED and rows.rows["runs"][-1][11] == ["a.bin"]
+
+
+def test_a_log_batch_event_materializes_its_params_points_and_tags_together():
+    log = EventLog()
+    log.run_created("r1")
+    batch = MetricBatch(["loss"], np.zeros(3, np.uint32), np.arange(3), np.arange(3) + 1000, np.arange(3) * 0.5)
+    log.add("metrics_logged", run_id="r1", params=[{"key": "lr", "value": "0.1"}],
+            tags=[{"key": "mlflow.runName", "value": "renamed"}], **batch.to_record_fields())
+    rows = Materializer(EmptyStateReader()).process(log.messages)
+    assert rows.metric_points == 3
+    assert [r[1:3] for r in rows.rows["params"]] == [("lr", "0.1")]
+    assert [r[1:3] for r in rows.rows["tags"]] == [("mlflow.runName", "renamed")]
+    assert rows.rows["runs"][-1][2] == "renamed"
+    assert not rows.rows["rejects"]
+
+
+def test_a_log_batch_event_with_a_conflicting_param_is_rejected_whole():
+    log = EventLog()
+    log.run_created("r1")
+    log.add("params_set", run_id="r1", params=[{"key": "lr", "value": "0.1"}])
+    batch = MetricBatch(["loss"], np.zeros(2, np.uint32), np.arange(2), np.arange(2), np.arange(2) * 1.0)
+    log.add("metrics_logged", run_id="r1", params=[{"key": "lr", "value": "0.2"}, {"key": "bs", "value": "8"}],
+            tags=[{"key": "stage", "value": "dev"}], **batch.to_record_fields())
+    rows = Materializer(EmptyStateReader()).process(log.messages)
+    assert reasons(rows) == [RejectReason.PARAM_CONFLICT]
+    assert rows.metric_points == 0
+    assert [r[1] for r in rows.rows["params"]] == ["lr"]
+    assert not rows.rows["tags"]
+
+
+def test_a_metrics_logged_v1_event_still_materializes():
+    from trackstream.schemas import default_codec
+    log = EventLog()
+    log.run_created("r1")
+    batch = MetricBatch(["loss"], np.zeros(2, np.uint32), np.arange(2), np.arange(2), np.arange(2) * 1.0)
+    record = {"event_id": "e" * 32, "writer_id": "old", "seq": 1, "timestamp_ms": 7, "run_id": "r1",
+              **batch.to_record_fields()}
+    log.raw(default_codec().encode("metrics_logged", record, version=1), key=b"r1")
+    rows = Materializer(EmptyStateReader()).process(log.messages)
+    assert rows.metric_points == 2
+    assert not rows.rows["params"] and not rows.rows["tags"] and not rows.rows["rejects"]
+
+
+def test_a_retried_request_right_after_its_first_attempt_is_dropped():
+    log = EventLog()
+    log.run_created("r1")
+    log.metrics("r1", 3, seq=1, writer_id="req-aaa")
+    log.metrics("r1", 3, seq=1, writer_id="req-aaa")  # the client's retry: same identity
+    rows = Materializer(EmptyStateReader()).process(log.messages)
+    assert rows.metric_points == 3
+    assert rows.counts["duplicates"] == 1 and not rows.rows["rejects"]
+
+
+def request_tag(log, writer_id, key, value, seq=1):
+    """A tags_set event stamped from a request's identity (writer ``req-...``)."""
+    return log.add("tags_set", run_id="r1", tags=[{"key": key, "value": value}], seq=seq, writer_id=writer_id)
+
+
+def test_a_request_repeated_after_another_write_to_the_run_is_applied_again():
+    log = EventLog()
+    log.run_created("r1")
+    for writer, value in (("req-aaa", "a"), ("req-bbb", "b"), ("req-aaa", "a")):
+        request_tag(log, writer, "phase", value)
+    rows = Materializer(EmptyStateReader()).process(log.messages)
+    assert [r[2] for r in rows.rows["tags"]] == ["a", "b", "a"]
+    assert rows.counts["duplicates"] == 0 and not rows.rows["rejects"]
+
+
+def test_a_retry_applies_only_the_events_its_first_attempt_did_not_store():
+    log = EventLog()
+    log.run_created("r1")
+    log.add("params_set", run_id="r1", params=[{"key": "lr", "value": "0.1"}], seq=1, writer_id="req-aaa")
+    log.add("params_set", run_id="r1", params=[{"key": "lr", "value": "0.1"}], seq=1, writer_id="req-aaa")
+    request_tag(log, "req-aaa", "t", "v", seq=2)
+    log.add("params_set", run_id="r1", params=[{"key": "lr", "value": "0.1"}], seq=1, writer_id="req-aaa")
+    rows = Materializer(EmptyStateReader()).process(log.messages)
+    assert rows.counts["duplicates"] == 2
+    assert [r[1] for r in rows.rows["tags"]] == ["t"] and not rows.rows["rejects"]
+
+
+def test_the_last_request_of_a_run_comes_from_the_loaded_state():
+    log = EventLog()
+    log.metrics("r1", 3, seq=1, writer_id="req-aaa")
+    state = AggregateState(run=RunState("r1", "0"), last_writer="req-aaa", last_writer_seq=1)
+    rows = Materializer(EmptyStateReader({"r1": state})).process(log.messages)
+    assert rows.metric_points == 0 and rows.counts["duplicates"] == 1

@@ -311,6 +311,49 @@ def test_failed_commit_propagates_and_stays_out_of_the_manifest(tmp_path, root, 
     assert uploader.manifest(RUN) == []
 
 
+def test_a_new_version_that_fails_to_commit_leaves_the_committed_one_in_place(tmp_path, root, commits, sleeps):
+    store = LocalArtifactStore(root)
+    uploader = uploader_for(store, commits, sleeps)
+    uploader.upload(RUN, EXP, make_file(tmp_path / "v1", b"committed"), "model.bin")
+    served = []
+
+    def dies_before_committing(*args):
+        served.append(store.open(artifact_key(EXP, RUN, "model.bin")).read())  # what readers see meanwhile
+        raise DeliveryError("process killed before the commit was acknowledged")
+
+    uploader.commit = dies_before_committing
+    with pytest.raises(DeliveryError, match="killed"):
+        uploader.upload(RUN, EXP, make_file(tmp_path / "v2", b"never committed"), "model.bin")
+
+    assert served == [b"committed"]
+    assert final_path(root, "model.bin").read_bytes() == b"committed"
+    assert commits.calls[-1][3] == sha(b"committed")
+    assert staging_leftovers(root) == [] and os.listdir(root / ".versions") == []
+    assert store.list() == [artifact_key(EXP, RUN, "model.bin")]
+
+
+def test_the_path_switches_to_the_new_version_only_after_the_commit(tmp_path, root, sleeps):
+    store = LocalArtifactStore(root)
+    seen_at_commit = []
+    target = final_path(root, "a.txt")
+    uploader = ArtifactUploader(store, lambda *args: seen_at_commit.append(target.exists() and target.read_bytes()),
+                                sleep=sleeps.append)
+    uploader.upload(RUN, EXP, make_file(tmp_path / "v1", b"one"), "a.txt")
+    uploader.upload(RUN, EXP, make_file(tmp_path / "v2", b"two"), "a.txt")
+    assert seen_at_commit == [False, b"one"]
+    assert final_path(root, "a.txt").read_bytes() == b"two"
+    assert os.listdir(root / ".versions") == []
+
+
+def test_a_directory_at_the_path_fails_before_anything_is_committed(tmp_path, root, commits, sleeps):
+    uploader = uploader_for(LocalArtifactStore(root), commits, sleeps)
+    uploader.upload(RUN, EXP, make_file(tmp_path / "b", b"B"), "a/b")
+    with pytest.raises(ArtifactUploadError, match="after 1 attempt") as info:
+        uploader.upload(RUN, EXP, make_file(tmp_path / "a", b"A"), "a")
+    assert isinstance(info.value.__cause__, IsADirectoryError)
+    assert len(commits.calls) == 1
+
+
 def test_missing_local_file_is_invalid_input(tmp_path, root, commits, sleeps):
     uploader = uploader_for(LocalArtifactStore(root), commits, sleeps)
     with pytest.raises(InvalidInput, match="nope.bin"):

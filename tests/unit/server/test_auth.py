@@ -210,7 +210,7 @@ def test_mlflow_routes(prefix: str) -> None:
     assert need("GET", m + "/experiments/get-by-name", {"experiment_name": "n"}) == ExperimentName(Access.READ, "n")
     assert need("GET", m + "/experiments/search") == VisibleExperiments()
     assert need("POST", m + "/experiments/search", body={}) == VisibleExperiments()
-    for action in ("update", "delete", "restore", "set-experiment-tag"):
+    for action in ("update", "delete", "restore", "set-experiment-tag", "delete-experiment-tag"):
         assert need("POST", f"{m}/experiments/{action}", body={"experiment_id": 5}) == Experiments(Access.WRITE, ("5",))
     assert need("POST", m + "/runs/create", body={"experiment_id": "5"}) == Experiments(Access.WRITE, ("5",))
     assert need("GET", m + "/runs/get", {"run_uuid": RUN}) == Runs(Access.READ, (RUN,))

@@ -66,3 +66,27 @@ def test_allowed_hosts_and_cors_origins_are_comma_lists_empty_by_default(monkeyp
     settings = Settings.from_env()
     assert settings.allowed_hosts == ("tracker.example", "10.0.0.5")
     assert settings.cors_origins == ("https://notebook.example",)
+
+
+def test_password_check_limits_follow_the_environment(monkeypatch):
+    for name in ("TRACKSTREAM_AUTH_FAILURE_BURST", "TRACKSTREAM_AUTH_FAILURES_PER_MINUTE", "TRACKSTREAM_AUTH_THREADS",
+                 "TRACKSTREAM_AUTH_QUEUE"):
+        monkeypatch.delenv(name, raising=False)
+    defaults = Settings.from_env()
+    assert (defaults.auth_failure_burst, defaults.auth_failures_per_minute, defaults.auth_threads,
+            defaults.auth_queue) == (10, 5, 2, 32)
+    monkeypatch.setenv("TRACKSTREAM_AUTH_FAILURE_BURST", "3")
+    monkeypatch.setenv("TRACKSTREAM_AUTH_FAILURES_PER_MINUTE", "60")
+    monkeypatch.setenv("TRACKSTREAM_AUTH_THREADS", "4")
+    monkeypatch.setenv("TRACKSTREAM_AUTH_QUEUE", "0")
+    chosen = Settings.from_env()
+    assert (chosen.auth_failure_burst, chosen.auth_failures_per_minute, chosen.auth_threads,
+            chosen.auth_queue) == (3, 60, 4, 0)
+
+
+@pytest.mark.parametrize("name, raw", [("TRACKSTREAM_AUTH_FAILURE_BURST", "0"), ("TRACKSTREAM_AUTH_THREADS", "many"),
+                                       ("TRACKSTREAM_AUTH_FAILURES_PER_MINUTE", "-1"), ("TRACKSTREAM_AUTH_QUEUE", "1e9")])
+def test_bad_password_check_limits_are_refused_by_name(monkeypatch, name, raw):
+    monkeypatch.setenv(name, raw)
+    with pytest.raises(InvalidInput, match=name):
+        Settings.from_env()
