@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from trackstream.consumers.model_state import ModelState
-from trackstream.consumers.run_state import RunState
+from trackstream.consumers.run_state import FINALIZER_WRITER_PREFIX, RunState
 from trackstream.producer.inputs import DatasetInput, dedupe_dataset_inputs
 from trackstream.schemas.envelope import is_request_writer
 from trackstream.schemas import EXPERIMENT_EVENT_TYPES, MODEL_EVENT_TYPES, DecodedEvent, EventCodec, MetricBatch, default_codec
@@ -365,6 +365,8 @@ class Materializer:
         elif kind == "finalize_requested":
             self._set_run(state, run.request_finalize([m["path"] for m in rec["manifest"]], rec["end_time_ms"]),
                           p, o, out)
+        elif kind == "run_status_changed" and rec["writer_id"].startswith(FINALIZER_WRITER_PREFIX):
+            self._set_run(state, run.fail_finalize_deadline(rec["end_time_ms"]), p, o, out, changed_only=True)
         elif kind == "run_status_changed":
             self._set_run(state, run.with_status(rec["status"], rec["end_time_ms"]), p, o, out)
         elif kind == "run_deleted":

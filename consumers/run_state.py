@@ -4,6 +4,7 @@ RUNNING ──finalize_requested(manifest)──► FINALIZING ──last listed
    │            (manifest all committed already) ─────────────────────────────────────► FINISHED
    ├──run_status_changed(FINISHED | FAILED | KILLED)──► that status
 FINALIZING ──finalize deadline passed (a run_status_changed FAILED)──► FAILED, missing paths kept
+(that FAILED, written by the finalize timer, changes nothing if the run is no longer FINALIZING)
 Any status may go back to RUNNING (MLflow allows resuming a finished run).
 lifecycle_stage (active / deleted) is orthogonal to status.
 """
@@ -20,6 +21,8 @@ FAILED = "FAILED"
 KILLED = "KILLED"
 TERMINAL_STATUSES = frozenset({FINISHED, FAILED, KILLED})
 ACTIVE = "active"
+FINALIZER_WRITER_PREFIX = "trackstream-finalizer"
+"""Writer id prefix of the finalize timer's FAILED events (one writer per event)."""
 DELETED = "deleted"
 
 
@@ -47,6 +50,14 @@ class RunState:
         if status == FAILED and self.status == FINALIZING:
             return replace(self, status=FAILED, end_time=end_time)
         return replace(self, status=status, end_time=end_time, missing_artifacts=())
+
+    def fail_finalize_deadline(self, end_time: int) -> "RunState":
+        """The finalize timer's FAILED. The timer decides from materialized state, which may lag
+        behind the log; in log order the run may have finished (or been resumed) since, and then
+        the decision is moot."""
+        if self.status != FINALIZING:
+            return self
+        return self.with_status(FAILED, end_time)
 
     def request_finalize(self, manifest_paths: list[str], end_time: int) -> "RunState":
         missing = tuple(sorted(set(manifest_paths) - self.committed_artifacts))

@@ -198,12 +198,14 @@ class ClickHouseSink:
         self.reload_high_water_marks()
 
     def reload_high_water_marks(self) -> None:
-        self._hwm = {}
+        """All tables' marks, or (if ClickHouse fails midway) the previous ones untouched."""
+        marks = {}
         for table in IDEMPOTENT_TABLES:
             result = self.client.query(
                 f"SELECT src_partition, max(src_offset) FROM {self.database}.{table} GROUP BY src_partition"
             )
-            self._hwm[table] = {int(p): int(o) for p, o in result.result_rows}
+            marks[table] = {int(p): int(o) for p, o in result.result_rows}
+        self._hwm = marks
 
     def high_water_mark(self, table: str, partition: int) -> int:
         return self._hwm[table].get(partition, -1)

@@ -17,10 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import faust
+from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from trackstream.consumers.batching import FlushRequests, take_batches
 from trackstream.consumers.ingest_stats import IngestStats
-from trackstream.consumers.finalizer import FinalizeDeadline, finalize_timeout_event, overdue_runs
+from trackstream.consumers.finalizer import FinalizeDeadline, decidable_partitions, finalize_timeout_event, overdue_runs
 from trackstream.consumers.materializer import Materializer, RejectReason, SourceMessage, TableRows
 from trackstream.consumers.positions import PositionLog
 from trackstream.consumers.store import ClickHouseSink, ClickHouseStateReader, SchemaManager, connect
@@ -33,7 +34,11 @@ log = logging.getLogger("trackstream.worker")
 
 BATCH_MAX_EVENTS = 2000
 CHUNK_MAX_BYTES = 16 * 1024 * 1024  # one materialize+insert step; bounds memory per step
-SESSION_TIMEOUT_S = 10.0  # a SIGKILLed worker's partitions move after this long
+SESSION_TIMEOUT_S = 10.0
+# What a ClickHouse outage raises: our wrapped insert errors, the driver's errors, socket errors.
+CLICKHOUSE_FAILURES = (StorageError, ClickHouseError, OSError)
+MAX_RETRY_BACKOFF_S = 10.0
+EXIT_UNACKED_BATCH = 70  # EX_SOFTWARE  # a SIGKILLed worker's partitions move after this long
 
 
 def split_by_size(messages: list[SourceMessage], max_bytes: int = CHUNK_MAX_BYTES) -> list[list[SourceMessage]]:
@@ -73,6 +78,7 @@ class MaterializerService:
         self.positions = PositionLog(self.client, settings.database)
         self.materializer = Materializer(ClickHouseStateReader(self.client, settings.database),
                                          artifact_root=settings.artifact_uri_root)
+        self._state_stale = False
 
     def stored_positions(self) -> dict[int, int]:
         """The highest offset per partition already stored (an applied event is in ``events``, a
@@ -102,12 +108,19 @@ class MaterializerService:
         return rows
 
     async def write_batch(self, messages: list[SourceMessage]) -> tuple[list[tuple], set[str]]:
-        """Materialize one batch, retrying for as long as ClickHouse refuses (the log keeps the
-        events; nothing is acked meanwhile). Each retry rebuilds state as of the batch start.
-        Returns the batch's rejects and the runs it changed."""
+        """Materialize one batch, retrying for as long as ClickHouse fails (the log keeps the
+        events; nothing is acked meanwhile). A retry first reloads the marks and forgets cached
+        state, so state is rebuilt as of the batch start; that recovery is retried too.
+        Returns the batch's rejects and the runs it changed.
+
+        Whatever escapes here makes faust ack the batch (``take_events`` acks in a ``finally``),
+        so nothing may: a ClickHouse failure is waited out, and any other error (a bug) ends the
+        process at once, before an ack, so the batch is delivered again after the restart."""
         backoff = 0.5
         while True:
             try:
+                if self._state_stale:
+                    await self.on_clickhouse(self.reset_after_rebalance)
                 rejects: list[tuple] = []
                 touched: set[str] = set()
                 for chunk in split_by_size(messages):
@@ -115,16 +128,24 @@ class MaterializerService:
                     rejects.extend(rows.rows.get("rejects", ()))
                     touched |= rows.touched_runs()
                 return rejects, touched
-            except StorageError as exc:
+            except CLICKHOUSE_FAILURES as exc:
+                self._state_stale = True
                 self.stats.storage_errors += 1
-                log.error("ClickHouse write failed, retrying in %.1f s: %s", backoff, exc)
+                log.error("ClickHouse failed, retrying the batch in %.1f s: %s", backoff, exc)
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
-                await self.on_clickhouse(self.reset_after_rebalance)
+                backoff = min(backoff * 2, MAX_RETRY_BACKOFF_S)
+            except BaseException:
+                log.critical("materializing a batch failed; exiting before its events can be acked", exc_info=True)
+                os._exit(EXIT_UNACKED_BATCH)
+
+    def mark_stale(self) -> None:
+        """Marks and cached state must be reloaded before the next batch (partitions moved)."""
+        self._state_stale = True
 
     def reset_after_rebalance(self) -> None:
         self.materializer.forget()
         self.sink.reload_high_water_marks()
+        self._state_stale = False
 
 
 def build_app(settings: Settings, service: MaterializerService,
@@ -183,20 +204,29 @@ def build_app(settings: Settings, service: MaterializerService,
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, assigned: Any = None, **kwargs: Any) -> None:
-        await service.on_clickhouse(service.reset_after_rebalance)
+        service.mark_stale()  # reloaded before the next batch, where a ClickHouse failure is retried
 
     deadline = FinalizeDeadline(settings.finalize_timeout_s)
 
     @app.timer(interval=max(min(settings.finalize_timeout_s / 4, 30.0), 0.5))
     async def fail_overdue_runs() -> None:
         now_ms = int(time.time() * 1000)
-        overdue = await service.on_clickhouse(overdue_runs, service.client, settings.database, now_ms,
-                                              deadline.timeout_ms)
-        for run_id, missing in deadline.due(overdue):
-            key, value = finalize_timeout_event(run_id, now_ms)
+        owned = [tp for tp in app.consumer.assignment() if tp.topic == settings.topic]
+        log_ends = {tp.partition: hw for tp in owned if (hw := app.consumer.highwater(tp)) is not None}
+        decidable = decidable_partitions({tp.partition for tp in owned}, service.stored_positions(), log_ends)
+        if not decidable:
+            return
+        try:
+            overdue = await service.on_clickhouse(overdue_runs, service.client, settings.database, now_ms,
+                                                  deadline.timeout_ms)
+        except CLICKHOUSE_FAILURES as exc:
+            log.warning("finalize deadline check skipped, ClickHouse failed: %s", exc)
+            return
+        for run in deadline.due(overdue, decidable):
+            key, value = finalize_timeout_event(run.run_id, now_ms)
             await topic.send(key=key, value=value)
             log.warning("run %s did not get artifacts %s within %.0f s of finishing; marked FAILED",
-                        run_id, missing, settings.finalize_timeout_s)
+                        run.run_id, run.missing, settings.finalize_timeout_s)
 
     stores = staging_stores(settings)
 

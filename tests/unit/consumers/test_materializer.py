@@ -2,7 +2,7 @@ import numpy as np
 
 from trackstream.schemas import MetricBatch
 from trackstream.consumers.materializer import AggregateState, Materializer, RejectReason
-from trackstream.consumers.run_state import FINALIZING, FINISHED, RunState
+from trackstream.consumers.run_state import FAILED, FINALIZER_WRITER_PREFIX, FINALIZING, FINISHED, RunState
 from tests.unit.consumers.events import EventLog
 
 
@@ -279,6 +279,31 @@ def test_the_tables_do_not_depend_on_the_order_of_run_and_experiment_partitions(
     assert sorted(r[0] for r in run_partition_first["runs"]) == ["r1", "r2", "r3"]
     assert len(run_partition_first["metrics"]) == 6
     assert "rejects" not in run_partition_first
+
+
+def test_a_deadline_failure_logged_after_the_last_artifact_leaves_the_run_finished():
+    """The finalize timer decides from state that may lag behind the log (a worker outage): its
+    FAILED counts only if the run is still FINALIZING at that point of the log."""
+    log = EventLog()
+    log.run_created("r1")
+    manifest = [{"path": "a.bin", "size": 1, "sha256": "x"}]
+    log.add("finalize_requested", run_id="r1", end_time_ms=99, manifest=manifest)
+    log.add("artifact_committed", run_id="r1", path="a.bin", size=1, sha256="x", uri="file:///a")
+    log.add("run_status_changed", writer_id=f"{FINALIZER_WRITER_PREFIX}-abc", seq=1, run_id="r1", status=FAILED,
+            end_time_ms=5000)
+    rows = Materializer(EmptyStateReader()).process(log.messages)
+    assert rows.rows["runs"][-1][6] == FINISHED
+    assert len(rows.rows["events"]) == 4  # the decision stays in the log's audit trail
+
+
+def test_a_deadline_failure_of_a_run_still_finalizing_fails_it_naming_what_is_missing():
+    log = EventLog()
+    log.run_created("r1")
+    log.add("finalize_requested", run_id="r1", end_time_ms=99, manifest=[{"path": "a.bin", "size": 1, "sha256": "x"}])
+    log.add("run_status_changed", writer_id=f"{FINALIZER_WRITER_PREFIX}-abc", seq=1, run_id="r1", status=FAILED,
+            end_time_ms=5000)
+    rows = Materializer(EmptyStateReader()).process(log.messages)
+    assert rows.rows["runs"][-1][6] == FAILED and rows.rows["runs"][-1][11] == ["a.bin"]
 
 
 def test_a_log_batch_event_materializes_its_params_points_and_tags_together():
