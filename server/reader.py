@@ -53,6 +53,15 @@ class HistoryPosition:
     seen_at_position: int
 
 
+def _value_order_within_ties(steps: np.ndarray, stamps: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The (step, timestamp, value) order of rows that come in (step, timestamp) order: only rows
+    sharing a (step, timestamp) need sorting, and most histories have none (then no sort at all)."""
+    tied = (steps[1:] == steps[:-1]) & (stamps[1:] == stamps[:-1])
+    if not tied.any():
+        return np.arange(len(steps))
+    return np.lexsort((values, stamps, steps))
+
+
 # The row condition of a cut of the log; its parameters (per partition, the last offset kept) come from log_cut.
 LOG_CUT = ("toInt64(src_offset) <= transform(src_partition, {cut_p:Array(UInt32)}, {cut_o:Array(Int64)}, "
            "toInt64(-1))")
@@ -198,7 +207,7 @@ class TrackingReader:
             f"SELECT step, timestamp_ms, value FROM {src.metrics} WHERE {where} "
             f"ORDER BY step, timestamp_ms LIMIT {{n:UInt64}} WITH TIES", parameters=params)
         steps, stamps, values = (table.column(name).to_numpy() for name in ("step", "timestamp_ms", "value"))
-        order = np.lexsort((values, stamps, steps))[skip:]
+        order = _value_order_within_ties(steps, stamps, values)[skip:]
         more = len(order) > limit
         order = order[:limit]
         page = {"step": steps[order], "timestamp_ms": stamps[order], "value": values[order]}
