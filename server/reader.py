@@ -54,6 +54,15 @@ class HistoryPosition:
     seen_at_position: int
 
 
+def in_value_order_within_ties(history: pa.Table) -> pa.Table:
+    """A history that comes in (step, timestamp) order, put in (step, timestamp, value) order: only
+    rows sharing a (step, timestamp) need sorting, and most histories have none (then no sort at all)."""
+    steps, stamps = history.column("step").to_numpy(), history.column("timestamp_ms").to_numpy()
+    if not ((steps[1:] == steps[:-1]) & (stamps[1:] == stamps[:-1])).any():
+        return history
+    return history.take(np.lexsort((history.column("value").to_numpy(), stamps, steps)))
+
+
 # The row condition of a cut of the log; its parameters (per partition, the last offset kept) come from log_cut.
 LOG_CUT = ("toInt64(src_offset) <= transform(src_partition, {cut_p:Array(UInt32)}, {cut_o:Array(Int64)}, "
            "toInt64(-1))")
@@ -209,8 +218,7 @@ class TrackingReader:
                 f"SELECT step, timestamp_ms, value FROM {src.metrics} WHERE {where} "
                 f"ORDER BY step, timestamp_ms LIMIT {{n:UInt64}} WITH TIES", parameters=params)
             exhausted = table.num_rows < params["n"]
-            table = distinct_points(table.take(np.lexsort([table.column(c).to_numpy() for c in
-                                                           ("value", "timestamp_ms", "step")])))
+            table = distinct_points(in_value_order_within_ties(table))
             if table.num_rows >= wanted or exhausted:
                 break  # enough distinct points, or the whole rest of the history (an exact repeat is one point)
             params["n"] *= 2
