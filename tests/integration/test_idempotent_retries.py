@@ -76,3 +76,22 @@ def test_a_set_tag_retried_after_a_late_kafka_ack_is_applied_once(slow_broker_se
     rows = stored(handle, f"SELECT count() FROM {{db}}.events WHERE aggregate_id = '{run_id}' AND event_type = 'tags_set'")
     assert rows == [[2]]
     assert stored(handle, f"SELECT count() FROM {{db}}.tags WHERE run_id = '{run_id}' AND key = 'phase'") == [[1]]
+
+
+def test_an_idempotency_key_names_the_request_across_attempts(slow_broker_server):
+    """A client that sends ``Idempotency-Key`` gets its attempts deduplicated even when their bodies
+    differ (e.g. a timestamp taken per attempt)."""
+    import json
+    import urllib.request
+
+    handle, _ = slow_broker_server
+    client = MlflowClient()
+    run_id = client.create_run(client.create_experiment(f"retry-{uuid.uuid4().hex[:6]}")).info.run_id
+    for attempt_ms in (1000, 1001):
+        body = {"run_id": run_id, "key": "loss", "value": 0.5, "step": 0, "timestamp": attempt_ms}
+        request = urllib.request.Request(f"{handle.settings.server_url}/api/2.0/mlflow/runs/log-metric",
+                                         data=json.dumps(body).encode(), method="POST",
+                                         headers={"Content-Type": "application/json", "Idempotency-Key": "k-1"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 200
+    assert [(m.timestamp, m.value) for m in client.get_metric_history(run_id, "loss")] == [(1000, 0.5)]

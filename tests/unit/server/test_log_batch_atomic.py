@@ -50,3 +50,21 @@ def test_a_request_of_one_kind_keeps_its_own_event_type(metrics, params, tags, e
     appender = FailingAfterFirstAppender()
     asyncio.run(service_with_run(appender).log_batch("r1", metrics, params, tags))
     assert [e[0] for e in appender.events] == [expected_type]
+
+
+def test_params_and_tags_without_points_are_still_one_event_and_materialize():
+    from tests.unit.consumers.events import EventLog
+    from tests.unit.consumers.test_materializer import EmptyStateReader
+    from trackstream.consumers.materializer import Materializer
+
+    appender = FailingAfterFirstAppender()
+    asyncio.run(service_with_run(appender).log_batch("r1", [], [{"key": "lr", "value": "0.1"}],
+                                                     [{"key": "stage", "value": "dev"}]))
+    (event_type, fields), = appender.events
+    assert event_type == "metrics_logged" and fields["count"] == 0
+    log = EventLog()
+    log.run_created("r1")
+    log.add(event_type, **fields)
+    rows = Materializer(EmptyStateReader()).process(log.messages)
+    assert [r[1:3] for r in rows.rows["params"]] == [("lr", "0.1")]
+    assert [r[1:3] for r in rows.rows["tags"]] == [("stage", "dev")] and rows.metric_points == 0
