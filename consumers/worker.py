@@ -234,7 +234,10 @@ def build_app(settings: Settings, service: MaterializerService,
         return service.executor.submit(latest_committed_sha256, service.client, settings.database, key).result()
 
     def collect() -> None:
-        collect_staging(stores, settings.staging_grace_s)
+        collected = collect_staging(stores, settings.staging_grace_s)
+        if collected.removed or collected.errors:
+            log.warning("removed %d abandoned staging upload(s), %d bytes; could not remove %s",
+                        len(collected.removed), collected.bytes_freed, collected.errors or "none")
         settle_versions(stores, settings.staging_grace_s, committed_sha256)
 
     @app.timer(interval=gc_interval_s(settings.staging_grace_s))

@@ -86,9 +86,6 @@ def collect_staging(stores: Sequence[ArtifactStore], grace_s: float, now: float 
                 result.errors.append(f"{entry.name}: {type(exc).__name__}: {exc}")
             else:
                 result.removed.append(entry)
-    if result.removed:
-        log.warning("removed %d abandoned staging upload(s), %d bytes, older than %s",
-                    len(result.removed), result.bytes_freed, describe_duration(grace_s))
     return result
 
 
@@ -136,15 +133,25 @@ def settle_versions(stores: Sequence[ArtifactStore], grace_s: float,
         for version in store.list_versions():
             if now - version.modified <= grace_s:
                 continue
-            committed = committed_sha256(version.key) if version.key else None
-            key_modified = store.modified(version.key) if version.key else None
-            outcome = version_outcome(version, committed, key_modified, grace_s, now)
-            if outcome == VersionOutcome.PUBLISH:
-                store.publish(version.version_id, version.key)
-                done[outcome].append(version.key)
-                log.warning("switched in %s (version %s): its commit was acknowledged, its switch never happened",
-                            version.key, version.version_id)
-            elif outcome == VersionOutcome.DISCARD:
-                store.discard_staged(version.version_id)
-                done[outcome].append(version.version_id)
+            try:
+                outcome = _settle(store, version, committed_sha256, grace_s, now)
+            except Exception:  # another worker settled it meanwhile, or the store is unreachable: next pass
+                log.warning("could not settle version %s of %r", version.version_id, version.key, exc_info=True)
+                continue
+            if outcome != VersionOutcome.WAIT:
+                done[outcome].append(version.key if outcome == VersionOutcome.PUBLISH else version.version_id)
     return done
+
+
+def _settle(store: ArtifactStore, version: StoredVersion, committed_sha256: Callable[[str], str | None],
+            grace_s: float, now: float) -> str:
+    committed = committed_sha256(version.key) if version.key else None
+    key_modified = store.modified(version.key) if version.key else None
+    outcome = version_outcome(version, committed, key_modified, grace_s, now)
+    if outcome == VersionOutcome.PUBLISH:
+        store.publish(version.version_id, version.key)
+        log.warning("switched in %s (version %s): its commit was acknowledged, its switch never happened",
+                    version.key, version.version_id)
+    elif outcome == VersionOutcome.DISCARD:
+        store.discard_staged(version.version_id)
+    return outcome
