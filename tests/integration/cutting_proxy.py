@@ -59,12 +59,7 @@ class CuttingProxy:
                     forwarded += len(data)
         except OSError:
             pass
-        for sock in (source, sink):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            sock.close()
+        _close(source, sink)
 
     def _pump_response(self, source: socket.socket, sink: socket.socket) -> None:
         try:
@@ -75,9 +70,13 @@ class CuttingProxy:
                 sink.sendall(data)
         except OSError:
             pass
-        for sock in (source, sink):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            sock.close()
+        _close(source, sink)
+
+
+def _close(*sockets: socket.socket) -> None:
+    for sock in sockets:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        sock.close()
