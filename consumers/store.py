@@ -7,6 +7,7 @@ embedded engine (``chdb:///path``) and a server (``http://host:8123``).
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import itertools
 import re
 import threading
@@ -237,10 +238,12 @@ class ClickHouseSink:
         self.rows_already_stored += len(table_rows) - len(fresh)
         if not fresh:
             return 0
-        self._insert(lambda: self.client.insert(f"{self.database}.{table}", fresh, column_names=list(columns)), table)
-        last = {}
+        last: dict[int, int] = {}
         for r in fresh:
             last[r[ip]] = max(last.get(r[ip], -1), r[io])
+        settings = insert_settings(table, [(r[ip], r[io]) for r in fresh])
+        self._insert(lambda: self.client.insert(f"{self.database}.{table}", fresh, column_names=list(columns),
+                                                settings=settings), table)
         self._advance(table, last.keys(), last.values())
         return len(fresh)
 
@@ -261,7 +264,9 @@ class ClickHouseSink:
             table, partitions, offsets = table.take(pa.array(order)), partitions[order], offsets[order]
         for start, stop in insert_slices(partitions, offsets, MAX_ROWS_PER_INSERT):
             chunk = table.slice(start, stop - start)
-            self._insert(lambda c=chunk: self.client.insert_arrow(f"{self.database}.metrics", c), "metrics")
+            settings = insert_settings("metrics", zip(partitions[start:stop].tolist(), offsets[start:stop].tolist()))
+            self._insert(lambda c=chunk, s=settings: self.client.insert_arrow(f"{self.database}.metrics", c, settings=s),
+                         "metrics")
             self._advance("metrics", *_last_offsets(partitions[start:stop], offsets[start:stop]))
         return int(keep.sum())
 
@@ -271,6 +276,32 @@ class ClickHouseSink:
             do_insert()
         except Exception as exc:
             raise StorageError(redact_secrets(f"insert into {table} failed: {exc}")) from exc
+
+
+# One insert is one block, hence one part, whatever the server's defaults: stored whole or not at
+# all (ClickHouse otherwise forms a part per ~1M rows or 256 MB, keeping a prefix of a cut insert).
+# Our inserts are bounded well below these (MAX_ROWS_PER_INSERT rows, the worker's CHUNK_MAX_BYTES).
+SINGLE_BLOCK_INSERT = {"max_insert_block_size": 100_000_000, "min_insert_block_size_rows": 100_000_000,
+                       "min_insert_block_size_bytes": 1 << 34}
+
+
+def insert_settings(table: str, events: Any) -> dict[str, Any]:
+    """Settings of one insert: a single block, and a deduplication token naming its content.
+
+    The token is the table and the (partition, offset) span of every event in the insert. When
+    the connection drops after the server stored the insert, the driver (or the worker) sends it
+    again with the same token, and the server drops the copy (``non_replicated_deduplication_window``,
+    migration 010). Another insert with the same token would hold the same events' rows, which
+    are then already stored."""
+    spans: dict[int, list[int]] = {}
+    count = 0
+    for partition, offset in events:
+        span = spans.setdefault(int(partition), [int(offset), int(offset)])
+        span[0], span[1] = min(span[0], int(offset)), max(span[1], int(offset))
+        count += 1
+    described = ",".join(f"{p}:{lo}-{hi}" for p, (lo, hi) in sorted(spans.items()))
+    token = hashlib.sha256(f"{table}|{described}|{count}".encode()).hexdigest()
+    return {**SINGLE_BLOCK_INSERT, "insert_deduplicate": 1, "insert_deduplication_token": token}
 
 
 def insert_slices(partitions: np.ndarray, offsets: np.ndarray, max_rows: int) -> list[tuple[int, int]]:
@@ -359,7 +390,10 @@ class ClickHouseStateReader:
         latest: dict[str, list[tuple[str, int]]] = defaultdict(list)
         for agg, writer, seq in self._rows(
             f"SELECT aggregate_id, writer_id, seq FROM {self.db}.events WHERE aggregate_id IN {{ids:Array(String)}} "
-            f"AND {where} ORDER BY src_offset DESC LIMIT {TRAILING_EVENTS} BY aggregate_id", params):
+            f"AND {where} ORDER BY src_offset DESC LIMIT {TRAILING_EVENTS} BY aggregate_id "
+            # reading the table in its (src_partition, src_offset) order would win over the
+            # by_aggregate projection (migration 010) and scan the partition's whole log
+            f"SETTINGS optimize_read_in_order = 0", params):
             latest[agg].append((writer, int(seq)))
         for agg, events in latest.items():
             writer = events[0][0]

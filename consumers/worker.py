@@ -119,8 +119,7 @@ class MaterializerService:
         backoff = 0.5
         while True:
             try:
-                if self._state_stale:
-                    await self.on_clickhouse(self.reset_after_rebalance)
+                await self.on_clickhouse(self.reset_if_stale)
                 rejects: list[tuple] = []
                 touched: set[str] = set()
                 for chunk in split_by_size(messages):
@@ -134,13 +133,18 @@ class MaterializerService:
                 log.error("ClickHouse failed, retrying the batch in %.1f s: %s", backoff, exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_RETRY_BACKOFF_S)
-            except BaseException:
-                log.critical("materializing a batch failed; exiting before its events can be acked", exc_info=True)
+            except BaseException:  # a bug, or cancelled by shutdown: faust would ack the batch next
+                log.critical("materializing a batch failed or was cancelled; exiting before its events can be "
+                             "acked", exc_info=True)
                 os._exit(EXIT_UNACKED_BATCH)
 
     def mark_stale(self) -> None:
         """Marks and cached state must be reloaded before the next batch (partitions moved)."""
         self._state_stale = True
+
+    def reset_if_stale(self) -> None:
+        if self._state_stale:
+            self.reset_after_rebalance()
 
     def reset_after_rebalance(self) -> None:
         self.materializer.forget()
@@ -211,12 +215,14 @@ def build_app(settings: Settings, service: MaterializerService,
     @app.timer(interval=max(min(settings.finalize_timeout_s / 4, 30.0), 0.5))
     async def fail_overdue_runs() -> None:
         now_ms = int(time.time() * 1000)
-        owned = [tp for tp in app.consumer.assignment() if tp.topic == settings.topic]
-        log_ends = {tp.partition: hw for tp in owned if (hw := app.consumer.highwater(tp)) is not None}
-        decidable = decidable_partitions({tp.partition for tp in owned}, service.stored_positions(), log_ends)
-        if not decidable:
-            return
         try:
+            # marks may have moved on (another worker, before a rebalance) on a partition quiet since
+            await service.on_clickhouse(service.reset_if_stale)
+            owned = [tp for tp in app.consumer.assignment() if tp.topic == settings.topic]
+            log_ends = {tp.partition: hw for tp in owned if (hw := app.consumer.highwater(tp)) is not None}
+            decidable = decidable_partitions({tp.partition for tp in owned}, service.stored_positions(), log_ends)
+            if not decidable:
+                return
             overdue = await service.on_clickhouse(overdue_runs, service.client, settings.database, now_ms,
                                                   deadline.timeout_ms)
         except CLICKHOUSE_FAILURES as exc:

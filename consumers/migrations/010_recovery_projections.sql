@@ -8,6 +8,9 @@
 -- A projection is written with each part by the same insert, so it is as exactly-once as the rows.
 -- MATERIALIZE builds them for parts written before this migration (a background mutation);
 -- running this file again changes nothing.
+-- non_replicated_deduplication_window: each insert carries a deduplication token (consumers/store.py,
+-- insert_settings), and the server remembers the last 1,000 per table, so an insert sent again after
+-- a dropped connection (stored, but its response lost) is not stored twice.
 ALTER TABLE {db}.experiments ADD PROJECTION IF NOT EXISTS high_water_marks (SELECT src_partition, max(src_offset) GROUP BY src_partition);
 ALTER TABLE {db}.experiments MATERIALIZE PROJECTION high_water_marks;
 ALTER TABLE {db}.runs ADD PROJECTION IF NOT EXISTS high_water_marks (SELECT src_partition, max(src_offset) GROUP BY src_partition);
@@ -40,3 +43,18 @@ ALTER TABLE {db}.run_model_links ADD PROJECTION IF NOT EXISTS high_water_marks (
 ALTER TABLE {db}.run_model_links MATERIALIZE PROJECTION high_water_marks;
 ALTER TABLE {db}.events ADD PROJECTION IF NOT EXISTS by_aggregate (SELECT aggregate_id, writer_id, seq, src_partition, src_offset ORDER BY aggregate_id, src_offset);
 ALTER TABLE {db}.events MATERIALIZE PROJECTION by_aggregate;
+ALTER TABLE {db}.experiments MODIFY SETTING non_replicated_deduplication_window = 1000;
+ALTER TABLE {db}.runs MODIFY SETTING non_replicated_deduplication_window = 1000;
+ALTER TABLE {db}.params MODIFY SETTING non_replicated_deduplication_window = 1000;
+ALTER TABLE {db}.tags MODIFY SETTING non_replicated_deduplication_window = 1000;
+ALTER TABLE {db}.artifacts MODIFY SETTING non_replicated_deduplication_window = 1000;
+ALTER TABLE {db}.dataset_inputs MODIFY SETTING non_replicated_deduplication_window = 1000;
+ALTER TABLE {db}.rejects MODIFY SETTING non_replicated_deduplication_window = 1000;
+ALTER TABLE {db}.metrics MODIFY SETTING non_replicated_deduplication_window = 1000;
+ALTER TABLE {db}.events MODIFY SETTING non_replicated_deduplication_window = 1000;
+ALTER TABLE {db}.logged_models MODIFY SETTING non_replicated_deduplication_window = 1000;
+ALTER TABLE {db}.logged_model_params MODIFY SETTING non_replicated_deduplication_window = 1000;
+ALTER TABLE {db}.logged_model_tags MODIFY SETTING non_replicated_deduplication_window = 1000;
+ALTER TABLE {db}.logged_model_metrics MODIFY SETTING non_replicated_deduplication_window = 1000;
+ALTER TABLE {db}.logged_model_artifacts MODIFY SETTING non_replicated_deduplication_window = 1000;
+ALTER TABLE {db}.run_model_links MODIFY SETTING non_replicated_deduplication_window = 1000;

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import secrets
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import clickhouse_connect
 import pytest
+from urllib.parse import urlparse
 
 from trackstream.consumers import store
 from trackstream.consumers.materializer import Materializer
 from trackstream.consumers.schema_lock import LOCK_TABLE, migration_lock
 from trackstream.consumers.store import ClickHouseSink, ClickHouseStateReader, SchemaManager, connect
+from tests.integration.cutting_proxy import CuttingProxy
+from trackstream.errors import StorageError
 from tests.unit.consumers.events import EventLog
 
 
@@ -193,3 +198,78 @@ def test_a_migration_numbered_below_the_latest_applied_still_runs(db):
     client.command(f"DELETE FROM {database}.schema_migrations WHERE version = 4")
     SchemaManager(client, database).migrate()
     assert client.command(f"EXISTS TABLE {database}.dataset_inputs")
+
+
+# Hole 3: an HTTP insert cut mid-body must leave nothing that the retry cannot complete exactly.
+
+SMALL_SERVER_BLOCKS = {"max_insert_block_size": 1000, "min_insert_block_size_rows": 1000,
+                       "min_insert_block_size_bytes": 1_000_000}
+"""A server whose inserts form a part every 1,000 rows (as any insert does past about 1M rows)."""
+
+
+def cut_insert_then_retry(dsn: str, database: str, table: str, log: EventLog, **cut) -> list[tuple]:
+    """Write the log's batch through a proxy that cuts the first insert into ``table``, then
+    write it again directly (the worker's retry, marks reloaded); rows per event afterwards."""
+    direct = clickhouse_connect.get_client(dsn=dsn)
+    upstream = urlparse(dsn)
+    proxy = CuttingProxy((upstream.hostname, upstream.port), markers=(b"INSERT", table.encode()), **cut)
+    try:
+        rows = Materializer(ClickHouseStateReader(direct, database)).process(log.messages)
+        proxied = clickhouse_connect.get_client(dsn=f"http://default:@127.0.0.1:{proxy.port}",
+                                                settings=SMALL_SERVER_BLOCKS)
+        try:  # the driver may retry the request itself, or give up
+            ClickHouseSink(proxied, database).write(rows)
+        except StorageError:
+            pass
+        assert proxy.cuts == 1
+        rows = Materializer(ClickHouseStateReader(direct, database)).process(log.messages)
+        ClickHouseSink(direct, database).write(rows)
+        return direct.query(f"SELECT src_offset, count() FROM {database}.{table} GROUP BY src_offset "
+                            f"ORDER BY src_offset").result_rows
+    finally:
+        proxy.close()
+
+
+@pytest.fixture
+def server_db(clickhouse_server_dsn, unique_name):
+    client = clickhouse_connect.get_client(dsn=clickhouse_server_dsn)
+    SchemaManager(client, unique_name).migrate()
+    yield clickhouse_server_dsn, unique_name
+    client.command(f"DROP DATABASE IF EXISTS {unique_name}")
+
+
+def params_log(events: int, params_per_event: int) -> EventLog:
+    log = EventLog()
+    log.run_created("r1")
+    for e in range(events):  # random values: clickhouse-connect compresses what it sends
+        log.add("params_set", run_id="r1",
+                params=[{"key": f"e{e}k{i}", "value": secrets.token_hex(500)} for i in range(params_per_event)])
+    return log
+
+
+def metrics_log(events: int, points: int) -> EventLog:
+    log = EventLog()
+    log.run_created("r1")
+    for _ in range(events):
+        log.metrics("r1", points)
+    return log
+
+
+def test_a_params_insert_cut_mid_body_is_completed_exactly_by_the_retry(server_db):
+    dsn, database = server_db
+    per_event = cut_insert_then_retry(dsn, database, "params", params_log(24, 499), cut_after=5_000_000)
+    assert per_event == [(o, 499) for o in range(1, 25)]
+
+
+def test_a_metrics_insert_cut_mid_body_is_completed_exactly_by_the_retry(server_db):
+    dsn, database = server_db
+    per_event = cut_insert_then_retry(dsn, database, "metrics", metrics_log(24, 20_000), cut_after=1_000_000)
+    assert per_event == [(o, 20_000) for o in range(1, 25)]
+
+
+def test_an_insert_stored_whose_response_was_cut_is_not_stored_twice(server_db):
+    """clickhouse-connect sends the request again on a dropped connection: without a
+    deduplication token the server would store it twice."""
+    dsn, database = server_db
+    per_event = cut_insert_then_retry(dsn, database, "params", params_log(4, 50), cut_after=0, cut_response=True)
+    assert per_event == [(o, 50) for o in range(1, 5)]

@@ -4,6 +4,7 @@ past the finalize deadline they become FAILED with the missing paths recorded.""
 from __future__ import annotations
 
 import dataclasses
+import time
 import uuid
 
 import pytest
@@ -73,3 +74,34 @@ def test_killed_and_failed_runs_are_recorded_as_such(server):
     wait_until(lambda: run_state(server, killed)["status"] == "KILLED", 30, "KILLED")
     wait_until(lambda: run_state(server, failed)["status"] == "FAILED", 30, "FAILED")
     client.close()
+
+
+def test_a_run_whose_last_artifact_was_logged_during_a_worker_outage_finishes_and_never_fails(
+        kafka_bootstrap, tmp_path):
+    """The worker is killed while a run is FINALIZING; its last artifact commit is logged while the
+    worker is down and the deadline passes. On restart the worker's state still says FINALIZING
+    and overdue (it lags behind the log), yet the run must end FINISHED, never FAILED."""
+    handle = make_server(kafka_bootstrap, tmp_path, f"finout{uuid.uuid4().hex[:6]}")
+    handle.settings = dataclasses.replace(handle.settings, finalize_timeout_s=2.0)
+    handle.start()
+    try:
+        client = TrackingClient(handle.settings)
+        run_id = client.create_run("0", run_name="outage")
+        commit(client, run_id, "model.pt")
+        client.set_terminated(run_id, "FINISHED", manifest=MANIFEST)
+        client.flush(30)
+        wait_until(lambda: run_state(handle, run_id)["status"] == "FINALIZING", 30, "FINALIZING")
+        handle.kill()
+        commit(client, run_id, "metrics.json")
+        client.flush(30)
+        client.close()
+        time.sleep(3.0)  # past the deadline while the worker is down
+        handle.env_overrides = {"TRACKSTREAM_BATCH_WINDOW_MS": "6000"}  # the restarted worker lags a while
+        handle.start()
+        wait_until(lambda: run_state(handle, run_id)["status"] in ("FINISHED", "FAILED"), 60, "a final status")
+        time.sleep(4.0)  # a FAILED decided from the lagging state would have landed by now
+        history = handle.sql(f"SELECT status FROM {handle.settings.database}.runs WHERE run_id = '{run_id}' "
+                             f"ORDER BY src_offset")
+    finally:
+        handle.stop()
+    assert [h[0] for h in history] == ["RUNNING", "FINALIZING", "FINISHED"]

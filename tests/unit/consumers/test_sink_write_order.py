@@ -19,10 +19,10 @@ class RecordingClient:
     def query(self, sql, parameters=None):
         return SimpleNamespace(result_rows=[])
 
-    def insert(self, table, rows, column_names=None):
+    def insert(self, table, rows, column_names=None, settings=None):
         self.inserted.append(table.split(".")[-1])
 
-    def insert_arrow(self, table, arrow_table):
+    def insert_arrow(self, table, arrow_table, settings=None):
         self.inserted.append(table.split(".")[-1])
 
 
