@@ -103,7 +103,7 @@ class ArtifactVerificationError(DeliveryError):
 def validate_artifact_path(path: Any, what: str = "artifact path") -> str:
     """Return ``path`` if it is a safe relative POSIX path, else raise :class:`InvalidInput`.
 
-    Rejected: empty, absolute, a drive prefix (``C:``), any backslash, NUL or other control
+    Rejected: empty, absolute, a drive prefix (``C:``), any backslash or ``#``, NUL or other control
     characters, ``.`` / ``..`` / empty components, and anything ``posixpath.normpath`` would
     change. Percent signs are literal: ``..%2fx`` is a file named ``..%2fx``, nothing decodes it.
     """
@@ -115,9 +115,15 @@ def validate_artifact_path(path: Any, what: str = "artifact path") -> str:
     return str.__str__(path)
 
 
+HASH_PROBLEM = ("'#' is not allowed in artifact paths (it starts a URL fragment, so clients and proxies would "
+                "cut the path there)")
+
+
 def _path_problem(path: str) -> str | None:
     if not path:
         return "must not be empty"
+    if "#" in path:
+        return HASH_PROBLEM
     control = _CONTROL.search(path)
     if control:
         return f"control character {control.group()!r} at position {control.start()}"

@@ -14,7 +14,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from trackstream.producer.artifacts import (ArtifactStore, ArtifactUploadError, ArtifactUploader, artifact_key,
+from trackstream.producer.artifacts import (HASH_PROBLEM, ArtifactStore, ArtifactUploadError, ArtifactUploader, artifact_key,
                                             model_artifact_key, validate_artifact_path)
 from trackstream.server import json_codec
 from trackstream.server.http import json_response, read_body
@@ -31,9 +31,6 @@ GET_HISTORY_DEFAULT_MAX = 25_000
 GET_HISTORY_MAX = 25_000  # per page, the page the mlflow client asks for (GET_METRIC_HISTORY_MAX_RESULTS)
 MAX_ARTIFACT_BYTES = 5 * 1024**3
 MAX_ARTIFACT_KEY_BYTES = 2048
-HASH_PROBLEM = ("'#' is not allowed in artifact paths (it starts a URL fragment, so clients and proxies would "
-                "cut the path there)")
-
 
 
 def ok(payload: dict[str, Any] | None = None) -> web.Response:
@@ -465,8 +462,6 @@ def safe_artifact_path(path: Any) -> str:
     ``validate_path_is_safe`` does), so ``%252e%252e`` cannot become ``..`` in whatever decodes it next.
     Names longer than the filesystem allows are refused here rather than failing in ``open``."""
     key = validate_artifact_path(path)
-    if "#" in key:
-        raise InvalidInput(f"Invalid artifact path {key!r}: {HASH_PROBLEM}")
     if len(key.encode()) > MAX_ARTIFACT_KEY_BYTES or any(len(p.encode()) > 255 for p in key.split("/")):
         shown = key if len(key) <= 80 else key[:80] + "..."
         raise InvalidInput(f"Invalid artifact path {shown!r}: at most 255 bytes per name and "
@@ -478,9 +473,9 @@ def safe_artifact_path(path: Any) -> str:
             break
         decoded = once
     if decoded != key:
-        validate_artifact_path(decoded, f"artifact path {key!r}, percent-decoded,")
         if "#" in decoded:
             raise InvalidInput(f"Invalid artifact path {key!r}, percent-decoded to {decoded!r}: {HASH_PROBLEM}")
+        validate_artifact_path(decoded, f"artifact path {key!r}, percent-decoded,")
     return key
 
 

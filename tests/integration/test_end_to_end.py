@@ -80,9 +80,11 @@ def test_bad_events_go_to_rejects_and_dead_letters_and_the_worker_keeps_going(se
     run_id = log_run(server, steps=10)
 
     wait_until(lambda: server.reader.run(run_id)["status"] == "FINISHED", 60, "the good run after bad events")
+    bad_keys = {"garbage-key", "future-key", "empty-key"}  # keyed apart, so on partitions of their own
     rejects = wait_until(
-        lambda: [r for r in server.reader.rejects(100) if r["aggregate_id"] in ("garbage-key", "future-key", "empty-key")],
-        30, "rejects")
+        lambda: (found := [r for r in server.reader.rejects(100) if r["aggregate_id"] in bad_keys])
+        and {r["aggregate_id"] for r in found} == bad_keys and found,
+        60, "a reject for each bad event")
     by_key = {r["aggregate_id"]: r for r in rejects}
     assert by_key["garbage-key"]["reason"] == "undecodable"
     assert "single-object" in by_key["garbage-key"]["detail"]

@@ -409,6 +409,12 @@ def test_odd_but_literal_names_are_accepted(path):
     assert validate_artifact_path(path) == path
 
 
+@pytest.mark.parametrize("path", ["file#frag.txt", "dir#x/a.txt", "#"])
+def test_a_hash_in_an_artifact_path_is_refused_by_the_sdk_as_by_the_gateway(path):
+    with pytest.raises(InvalidInput, match="'#' is not allowed in artifact paths"):
+        validate_artifact_path(path)
+
+
 def test_percent_encoded_dots_are_a_literal_file_name(tmp_path, root, commits, sleeps):
     record = uploader_for(LocalArtifactStore(root), commits, sleeps).upload(
         RUN, EXP, make_file(tmp_path / "f", b"x"), "..%2fescape")
