@@ -724,11 +724,12 @@ def server_cpu_watch(server: Server) -> sustained_load.CpuWatch:
     """What serves the load: the server's process tree and, for trackstream, the Kafka broker."""
     assert server.process is not None
     processes = {"server": [server.process.pid] + descendants(server.process.pid)}
-    if isinstance(server, TrackstreamServer):
-        port = int(server.bootstrap.split(",")[0].rsplit(":", 1)[1])
-        broker = sustained_load.pid_listening_on(port)
-        processes["broker"] = [broker] if broker else []
-    return sustained_load.CpuWatch(processes, split_threads_of="server")
+    if not isinstance(server, TrackstreamServer):
+        return sustained_load.CpuWatch(processes)
+    port = int(server.bootstrap.split(",")[0].rsplit(":", 1)[1])
+    broker = sustained_load.pid_listening_on(port)
+    processes["broker"] = [broker] if broker else []
+    return sustained_load.CpuWatch(processes, split_threads_of="server")  # one process: split by its threads
 
 
 def sustained_ingest(server: Server, experiment_id: str, size: Size, style: str, res: Results) -> None:
