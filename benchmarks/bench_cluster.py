@@ -91,6 +91,7 @@ def measure(base: Settings, server: ClickHouseServer, workers: int, points: int,
             time.sleep(0.05)
         if last_seen is None:
             raise SystemExit(f"{workers} worker(s) did not store {total} points within 600 s")
+        fresh = freshness(settings, client, home / "spools" / f"{name}-fresh")
         inserts = insert_costs(client, settings.database)
         (stored_bytes,), = client.query(
             "SELECT sum(data_compressed_bytes) FROM system.parts WHERE active AND database = {db:String} "
@@ -100,7 +101,31 @@ def measure(base: Settings, server: ClickHouseServer, workers: int, points: int,
             role.stop()
     rate = (total - first_count) / (last_seen - first_seen)
     return {"workers": workers, "points": total, "points_per_s": rate, "per_worker": rate / workers, "inserts": inserts,
-            "bytes_per_point": stored_bytes / total}
+            "bytes_per_point": stored_bytes / total, "freshness": fresh}
+
+
+def freshness(settings: Settings, client, spool: Path, batches: int = 40, points: int = 2_000) -> tuple[float, float]:
+    """Logged (acknowledged by Kafka) -> visible to a query on the server, one batch at a time,
+    with the workers idle otherwise: (p50, p99) in ms."""
+    writer = EventWriter(settings.kafka_bootstrap, settings.topic, writer_id=f"fresh-{uuid.uuid4().hex[:8]}",
+                         spool_dir=spool)
+    run_id = uuid.uuid4().hex
+    writer.append("run_created", {"run_id": run_id, "experiment_id": "0", "user_id": "bench", "source_name": "b",
+                                  "parent_run_id": None, "start_time_ms": 1, "run_name": "fresh", "tags": []})
+    latencies = []
+    for b in range(batches):
+        batch = MetricBatch(["loss"], np.zeros(points, dtype=np.uint32), np.arange(b * points, (b + 1) * points),
+                            np.full(points, 1_700_000_000_000 + b), np.ones(points))
+        writer.append("metrics_logged", {"run_id": run_id, **batch.to_record_fields()})
+        assert writer.flush(30) == 0
+        started = time.perf_counter()
+        want = (b + 1) * points
+        while int(client.command(f"SELECT count() FROM {settings.database}.metrics WHERE run_id = '{run_id}'")) < want:
+            time.sleep(0.005)
+        latencies.append((time.perf_counter() - started) * 1000)
+    writer.close()
+    latencies.sort()
+    return latencies[len(latencies) // 2], latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
 
 
 def insert_costs(client, database: str, repeats: int = 5) -> dict[int, tuple[float, float]]:
@@ -137,7 +162,7 @@ def main() -> None:
                 r = measure(Settings(kafka_bootstrap=args.bootstrap), server, workers, args.points, home)
                 print(f"{r['workers']} worker(s): {r['points']:,} points at {r['points_per_s']:,.0f} points/s "
                       f"({r['per_worker']:,.0f} per worker); {r['bytes_per_point']:.1f} bytes/point compressed in "
-                      "ClickHouse", flush=True)
+                      f"ClickHouse; freshness p50 {r['freshness'][0]:.0f} ms, p99 {r['freshness'][1]:.0f} ms", flush=True)
                 for rows, (ms, rate) in r["inserts"].items():
                     print(f"  one metrics insert of {rows:,} points: {ms:.0f} ms ({rate:,.0f} points/s)", flush=True)
         finally:
