@@ -75,7 +75,10 @@ class MaterializerService:
         self.client = self.executor.submit(connect, settings.clickhouse_dsn).result()
         self.executor.submit(SchemaManager(self.client, settings.database).migrate).result()
         self.sink = self.executor.submit(ClickHouseSink, self.client, settings.database).result()
-        self.positions = PositionLog(self.client, settings.database)
+        # Only a ClickHouse server has gateways in other processes to tell; the embedded engine
+        # belongs to this process, whose gateway hears of each batch through on_materialized.
+        self.positions = None if settings.clickhouse_dsn.startswith("chdb://") else \
+            PositionLog(self.client, settings.database)
         self.materializer = Materializer(ClickHouseStateReader(self.client, settings.database),
                                          artifact_root=settings.artifact_uri_root)
         self._state_stale = False
@@ -99,7 +102,8 @@ class MaterializerService:
         for m in messages:
             last[m.partition] = max(m.offset, last.get(m.partition, -1))
         # After the rows: gateways in other processes advance their marks from this (consumers/positions.py).
-        self.positions.record(last, rows.touched_runs())
+        if self.positions is not None:
+            self.positions.record(last, rows.touched_runs())
         self.stats.record_batch(len(messages), rows.metric_points, rows.counts.get("rejects", 0),
                                 rows.counts.get("duplicates", 0), time.perf_counter() - started, last)
         self.stats.rows_already_stored = self.sink.rows_already_stored

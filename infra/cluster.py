@@ -260,7 +260,10 @@ class LocalCluster:
     def down(self) -> list[str]:
         """Stop what ``up`` started (gateways, workers, ClickHouse, brokers); names what was stopped.
         Every role home under ``home`` counts, also workers another process added later."""
-        stopped = [f"{p.role} {p.name}" for role in reversed(ROLES) for p in self._role_homes(role) if p.stop()]
+        roles = [p for role in reversed(ROLES) for p in self._role_homes(role)]
+        # Together: each may take its shutdown timeout (a worker commits and leaves the group).
+        stopped_roles = run_on_each(roles, RoleProcess.stop, key=lambda p: p.home)
+        stopped = [f"{p.role} {p.name}" for p in roles if stopped_roles[p.home]]
         if self.clickhouse.stop():
             stopped.append("clickhouse-server")
         # Together: one by one, the last broker waits out its shutdown timeout for a quorum.

@@ -176,3 +176,15 @@ def mlflow_tracking_server(bootstrap: str, home: Path, prefix: str) -> Iterator[
                 os.environ.pop("MLFLOW_TRACKING_URI", None)
             else:
                 os.environ["MLFLOW_TRACKING_URI"] = previous
+
+
+def mlflow_call(base_url: str, path: str, body: dict | None = None) -> dict:
+    """One MLflow REST call (POST with a JSON body, else GET); an HTTP error raises."""
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{base_url}/api/2.0/mlflow/{path}", data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json"}, method="POST" if body is not None else "GET")
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())

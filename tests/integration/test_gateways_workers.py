@@ -5,24 +5,14 @@ cached by the reading gateway is refreshed after the other gateway's write."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import statistics
 import time
-import urllib.request
 import uuid
 
 from trackstream.infra.topics import ensure_topics
-from tests.integration.harness import ServerHandle, free_port, make_server
+from tests.integration.harness import ServerHandle, free_port, make_server, mlflow_call
 
 RYW_ROUNDS = 20
-
-
-def call(base_url: str, path: str, body: dict | None = None) -> dict:
-    request = urllib.request.Request(
-        f"{base_url}/api/2.0/mlflow/{path}", data=json.dumps(body).encode() if body is not None else None,
-        headers={"Content-Type": "application/json"}, method="POST" if body is not None else "GET")
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.loads(response.read())
 
 
 def role(base: ServerHandle, tmp_path, name: str, role_name: str) -> ServerHandle:
@@ -43,14 +33,14 @@ def test_write_through_one_gateway_is_read_through_the_other(kafka_bootstrap, cl
         for process in workers + gateways:
             process.start()
         first, second = (g.settings.server_url for g in gateways)
-        run_id = call(first, "runs/create", {"experiment_id": "0", "run_name": "ryw"})["run"]["info"]["run_id"]
+        run_id = mlflow_call(first, "runs/create", {"experiment_id": "0", "run_name": "ryw"})["run"]["info"]["run_id"]
         latencies = []
         for i in range(RYW_ROUNDS):
             writer, reader = (first, second) if i % 2 == 0 else (second, first)
-            call(writer, "runs/log-metric", {"run_id": run_id, "key": "loss", "value": float(i), "step": i,
+            mlflow_call(writer, "runs/log-metric", {"run_id": run_id, "key": "loss", "value": float(i), "step": i,
                                              "timestamp": 1_700_000_000_000 + i})
             started = time.perf_counter()
-            run = call(reader, "runs/get?run_id=" + run_id)["run"]  # a 503 would raise here
+            run = mlflow_call(reader, "runs/get?run_id=" + run_id)["run"]  # a 503 would raise here
             latencies.append(time.perf_counter() - started)
             metrics = {m["key"]: m for m in run["data"].get("metrics", [])}
             assert metrics["loss"]["value"] == float(i), f"round {i}: {writer} -> {reader} saw {metrics}"
