@@ -9,12 +9,14 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import itertools
+import logging
 import re
 import threading
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import clickhouse_connect
 import numpy as np
@@ -64,6 +66,27 @@ def connect(dsn: str, purpose: str = "write") -> Client:
                 raise StorageError(redact_secrets(f"cannot open ClickHouse at {dsn}: {exc}", dsn)) from None
             _clients[(dsn, purpose)] = client
         return client
+
+
+def connect_patiently(dsn: str, wait_s: float, purpose: str = "write",
+                      connect_fn: Callable[[str, str], Client] | None = None,
+                      sleep: Callable[[float], None] = time.sleep,
+                      clock: Callable[[], float] = time.monotonic) -> Client:
+    """``connect``, retried with backoff for up to ``wait_s`` while a ClickHouse *server* does not
+    answer: a worker or gateway started while the server restarts waits for it instead of exiting.
+    The embedded engine is never waited for (its failures are not transient)."""
+    connect_fn = connect_fn or connect
+    deadline = clock() + wait_s
+    delay = 0.5
+    while True:
+        try:
+            return connect_fn(dsn, purpose)
+        except StorageError as exc:
+            if dsn.startswith("chdb://") or clock() + delay > deadline:
+                raise
+            logging.getLogger(__name__).warning("%s; retrying in %.1f s", exc, delay)
+            sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def _held_by_another_process(dsn: str) -> bool:

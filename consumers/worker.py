@@ -24,7 +24,7 @@ from trackstream.consumers.ingest_stats import IngestStats
 from trackstream.consumers.finalizer import FinalizeDeadline, decidable_partitions, finalize_timeout_event, overdue_runs
 from trackstream.consumers.materializer import Materializer, RejectReason, SourceMessage, TableRows
 from trackstream.consumers.positions import PositionLog
-from trackstream.consumers.store import ClickHouseSink, ClickHouseStateReader, SchemaManager, connect
+from trackstream.consumers.store import ClickHouseSink, ClickHouseStateReader, SchemaManager, connect_patiently
 from trackstream.config import Settings
 from trackstream.errors import StorageError
 from trackstream.consumers.committed_artifacts import latest_committed_sha256
@@ -38,6 +38,7 @@ SESSION_TIMEOUT_S = 10.0
 # What a ClickHouse outage raises: our wrapped insert errors, the driver's errors, socket errors.
 CLICKHOUSE_FAILURES = (StorageError, ClickHouseError, OSError)
 MAX_RETRY_BACKOFF_S = 10.0
+STARTUP_WAIT_S = 120.0  # a ClickHouse server that does not answer at startup is waited for this long
 EXIT_UNACKED_BATCH = 70  # EX_SOFTWARE  # a SIGKILLed worker's partitions move after this long
 
 
@@ -72,7 +73,7 @@ class MaterializerService:
         # Fault injection for the crash tests: SIGKILL ourselves after the Nth batch is inserted
         # and before its offsets can be committed.
         self._crash_after_insert = int(os.environ.get("TRACKSTREAM_FAULT_KILL_AFTER_BATCH", "0"))
-        self.client = self.executor.submit(connect, settings.clickhouse_dsn).result()
+        self.client = self.executor.submit(connect_patiently, settings.clickhouse_dsn, STARTUP_WAIT_S).result()
         self.executor.submit(SchemaManager(self.client, settings.database).migrate).result()
         self.sink = self.executor.submit(ClickHouseSink, self.client, settings.database).result()
         # Only a ClickHouse server has gateways in other processes to tell; the embedded engine

@@ -16,9 +16,9 @@ from aiohttp import web
 from trackstream.consumers.replay import BackgroundReplay
 from trackstream.consumers.ingest_stats import IngestStats
 from trackstream.consumers.positions import PositionLog
-from trackstream.consumers.store import SchemaManager, connect
+from trackstream.consumers.store import SchemaManager, connect, connect_patiently
 from trackstream.consumers.batching import FlushRequests
-from trackstream.consumers.worker import MaterializerService, build_app
+from trackstream.consumers.worker import STARTUP_WAIT_S, MaterializerService, build_app
 from trackstream.infra.topics import ensure_topics
 from trackstream.server.auth import AuthConfig, auth_middleware, load_auth
 from trackstream.server.password_checks import PasswordChecks
@@ -119,7 +119,7 @@ def serve_gateway(settings: Settings) -> None:
     auth = load_auth(settings.auth_file, settings.server_host)
     settings.home.mkdir(parents=True, exist_ok=True)
     ensure_topics(settings)
-    SchemaManager(connect(settings.clickhouse_dsn, "migrate"), settings.database).migrate()
+    SchemaManager(connect_patiently(settings.clickhouse_dsn, STARTUP_WAIT_S, "migrate"), settings.database).migrate()
     consistency = LogEndReadYourWrites(TopicEnds(settings.kafka_bootstrap, settings.topic,
                                                  settings.partitions).high_watermarks)
     run_cache = RunDataCache()

@@ -9,8 +9,6 @@ import signal
 import statistics
 import time
 
-import pytest
-
 from tests.integration.cluster_faults import Ingest, assert_exactly_once
 from tests.integration.harness import mlflow_call, wait_until
 from trackstream.infra.processes import pid_alive
@@ -72,9 +70,6 @@ def test_add_a_worker_then_kill_9_a_worker_mid_ingest(local_cluster, tmp_path):
         victim.start()
 
 
-@pytest.mark.xfail(reason="issue 11 hole 1 (branch holes): while ClickHouse is down, the rebalance handler's "
-                          "high-water-mark reload raises clickhouse-connect's OperationalError, not StorageError, "
-                          "and the faust worker process crashes", strict=False)
 def test_clickhouse_server_stopped_and_restarted_mid_ingest(local_cluster, tmp_path):
     ingest = Ingest(local_cluster.settings, tmp_path / "spool").start()
     time.sleep(1.5)
