@@ -680,7 +680,8 @@ def _dir_name(writer_id: str) -> str:
 
 def _has_other_spools(own: Path) -> bool:
     try:
-        return any(p.is_dir() and not p.name.startswith(".") and p.name != own.name for p in own.parent.iterdir())
+        return any(p.is_dir() and not p.name.startswith(".") and p.name != own.name and DiskSpool.is_spool_dir(p)
+                   for p in own.parent.iterdir())
     except OSError:
         return False
 

@@ -215,6 +215,14 @@ class DiskSpool:
         return False
 
     @staticmethod
+    def is_spool_dir(directory: Path | str) -> bool:
+        """Whether ``directory`` holds a spool (its metadata, delivered mark or a segment), so that
+        whoever looks for leftover spools never opens, let alone removes, anything else."""
+        path = Path(directory)
+        return (path / META_NAME).exists() or (path / DELIVERED_NAME).exists() or \
+            any(path.glob(f"*{SEGMENT_SUFFIX}"))
+
+    @staticmethod
     def read_metadata(directory: Path | str) -> dict[str, Any]:
         try:
             return json.loads((Path(directory) / META_NAME).read_text())

@@ -54,7 +54,8 @@ class SyncReport:
 def spool_dirs(spool_root: Path) -> list[Path]:
     """Spool directories under the root, oldest first (dot-names are spools being created)."""
     try:
-        dirs = [p for p in Path(spool_root).iterdir() if p.is_dir() and not p.name.startswith(".")]
+        dirs = [p for p in Path(spool_root).iterdir()
+                if p.is_dir() and not p.name.startswith(".") and DiskSpool.is_spool_dir(p)]
     except FileNotFoundError:
         return []
 

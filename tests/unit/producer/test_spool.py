@@ -444,3 +444,24 @@ def test_shipper_replaces_a_producer_that_stops_reporting_while_the_broker_answe
     assert producers[1].produced == [2, 3, 4, 5]
     shipper.close()
     spool.close()
+
+
+def test_only_spool_directories_count_as_leftover_spools(tmp_path):
+    """A writer given an explicit spool directory treats its siblings as leftover spools to deliver
+    and remove: a sibling that is not a spool (someone's data) must never be opened, let alone removed."""
+    from trackstream.producer.kafka_writer import _has_other_spools
+    from trackstream.producer.sync import spool_dirs
+
+    own = tmp_path / "spool"
+    data = tmp_path / "clickhouse-data"
+    (data / "store").mkdir(parents=True)
+    (data / "store" / "part.bin").write_bytes(b"x")
+    DiskSpool(own, metadata={"topic": "t"}).close()
+    assert spool_dirs(tmp_path) == [own]
+    assert not _has_other_spools(own)
+
+    leftover = DiskSpool(tmp_path / "leftover", metadata={"topic": "t"})
+    leftover.close()
+    assert set(spool_dirs(tmp_path)) == {own, tmp_path / "leftover"}
+    assert _has_other_spools(own)
+    assert (data / "store" / "part.bin").read_bytes() == b"x"
