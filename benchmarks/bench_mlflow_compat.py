@@ -659,6 +659,18 @@ def search(server: Server, size: Size, res: Results) -> None:
                          f"({len(got)} runs)")
     for _ in range(4):
         http.call("POST", f"{API}/runs/search", body)
+    latencies = timed_searches(http, body, size)
+    http.close()
+    search_note = ("" if len(latencies) == size.searches
+                   else f"only {len(latencies)} of {size.searches} searches within the {size.search_budget_s:.0f} s budget")
+    log(f"{server.name}: search p50 {statistics.median(latencies):.1f} ms p99 {percentile(latencies, 99):.1f} ms")
+    title = f"search_runs over {size.runs:,} runs, metric filter + order, top 100"
+    res.put(server.name, "search_p50", f"{title}, p50", "ms", False, statistics.median(latencies), search_note)
+    res.put(server.name, "search_p99", f"{title}, p99", "ms", False, percentile(latencies, 99), search_note)
+
+
+def timed_searches(http: Http, body: bytes, size: Size) -> list[float]:
+    """ms per runs/search call, size.searches of them or as many as fit in size.search_budget_s."""
     latencies: list[float] = []
     deadline = time.perf_counter() + size.search_budget_s
     for _ in range(size.searches):
@@ -667,13 +679,7 @@ def search(server: Server, size: Size, res: Results) -> None:
         latencies.append((time.perf_counter() - t0) * 1000)
         if time.perf_counter() > deadline:
             break
-    http.close()
-    search_note = ("" if len(latencies) == size.searches
-                   else f"only {len(latencies)} of {size.searches} searches within the {size.search_budget_s:.0f} s budget")
-    log(f"{server.name}: search p50 {statistics.median(latencies):.1f} ms p99 {percentile(latencies, 99):.1f} ms")
-    title = f"search_runs over {size.runs:,} runs, metric filter + order, top 100"
-    res.put(server.name, "search_p50", f"{title}, p50", "ms", False, statistics.median(latencies), search_note)
-    res.put(server.name, "search_p99", f"{title}, p99", "ms", False, percentile(latencies, 99), search_note)
+    return latencies
 
 
 def mlflow_client_ingest(server: Server, experiment_id: str, size: Size, res: Results) -> None:
@@ -799,14 +805,7 @@ def search_loaded_runs(server: Server, experiment_id: str, size: Size, res: Resu
     got = [next(m["value"] for m in run["data"]["metrics"] if m["key"] == "acc") for run in first.get("runs", [])]
     note = "" if [round(g, 9) for g in got] == [round(e, 9) for e in expected] else (
         f"answer differs from the expected top {len(expected)} ({len(got)} runs)")
-    latencies = []
-    deadline = time.perf_counter() + size.search_budget_s
-    for _ in range(size.searches):
-        t0 = time.perf_counter()
-        http.call("POST", f"{API}/runs/search", body)
-        latencies.append((time.perf_counter() - t0) * 1000)
-        if time.perf_counter() > deadline:
-            break
+    latencies = timed_searches(http, body, size)
     http.close()
     title = f"search_runs over the {size.load_runs:,} loaded runs, metric + param filter, order by metric"
     res.put(server.name, "load_search_p50", f"{title}, p50", "ms", False, statistics.median(latencies), note)

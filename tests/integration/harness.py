@@ -149,9 +149,11 @@ def make_server(kafka_bootstrap: str, home: Path, name: str, partitions: int = 4
 
 
 @contextlib.contextmanager
-def running_server(bootstrap: str, home: Path, prefix: str) -> Iterator[ServerHandle]:
-    """A started server with its own topic / database named ``prefix`` + a random suffix; stopped after."""
+def running_server(bootstrap: str, home: Path, prefix: str, **env: str) -> Iterator[ServerHandle]:
+    """A started server with its own topic / database named ``prefix`` + a random suffix and the extra
+    environment ``env``; stopped after."""
     handle = make_server(bootstrap, home, f"{prefix}{uuid.uuid4().hex[:6]}")
+    handle.env_overrides.update(env)
     handle.start()
     try:
         yield handle

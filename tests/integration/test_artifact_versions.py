@@ -12,14 +12,13 @@ import os
 import subprocess
 import sys
 import textwrap
-import uuid
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import REPO, ServerHandle, make_server, wait_until
+from tests.integration.harness import REPO, ServerHandle, running_server, wait_until
 
 CRASHING_UPLOAD = textwrap.dedent("""
     import os, sys
@@ -52,13 +51,9 @@ GRACE_S = 3
 
 @pytest.fixture(scope="module")
 def server(kafka_bootstrap, tmp_path_factory) -> Iterator[ServerHandle]:
-    handle = make_server(kafka_bootstrap, tmp_path_factory.mktemp("versions"), f"versions{uuid.uuid4().hex[:6]}")
-    handle.env_overrides["TRACKSTREAM_STAGING_GRACE_S"] = str(GRACE_S)
-    handle.start()
-    try:
+    with running_server(kafka_bootstrap, tmp_path_factory.mktemp("versions"), "versions",
+                        TRACKSTREAM_STAGING_GRACE_S=str(GRACE_S)) as handle:
         yield handle
-    finally:
-        handle.stop()
 
 
 def crash_while_replacing(server: ServerHandle, tmp_path: Path, where: str) -> tuple[str, str, bytes, bytes]:

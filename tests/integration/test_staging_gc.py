@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from trackstream.producer.client import TrackingClient
-from tests.integration.harness import REPO, ServerHandle, make_server, wait_until
+from tests.integration.harness import REPO, ServerHandle, running_server, wait_until
 
 MIB = 1024 * 1024
 
@@ -110,13 +110,9 @@ GRACE_S = 3
 
 @pytest.fixture(scope="module")
 def server(kafka_bootstrap, tmp_path_factory) -> Iterator[ServerHandle]:
-    handle = make_server(kafka_bootstrap, tmp_path_factory.mktemp("gc"), f"gc{os.urandom(3).hex()}")
-    handle.env_overrides["TRACKSTREAM_STAGING_GRACE_S"] = str(GRACE_S)
-    handle.start()
-    try:
+    with running_server(kafka_bootstrap, tmp_path_factory.mktemp("gc"), "gc",
+                        TRACKSTREAM_STAGING_GRACE_S=str(GRACE_S)) as handle:
         yield handle
-    finally:
-        handle.stop()
 
 
 def test_the_server_collects_killed_uploads_but_not_one_in_progress_nor_committed_artifacts(server, tmp_path,
