@@ -264,7 +264,7 @@ class ClickHouseSink:
         last: dict[int, int] = {}
         for r in fresh:
             last[r[ip]] = max(last.get(r[ip], -1), r[io])
-        settings = insert_settings(table, [(r[ip], r[io]) for r in fresh])
+        settings = insert_settings(table, [r[ip] for r in fresh], [r[io] for r in fresh])
         self._insert(lambda: self.client.insert(f"{self.database}.{table}", fresh, column_names=list(columns),
                                                 settings=settings), table)
         self._advance(table, last.keys(), last.values())
@@ -287,7 +287,7 @@ class ClickHouseSink:
             table, partitions, offsets = table.take(pa.array(order)), partitions[order], offsets[order]
         for start, stop in insert_slices(partitions, offsets, MAX_ROWS_PER_INSERT):
             chunk = table.slice(start, stop - start)
-            settings = insert_settings("metrics", zip(partitions[start:stop].tolist(), offsets[start:stop].tolist()))
+            settings = insert_settings("metrics", partitions[start:stop], offsets[start:stop])
             self._insert(lambda c=chunk, s=settings: self.client.insert_arrow(f"{self.database}.metrics", c, settings=s),
                          "metrics")
             self._advance("metrics", *_last_offsets(partitions[start:stop], offsets[start:stop]))
@@ -308,22 +308,21 @@ SINGLE_BLOCK_INSERT = {"max_insert_block_size": 100_000_000, "min_insert_block_s
                        "min_insert_block_size_bytes": 1 << 34}
 
 
-def insert_settings(table: str, events: Any) -> dict[str, Any]:
+def insert_settings(table: str, partitions: Any, offsets: Any) -> dict[str, Any]:
     """Settings of one insert: a single block, and a deduplication token naming its content.
 
-    The token is the table and the (partition, offset) span of every event in the insert. When
+    The token is the table and the (partition, offset) span of every event in the insert (rows'
+    partitions and offsets as arrays: a span per partition, computed without a per-row loop). When
     the connection drops after the server stored the insert, the driver (or the worker) sends it
     again with the same token, and the server drops the copy (``non_replicated_deduplication_window``,
     migration 010). Another insert with the same token would hold the same events' rows, which
     are then already stored."""
-    spans: dict[int, list[int]] = {}
-    count = 0
-    for partition, offset in events:
-        span = spans.setdefault(int(partition), [int(offset), int(offset)])
-        span[0], span[1] = min(span[0], int(offset)), max(span[1], int(offset))
-        count += 1
-    described = ",".join(f"{p}:{lo}-{hi}" for p, (lo, hi) in sorted(spans.items()))
-    token = hashlib.sha256(f"{table}|{described}|{count}".encode()).hexdigest()
+    partitions, offsets = np.asarray(partitions, dtype=np.int64), np.asarray(offsets, dtype=np.int64)
+    spans = []
+    for partition in np.unique(partitions):
+        of_partition = offsets[partitions == partition]
+        spans.append(f"{int(partition)}:{int(of_partition.min())}-{int(of_partition.max())}")
+    token = hashlib.sha256(f"{table}|{','.join(spans)}|{len(offsets)}".encode()).hexdigest()
     return {**SINGLE_BLOCK_INSERT, "insert_deduplicate": 1, "insert_deduplication_token": token}
 
 

@@ -34,12 +34,12 @@ log = logging.getLogger("trackstream.worker")
 
 BATCH_MAX_EVENTS = 2000
 CHUNK_MAX_BYTES = 16 * 1024 * 1024  # one materialize+insert step; bounds memory per step
-SESSION_TIMEOUT_S = 10.0
+SESSION_TIMEOUT_S = 10.0  # a SIGKILLed worker's partitions move after this long
 # What a ClickHouse outage raises: our wrapped insert errors, the driver's errors, socket errors.
 CLICKHOUSE_FAILURES = (StorageError, ClickHouseError, OSError)
 MAX_RETRY_BACKOFF_S = 10.0
 STARTUP_WAIT_S = 120.0  # a ClickHouse server that does not answer at startup is waited for this long
-EXIT_UNACKED_BATCH = 70  # EX_SOFTWARE  # a SIGKILLed worker's partitions move after this long
+EXIT_UNACKED_BATCH = 70  # EX_SOFTWARE
 
 
 def split_by_size(messages: list[SourceMessage], max_bytes: int = CHUNK_MAX_BYTES) -> list[list[SourceMessage]]:
