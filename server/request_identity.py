@@ -22,6 +22,7 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 AJAX_PREFIX, API_PREFIX = "/ajax-api/", "/api/"
 
+
 def request_identity(method: str, path: str, query: str, body: bytes, idempotency_key: str | None) -> str | None:
     """Hex digest naming a write request; None for reads (they append nothing)."""
     method = method.upper()

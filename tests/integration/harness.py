@@ -148,6 +148,9 @@ def make_server(kafka_bootstrap: str, home: Path, name: str, partitions: int = 4
     return ServerHandle(settings, home / "server-test.log")
 
 
+STAGING_GRACE_S = 3  # the short grace period of the `short_grace_server` fixture (tests/integration/conftest.py)
+
+
 @contextlib.contextmanager
 def running_server(bootstrap: str, home: Path, prefix: str, **env: str) -> Iterator[ServerHandle]:
     """A started server with its own topic / database named ``prefix`` + a random suffix and the extra

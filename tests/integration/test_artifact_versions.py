@@ -13,12 +13,11 @@ import subprocess
 import sys
 import textwrap
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import REPO, ServerHandle, running_server, wait_until
+from tests.integration.harness import REPO, ServerHandle, STAGING_GRACE_S, wait_until
 
 CRASHING_UPLOAD = textwrap.dedent("""
     import os, sys
@@ -46,14 +45,12 @@ CRASHING_UPLOAD = textwrap.dedent("""
     os.replace(second, first)
     client.log_artifact(run_id, first)
 """)
-GRACE_S = 3
+GRACE_S = STAGING_GRACE_S
 
 
 @pytest.fixture(scope="module")
-def server(kafka_bootstrap, tmp_path_factory) -> Iterator[ServerHandle]:
-    with running_server(kafka_bootstrap, tmp_path_factory.mktemp("versions"), "versions",
-                        TRACKSTREAM_STAGING_GRACE_S=str(GRACE_S)) as handle:
-        yield handle
+def server(short_grace_server) -> ServerHandle:
+    return short_grace_server
 
 
 def crash_while_replacing(server: ServerHandle, tmp_path: Path, where: str) -> tuple[str, str, bytes, bytes]:

@@ -12,13 +12,12 @@ import sys
 import textwrap
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from trackstream.producer.client import TrackingClient
-from tests.integration.harness import REPO, ServerHandle, running_server, wait_until
+from tests.integration.harness import REPO, ServerHandle, STAGING_GRACE_S, wait_until
 
 MIB = 1024 * 1024
 
@@ -105,14 +104,12 @@ def test_gc_staging_removes_a_killed_upload_and_keeps_young_and_committed_files(
     assert bad.returncode != 0 and "Invalid duration 'soon'" in bad.stderr
 
 
-GRACE_S = 3
+GRACE_S = STAGING_GRACE_S
 
 
 @pytest.fixture(scope="module")
-def server(kafka_bootstrap, tmp_path_factory) -> Iterator[ServerHandle]:
-    with running_server(kafka_bootstrap, tmp_path_factory.mktemp("gc"), "gc",
-                        TRACKSTREAM_STAGING_GRACE_S=str(GRACE_S)) as handle:
-        yield handle
+def server(short_grace_server) -> ServerHandle:
+    return short_grace_server
 
 
 def test_the_server_collects_killed_uploads_but_not_one_in_progress_nor_committed_artifacts(server, tmp_path,
