@@ -35,16 +35,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from trackstream.infra.kafka_broker import InfraError, port_is_free
+from trackstream.infra.kafka_broker import port_is_free
 from trackstream.infra.processes import (
+    InfraError,
     directory_lock,
     launched_log_tail,
     launch_detached,
-    pid_alive,
-    read_cmdline,
-    read_pid,
+    owned_pid,
     stop_recorded,
-    terminate,
+    wait_until_answering,
     write_atomically,
 )
 
@@ -216,34 +215,16 @@ class ClickHouseServer:
                                       data_dir=self.data_dir, answering=answering)
 
     def _owned_pid(self) -> int | None:
-        pid = read_pid(self.pid_path)
-        if pid is None or not pid_alive(pid):
-            return None
-        cmdline = read_cmdline(pid)
-        if cmdline is None or not is_server_cmdline(cmdline, self.data_dir):
-            return None
-        return pid
+        return owned_pid(self.pid_path, lambda cmdline: is_server_cmdline(cmdline, self.data_dir))
 
     def _lock(self) -> contextlib.AbstractContextManager[None]:
         return directory_lock(self.server_dir)
 
     def _wait_until_answering(self, pid: int, timeout: float, *, stop_on_failure: bool) -> ClickHouseServerStatus:
-        deadline = time.monotonic() + timeout
-        while True:
-            if not pid_alive(pid):
-                self.pid_path.unlink(missing_ok=True)
-                raise InfraError(f"the ClickHouse server (pid {pid}) exited during startup; "
-                                 f"last lines of {self.log_path}:\n{self._log_tail()}")
-            if http_answers(self.host, self.http_port):
-                return self._status(pid, answering=True)
-            if time.monotonic() >= deadline:
-                break
-            time.sleep(0.2)
-        if stop_on_failure:
-            terminate(pid, 10.0, "ClickHouse server")
-            self.pid_path.unlink(missing_ok=True)
-        raise InfraError(f"the ClickHouse server did not answer on {self.host}:{self.http_port} within "
-                         f"{timeout:.0f}s; last lines of {self.log_path}:\n{self._log_tail()}")
+        wait_until_answering(pid, self.pid_path, lambda: http_answers(self.host, self.http_port), timeout,
+                             stop_on_failure=stop_on_failure, what="ClickHouse server",
+                             where=f"{self.host}:{self.http_port}", log_path=self.log_path, log_tail=self._log_tail)
+        return self._status(pid, answering=True)
 
     def _log_tail(self) -> str:
         return launched_log_tail(self.log_path, LAUNCH_MARKER, ERROR_TAIL_LINES, "server")

@@ -23,23 +23,20 @@ import re
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from trackstream.infra.processes import (
+    InfraError,
     directory_lock,
     launched_log_tail,
     launch_detached,
-    pid_alive,
-    read_cmdline,
-    read_pid,
+    owned_pid,
     stop_recorded,
-    terminate,
+    wait_until_answering,
     write_atomically,
 )
-from trackstream.errors import ServiceUnavailable
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 19092
@@ -67,10 +64,6 @@ LAUNCH_MARKER = "==== trackstream: launching Kafka broker"
 _quiet_librdkafka_logger = logging.getLogger("trackstream.infra.kafka_broker.librdkafka")
 _quiet_librdkafka_logger.addHandler(logging.NullHandler())
 _quiet_librdkafka_logger.propagate = False
-
-class InfraError(ServiceUnavailable):
-    """The local infrastructure could not be installed, started or stopped."""
-
 
 @dataclass(frozen=True)
 class BrokerStatus:
@@ -383,13 +376,7 @@ class KafkaBroker:
 
     def _owned_pid(self) -> int | None:
         """The pidfile's pid if that process is alive and is this home's broker."""
-        pid = read_pid(self.pid_path)
-        if pid is None or not pid_alive(pid):
-            return None
-        cmdline = read_cmdline(pid)
-        if cmdline is None or not is_broker_cmdline(cmdline, self.properties_path):
-            return None
-        return pid
+        return owned_pid(self.pid_path, lambda cmdline: is_broker_cmdline(cmdline, self.properties_path))
 
     def _lock(self) -> contextlib.AbstractContextManager[None]:
         return directory_lock(self.kafka_dir)
@@ -462,29 +449,10 @@ class KafkaBroker:
                 os.replace(self.log_path, self.log_path.with_name(self.log_path.name + ".1"))
 
     def _wait_until_answering(self, pid: int, timeout: float, *, stop_on_failure: bool) -> BrokerStatus:
-        deadline = time.monotonic() + timeout
-        while True:
-            if not pid_alive(pid):
-                self.pid_path.unlink(missing_ok=True)
-                raise InfraError(
-                    f"the Kafka broker (pid {pid}) exited during startup; last lines of "
-                    f"{self.log_path}:\n{self._log_tail()}"
-                )
-            if metadata_answers(self.bootstrap, timeout=1.0):
-                return self._status(pid, answering=True)
-            if time.monotonic() >= deadline:
-                break
-            time.sleep(0.25)
-        if stop_on_failure:
-            terminate(pid, 10.0, "Kafka broker")
-            self.pid_path.unlink(missing_ok=True)
-            outcome = "it was stopped again"
-        else:
-            outcome = f"it is still running as pid {pid}"
-        raise InfraError(
-            f"the Kafka broker did not answer on {self.bootstrap} within {timeout:.0f}s ({outcome}); "
-            f"last lines of {self.log_path}:\n{self._log_tail()}"
-        )
+        wait_until_answering(pid, self.pid_path, lambda: metadata_answers(self.bootstrap, timeout=1.0), timeout,
+                             stop_on_failure=stop_on_failure, what="Kafka broker", where=self.bootstrap,
+                             log_path=self.log_path, log_tail=self._log_tail, poll_s=0.25)
+        return self._status(pid, answering=True)
 
     def _log_tail(self) -> str:
         """The last lines the current (most recently launched) broker wrote."""

@@ -15,11 +15,16 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 from trackstream.errors import ServiceUnavailable
 
 KILL_GRACE_S = 10.0
+
+
+class InfraError(ServiceUnavailable):
+    """The local infrastructure could not be installed, started or stopped."""
+
 
 # Processes launched by this Python process, kept so they can be reaped after they exit
 # (otherwise they linger as zombies, which still answer os.kill(pid, 0)).
@@ -182,3 +187,38 @@ def launched_log_tail(log_path: Path, launch_marker: str, lines: int, what: str)
         text = text[marker_at:].partition("\n")[2]
     tail = "\n".join(text.splitlines()[-lines:])
     return tail or f"<the {what} wrote nothing>"
+
+
+def owned_pid(pid_path: Path, is_ours: Callable[[Sequence[str]], bool]) -> int | None:
+    """The pidfile's pid if that process is alive and its command line says it is ours (a reused
+    pid, or a pidfile left by a process that died, names someone else's process)."""
+    pid = read_pid(pid_path)
+    if pid is None or not pid_alive(pid):
+        return None
+    cmdline = read_cmdline(pid)
+    return pid if cmdline is not None and is_ours(cmdline) else None
+
+
+def wait_until_answering(pid: int, pid_path: Path, answers: Callable[[], bool], timeout: float, *,
+                         stop_on_failure: bool, what: str, where: str, log_path: Path,
+                         log_tail: Callable[[], str], poll_s: float = 0.2) -> None:
+    """Return once ``answers()``; if the process exits first, or ``timeout`` passes (then, with
+    ``stop_on_failure``, after stopping it), raise an :class:`InfraError` quoting its log."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if not pid_alive(pid):
+            pid_path.unlink(missing_ok=True)
+            raise InfraError(f"the {what} (pid {pid}) exited during startup; last lines of {log_path}:\n{log_tail()}")
+        if answers():
+            return
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(poll_s)
+    if stop_on_failure:
+        terminate(pid, KILL_GRACE_S, what)
+        pid_path.unlink(missing_ok=True)
+        outcome = "it was stopped again"
+    else:
+        outcome = f"it is still running as pid {pid}"
+    raise InfraError(f"the {what} did not answer on {where} within {timeout:.0f}s ({outcome}); "
+                     f"last lines of {log_path}:\n{log_tail()}")
