@@ -101,7 +101,7 @@ class ReplayJob:
 
     def run(self, on_progress: Callable[[ReplayProgress], None] | None = None, compare: bool = True) -> ReplayReport:
         self.prepare_target()
-        consumer = Consumer({"bootstrap.servers": self.settings.kafka_bootstrap, "group.id": f"replay-{uuid.uuid4().hex}",
+        consumer = Consumer({**self.settings.kafka_config(), "group.id": f"replay-{uuid.uuid4().hex}",
                              "enable.auto.commit": False, "enable.partition.eof": False,
                              "fetch.max.bytes": 64 * 1024 * 1024, "max.partition.fetch.bytes": 16 * 1024 * 1024})
         try:

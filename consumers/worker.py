@@ -164,6 +164,7 @@ def build_app(settings: Settings, service: MaterializerService,
     app = faust.App(
         settings.consumer_group,
         broker=f"kafka://{settings.kafka_bootstrap}",
+        broker_credentials=settings.kafka_security.faust_credentials(),
         value_serializer="raw",
         key_serializer="raw",
         web_enabled=False,

@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from trackstream.infra.kafka_auth import BrokerAuth
 from trackstream.infra.processes import (
     InfraError,
     directory_lock,
@@ -190,7 +191,7 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
-def metadata_answers(bootstrap: str, timeout: float = 2.0) -> bool:
+def metadata_answers(bootstrap: str, timeout: float = 2.0, client_config: Mapping[str, str] | None = None) -> bool:
     """Whether a Kafka broker at ``bootstrap`` answers a metadata request and lists itself."""
     host, _, port = bootstrap.rpartition(":")
     try:
@@ -200,7 +201,7 @@ def metadata_answers(bootstrap: str, timeout: float = 2.0) -> bool:
         return False
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": _quiet_librdkafka_logger})
+    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": _quiet_librdkafka_logger, **(client_config or {})})
     try:
         metadata = admin.list_topics(timeout=timeout)
     except Exception:
@@ -239,6 +240,7 @@ class KafkaBroker:
         java_opts: Sequence[str] = DEFAULT_JAVA_OPTS,
         node_id: int = 1,
         overrides: Mapping[str, str] | None = None,
+        auth: BrokerAuth | None = None,
     ) -> None:
         if port == controller_port:
             raise InfraError(f"broker port and controller port must differ (both are {port})")
@@ -252,6 +254,8 @@ class KafkaBroker:
         self.node_id = node_id
         # Settings on top of broker_properties' (a cluster member's quorum voters, replication).
         self.overrides = dict(overrides or {})
+        # SASL/SCRAM sign-in and ACLs (infra/kafka_auth.py); None is the plain loopback broker.
+        self.auth = auth
 
     @property
     def kafka_dir(self) -> Path:
@@ -326,9 +330,15 @@ class KafkaBroker:
         write_atomically(self.classpath_path, classpath + "\n")
         return classpath
 
+    @property
+    def client_config(self) -> dict[str, str]:
+        """librdkafka settings (beyond bootstrap.servers) with which our own checks sign in."""
+        return self.auth.admin_config() if self.auth else {}
+
     def status(self) -> BrokerStatus:
         pid = self._owned_pid()
-        return self._status(pid, answering=pid is not None and metadata_answers(self.bootstrap))
+        return self._status(pid, answering=pid is not None and metadata_answers(self.bootstrap,
+                                                                                client_config=self.client_config))
 
     def start(self, timeout: float = 60) -> BrokerStatus:
         """Start the broker unless it already runs; return once it answers metadata requests.
@@ -351,7 +361,8 @@ class KafkaBroker:
                         controller_port=self.controller_port,
                         data_dir=self.data_dir,
                         node_id=self.node_id,
-                        overrides=self.overrides,
+                        overrides={**(self.auth.properties(self.host, self.port, self.controller_port)
+                                      if self.auth else {}), **self.overrides},
                     )
                 ),
             )
@@ -409,6 +420,7 @@ class KafkaBroker:
             self.java, *self.java_opts, f"-Dlog4j2.configurationFile={LOG4J2_CONFIG_PATH}",
             "-cp", classpath, STORAGE_TOOL_CLASS,
             "format", f"--cluster-id={cluster_id}", "-c", str(self.properties_path),
+            *(self.auth.format_arguments() if self.auth else []),
         ]
         try:
             result = subprocess.run(
@@ -449,7 +461,8 @@ class KafkaBroker:
                 os.replace(self.log_path, self.log_path.with_name(self.log_path.name + ".1"))
 
     def _wait_until_answering(self, pid: int, timeout: float, *, stop_on_failure: bool) -> BrokerStatus:
-        wait_until_answering(pid, self.pid_path, lambda: metadata_answers(self.bootstrap, timeout=1.0), timeout,
+        wait_until_answering(pid, self.pid_path, lambda: metadata_answers(self.bootstrap, timeout=1.0,
+                                                                          client_config=self.client_config), timeout,
                              stop_on_failure=stop_on_failure, what="Kafka broker", where=self.bootstrap,
                              log_path=self.log_path, log_tail=self._log_tail, poll_s=0.25)
         return self._status(pid, answering=True)

@@ -81,7 +81,8 @@ class TrackingClient:
         self._warned_offline = False
         self._sent_experiments: set[str] = set()  # ids whose experiment_created this client sent
         self._owns_writer = writer is None
-        self.writer = writer or EventWriter(self.settings.kafka_bootstrap, self.settings.topic)
+        self.writer = writer or EventWriter(self.settings.kafka_bootstrap, self.settings.topic,
+                                            producer_config=self.settings.kafka_security.librdkafka_config())
         self.secret_policy = secret_policy
         self._metrics = MetricBuffer(max_points_per_batch)
         self._add_point = self._metrics.add

@@ -102,6 +102,11 @@ REPORTED = frozenset({
     KafkaError._AUTHENTICATION, KafkaError.TOPIC_EXCEPTION, KafkaError._UNKNOWN_TOPIC,
 })
 _IGNORED = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})
+_SIGN_IN_HINT = ("check TRACKSTREAM_KAFKA_SECURITY_PROTOCOL, TRACKSTREAM_KAFKA_USERNAME and TRACKSTREAM_KAFKA_PASSWORD; "
+                 "the events stay in the spool")
+_ACL_HINT = "the Kafka user needs WRITE and DESCRIBE on the topic (docs/deploy.md, \"Authenticated brokers\")"
+HINTS = {KafkaError._AUTHENTICATION: _SIGN_IN_HINT, KafkaError.SASL_AUTHENTICATION_FAILED: _SIGN_IN_HINT,
+         KafkaError.TOPIC_AUTHORIZATION_FAILED: _ACL_HINT}
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -311,7 +316,7 @@ class SpoolShipper:
             self._undeliverable(position, err)
         elif code not in _IGNORED:
             if code in REPORTED:
-                self._report(f"delivery to {self.topic} failed: {err.name()}: {err.str()} (will keep retrying)")
+                self._report(f"delivery to {self.topic} failed: {err.name()}: {err.str()} (will keep retrying)", code)
             self.fail(f"{err.name()}: {err.str()}")
 
     def _note_offset(self, partition: int, offset: int) -> None:
@@ -323,7 +328,7 @@ class SpoolShipper:
             return
         if err.fatal():
             if err.code() in REPORTED:
-                self._report(f"Kafka producer failed: {err.name()}: {err.str()} (will keep retrying)")
+                self._report(f"Kafka producer failed: {err.name()}: {err.str()} (will keep retrying)", err.code())
             self.fail(f"fatal producer error {err.name()}: {err.str()}")
         elif err.code() == KafkaError._ALL_BROKERS_DOWN:
             if self._unreachable_since is None and self.pending > 0:
@@ -331,14 +336,16 @@ class SpoolShipper:
                 log.warning("Kafka at %s is unreachable (%s); events are kept in %s and will be delivered "
                             "when it is back", self.bootstrap, err.str(), self.spool.directory)
         elif err.code() in REPORTED:
-            self._report(f"Kafka producer error: {err.name()}: {err.str()}")
+            self._report(f"Kafka producer error: {err.name()}: {err.str()}", err.code())
 
     def _undeliverable(self, position: int, err: KafkaError) -> None:
         self._report(f"event at spool position {position} of {self.spool.directory} can never be delivered "
                      f"to {self.topic} and was skipped: {err.name()}: {err.str()}")
         self._skipped.add(position)
 
-    def _report(self, message: str) -> None:
+    def _report(self, message: str, code: int | None = None) -> None:
+        if code in HINTS:
+            message = f"{message} ({HINTS[code]})"
         log.error("%s", message)
         with self._errors_lock:
             if message not in self._errors:

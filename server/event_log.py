@@ -101,13 +101,14 @@ CURRENT_REQUEST: contextvars.ContextVar[RequestStamp | None] = contextvars.Conte
 
 class EventAppender:
     def __init__(self, bootstrap: str, topic: str, consistency: ReadYourWrites,
-                 codec: EventCodec | None = None, writer_id: str | None = None, ack_timeout_s: float = 30.0) -> None:
+                 codec: EventCodec | None = None, writer_id: str | None = None, ack_timeout_s: float = 30.0,
+                 client_config: Mapping[str, str] | None = None) -> None:
         self.topic = topic
         self.ack_timeout_s = ack_timeout_s
         self.codec = codec or default_codec()
         self.identity = WriterIdentity(writer_id)
         self.consistency = consistency
-        self._producer = Producer({"bootstrap.servers": bootstrap, **GATEWAY_PRODUCER_CONFIG})
+        self._producer = Producer({"bootstrap.servers": bootstrap, **GATEWAY_PRODUCER_CONFIG, **(client_config or {})})
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="gateway-producer", daemon=True)
         self._poller.start()

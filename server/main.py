@@ -118,10 +118,10 @@ def serve_gateway(settings: Settings) -> None:
     require_shared_clickhouse(settings, "gateway")
     auth = load_auth(settings.auth_file, settings.server_host)
     settings.home.mkdir(parents=True, exist_ok=True)
-    ensure_topics(settings)
+    ensure_topics(settings, dead_letters=False)
     SchemaManager(connect_patiently(settings.clickhouse_dsn, STARTUP_WAIT_S, "migrate"), settings.database).migrate()
-    consistency = LogEndReadYourWrites(TopicEnds(settings.kafka_bootstrap, settings.topic,
-                                                 settings.partitions).high_watermarks)
+    consistency = LogEndReadYourWrites(TopicEnds(settings.kafka_bootstrap, settings.topic, settings.partitions,
+                                                 client_config=settings.kafka_security.librdkafka_config()).high_watermarks)
     run_cache = RunDataCache()
     follower = PositionFollower(PositionLog(connect(settings.clickhouse_dsn, "positions"), settings.database),
                                 consistency, run_cache, settings.positions_poll_s)
@@ -168,7 +168,8 @@ class Gateway:
         settings, auth, reader, consistency = self.settings, self.auth, self.reader, self.consistency
         model_reader = LoggedModelReader(reader.client, settings.database)
         appender = EventAppender(settings.kafka_bootstrap, settings.topic, consistency,
-                                 ack_timeout_s=settings.gateway_ack_timeout_s)
+                                 ack_timeout_s=settings.gateway_ack_timeout_s,
+                                 client_config=settings.kafka_security.librdkafka_config())
         mlflow = MlflowService(appender, reader, self.run_read, consistency)
         replay = BackgroundReplay(settings, lambda: connect(settings.clickhouse_dsn, "replay"))
         http_app = create_app(reader, self.run_read, self.stats, replay)

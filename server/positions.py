@@ -73,13 +73,14 @@ def last_offsets(high_watermarks: Mapping[int, int]) -> dict[int, int]:
 class TopicEnds:
     """The topic's high watermarks, one ListOffsets request per call."""
 
-    def __init__(self, bootstrap: str, topic: str, partitions: int, timeout_s: float = 10.0) -> None:
+    def __init__(self, bootstrap: str, topic: str, partitions: int, timeout_s: float = 10.0,
+                 client_config: Mapping[str, str] | None = None) -> None:
         from confluent_kafka.admin import AdminClient
 
         self.topic = topic
         self.partitions = partitions
         self.timeout_s = timeout_s
-        self._admin = AdminClient({"bootstrap.servers": bootstrap})
+        self._admin = AdminClient({"bootstrap.servers": bootstrap, **(client_config or {})})
 
     def high_watermarks(self) -> dict[int, int]:
         from confluent_kafka import TopicPartition

@@ -31,6 +31,11 @@ def _broker(settings: Settings) -> Any:
 def cmd_infra(args: argparse.Namespace, settings: Settings) -> int:
     from trackstream.infra.topics import ensure_topics
 
+    if args.action == "topics":  # any broker, e.g. an authenticated cluster with an admin's credentials
+        created = ensure_topics(settings)
+        print(f"created topics: {', '.join(created)}" if created else
+              f"topics {settings.topic} and {settings.dead_letter_topic} already exist")
+        return 0
     broker = _broker(settings)
     if args.action == "up":
         before = broker.status()
@@ -51,7 +56,7 @@ def cmd_infra(args: argparse.Namespace, settings: Settings) -> int:
             return 0 if status.answering else 3
         from trackstream.infra.kafka_broker import metadata_answers
 
-        if metadata_answers(settings.kafka_bootstrap):
+        if metadata_answers(settings.kafka_bootstrap, client_config=settings.kafka_security.librdkafka_config()):
             print(f"Kafka answering at {settings.kafka_bootstrap} (not started by `trackstream infra up`)")
             return 0
         print(f"Kafka not running at {settings.kafka_bootstrap} (start it with `trackstream infra up`)")
@@ -280,7 +285,8 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
     from trackstream.producer.sync import sync_spools
 
     root = default_spool_root()
-    report = sync_spools(root, settings.kafka_bootstrap, settings.topic, timeout=args.timeout, progress=True)
+    report = sync_spools(root, settings.kafka_bootstrap, settings.topic, timeout=args.timeout, progress=True,
+                         producer_config=settings.kafka_security.librdkafka_config())
     print(f"delivered {report.delivered:,} spooled events from {root} to {settings.topic}")
     if report.locked:
         print(f"skipped {len(report.locked)} spool(s) still owned by running processes")
@@ -295,7 +301,6 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_auth(args: argparse.Namespace, settings: Settings) -> int:
     """Secrets for the auth file: print only hashes into it, never the secrets themselves."""
-    import getpass
     import secrets
 
     from trackstream.server.auth import hash_secret
@@ -306,6 +311,14 @@ def cmd_auth(args: argparse.Namespace, settings: Settings) -> int:
         print(f"token (give it to the client, e.g. MLFLOW_TRACKING_TOKEN): {token}")
         print(f"tokens_sha256 entry for the auth file:                  {hash_secret(token)}")
         return 0
+    print(hash_password(_read_new_password()))
+    return 0
+
+
+def _read_new_password() -> str:
+    """A new password, typed twice at a terminal or read from the first line of stdin."""
+    import getpass
+
     if sys.stdin.isatty():
         password = getpass.getpass("password: ")
         if password != getpass.getpass("again: "):
@@ -314,7 +327,19 @@ def cmd_auth(args: argparse.Namespace, settings: Settings) -> int:
         password = sys.stdin.readline().rstrip("\n")
     if len(password) < 8:
         raise InvalidInput("use a password of at least 8 characters")
-    print(hash_password(password))
+    return password
+
+
+def cmd_kafka_user(args: argparse.Namespace, settings: Settings) -> int:
+    """A SCRAM user with one role's ACLs, made with the administrator's TRACKSTREAM_KAFKA_* credentials."""
+    from trackstream.infra.kafka_auth import add_scram_user, grant_role
+
+    password = _read_new_password()
+    add_scram_user(settings.kafka_config(), args.name, password)
+    grant_role(settings.kafka_config(), args.role, args.name, topic=settings.topic,
+               dead_letter_topic=settings.dead_letter_topic, group=settings.consumer_group)
+    print(f"Kafka user {args.name} can now sign in (SCRAM-SHA-512) with the {args.role} role's ACLs on "
+          f"{settings.topic}; give it TRACKSTREAM_KAFKA_USERNAME={args.name} and the password")
     return 0
 
 
@@ -342,8 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
-    p = add("infra", cmd_infra, "start, stop or inspect the local Kafka broker")
-    p.add_argument("action", choices=["up", "down", "status"])
+    p = add("infra", cmd_infra, "start, stop or inspect the local Kafka broker; `topics` creates the event "
+                                "topics on whatever broker TRACKSTREAM_KAFKA names")
+    p.add_argument("action", choices=["up", "down", "status", "topics"])
     p = add("up", cmd_up, "start Kafka and the trackstream server in the background")
     p.add_argument("--cluster", action="store_true", help="instead: 3 Kafka brokers, a ClickHouse server, "
                                                           "2 workers and 2 gateways under $TRACKSTREAM_HOME/cluster")
@@ -388,6 +414,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("auth", cmd_auth, "make auth-file entries: a password hash (read from the terminal or stdin) "
                               "or a new random token and its hash")
     p.add_argument("action", choices=["hash-password", "new-token"])
+    p = add("kafka-user", cmd_kafka_user, "on an authenticated broker, as its administrator: create a SCRAM user "
+                                          "(password from the terminal or stdin) with one role's ACLs")
+    p.add_argument("name")
+    p.add_argument("--role", required=True, choices=["trainer", "worker", "gateway"])
     p = add("gc-staging", cmd_gc_staging, "remove uploads that killed processes left in the artifact stores' "
                                            "staging areas (committed artifacts are never touched)")
     p.add_argument("--older-than", help="grace period, e.g. 30m, 24h, 2d (default: TRACKSTREAM_STAGING_GRACE_S, 24h)")
@@ -399,8 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = Settings.from_env()
     try:
+        settings = Settings.from_env()
         return args.handler(args, settings)
     except InvalidInput as exc:
         print(f"error: {exc}", file=sys.stderr)

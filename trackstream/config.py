@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Mapping
 
 from trackstream.errors import InvalidInput
+from trackstream.kafka_security import KafkaSecurity
 
 DEFAULT_KAFKA_PORT = 19092
 DEFAULT_SERVER_PORT = 5055
@@ -64,6 +65,8 @@ class Settings:
     # so an acknowledged write (acks=all) survives the loss of a broker.
     replication_factor: int = 1
     min_insync_replicas: int = 1
+    # How our Kafka clients sign in to the brokers (trackstream/kafka_security.py, TRACKSTREAM_KAFKA_*).
+    kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -96,11 +99,16 @@ class Settings:
             auth_queue=_whole_number(env, "TRACKSTREAM_AUTH_QUEUE", 32, 0, 100_000),
             replication_factor=_whole_number(env, "TRACKSTREAM_REPLICATION_FACTOR", 1, 1, 16),
             min_insync_replicas=_whole_number(env, "TRACKSTREAM_MIN_INSYNC_REPLICAS", 1, 1, 16),
+            kafka_security=KafkaSecurity.from_env(env),
         )
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
         return f"Settings({redact_secrets(shown, self.clickhouse_dsn)})"
+
+    def kafka_config(self) -> dict[str, str]:
+        """The brokers and how to sign in to them, for any confluent-kafka client."""
+        return {"bootstrap.servers": self.kafka_bootstrap, **self.kafka_security.librdkafka_config()}
 
     @property
     def server_url(self) -> str:

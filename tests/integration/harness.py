@@ -99,8 +99,13 @@ class ServerHandle:
             self.process = subprocess.Popen([sys.executable, "-m", "trackstream.cli", self.role], env=self.env,
                                             stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
         if wait and self.role != "worker":
-            wait_until(lambda: self._alive_or_raise() and self.reader.healthy(), timeout, "the server to answer")
+            wait_until(self._healthy_or_exited, timeout, "the server to answer")
+            self._alive_or_raise()
         return self
+
+    def _healthy_or_exited(self) -> bool:
+        """True once it answers, or as soon as it has exited (``start`` then raises with its log)."""
+        return (self.process is not None and self.process.poll() is not None) or self.reader.healthy()
 
     def _alive_or_raise(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
