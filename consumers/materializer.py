@@ -77,6 +77,25 @@ class StateReader(Protocol):
         """State of the given aggregates built from rows with src_offset < before_offset."""
 
 
+# Rows that change what a gateway checks writes against (server/mlflow_service.py: a run's
+# lifecycle and params, an experiment's lifecycle), by the kind of id in their first column.
+WRITE_STATE_TABLES = {"runs": "run", "params": "run", "experiments": "experiment"}
+WriteStateChange = tuple[str, str, int, int]  # (kind, id, partition, offset of the changing event)
+
+
+@dataclass(frozen=True)
+class BatchChanges:
+    """What one stored batch changed: every run (read caches forget them) and, with the event
+    that did it, each change to the state writes are checked against (a gateway that did not
+    append that event itself forgets what it cached)."""
+
+    runs: set[str] = field(default_factory=set)
+    write_state: list[WriteStateChange] = field(default_factory=list)
+
+    def __or__(self, other: "BatchChanges") -> "BatchChanges":
+        return BatchChanges(self.runs | other.runs, self.write_state + other.write_state)
+
+
 @dataclass
 class TableRows:
     """Columnar rows per table for one batch; metrics stay as numpy arrays."""
@@ -91,6 +110,12 @@ class TableRows:
         for table in ("runs", "params", "tags", "dataset_inputs"):
             touched.update(row[0] for row in self.rows.get(table, ()))
         return touched
+
+    def changes(self) -> BatchChanges:
+        """What gateways' caches must hear of this batch."""
+        return BatchChanges(self.touched_runs(), [
+            (kind, row[0], row[-2], row[-1])
+            for table, kind in WRITE_STATE_TABLES.items() for row in self.rows.get(table, ())])
 
     def metrics_table(self) -> pa.Table | None:
         if not self.metric_parts:

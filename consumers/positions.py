@@ -12,9 +12,10 @@ from typing import Iterable, Mapping
 
 from clickhouse_connect.driver.client import Client
 
+from trackstream.consumers.materializer import BatchChanges, WriteStateChange
 from trackstream.consumers.store import check_database_name
 
-PositionRows = list[tuple[int, int, list[str]]]
+PositionRows = list[tuple[int, int, list[str], list[WriteStateChange]]]
 
 
 def changes_query(database: str, seen: Mapping[int, int]) -> str:
@@ -26,19 +27,21 @@ def changes_query(database: str, seen: Mapping[int, int]) -> str:
         known = " AND ".join(f"src_partition != {int(p)}" for p in sorted(seen))
         newer = " OR ".join(f"(src_partition = {int(p)} AND src_offset > {int(o)})" for p, o in sorted(seen.items()))
         condition = f"({known}) OR {newer}"
-    return (f"SELECT src_partition, src_offset, touched_runs FROM {database}.materialized_positions "
+    return (f"SELECT src_partition, src_offset, touched_runs, write_state FROM {database}.materialized_positions "
             f"WHERE {condition} ORDER BY src_partition, src_offset")
 
 
-def fold_changes(rows: Iterable[tuple[int, int, list[str]]]) -> tuple[dict[int, int], set[str]]:
-    """The highest offset per partition and every run changed, from followed rows."""
+def fold_changes(rows: PositionRows) -> tuple[dict[int, int], BatchChanges]:
+    """The highest offset per partition and everything changed, from followed rows."""
     positions: dict[int, int] = {}
     touched: set[str] = set()
-    for partition, offset, runs in rows:
+    write_state: set[WriteStateChange] = set()  # a batch's changes come with each of its partitions' rows
+    for partition, offset, runs, changes in rows:
         if offset > positions.get(int(partition), -1):
             positions[int(partition)] = int(offset)
         touched.update(runs)
-    return positions, touched
+        write_state.update((str(k), str(i), int(p), int(o)) for k, i, p, o in changes)
+    return positions, BatchChanges(touched, sorted(write_state))
 
 
 class PositionLog:
@@ -46,15 +49,15 @@ class PositionLog:
         self.client = client
         self.database = check_database_name(database)
 
-    def record(self, positions: Mapping[int, int], touched_runs: set[str]) -> None:
-        """One row per partition of a stored batch (each carries all its runs: a reader needs only
-        the rows past its marks)."""
+    def record(self, positions: Mapping[int, int], changes: BatchChanges) -> None:
+        """One row per partition of a stored batch (each carries all its changes: a reader needs
+        only the rows past its marks)."""
         if not positions:
             return
-        runs = sorted(touched_runs)
+        runs = sorted(changes.runs)
         self.client.insert(f"{self.database}.materialized_positions",
-                           [[p, o, runs] for p, o in sorted(positions.items())],
-                           column_names=["src_partition", "src_offset", "touched_runs"])
+                           [[p, o, runs, changes.write_state] for p, o in sorted(positions.items())],
+                           column_names=["src_partition", "src_offset", "touched_runs", "write_state"])
 
     def latest(self) -> dict[int, int]:
         """The highest stored offset per partition, including events stored before this table
@@ -68,4 +71,5 @@ class PositionLog:
         return {int(p): int(o) for p, o in result.result_rows}
 
     def changes_since(self, seen: Mapping[int, int]) -> PositionRows:
-        return [(int(p), int(o), list(r)) for p, o, r in self.client.query(changes_query(self.database, seen)).result_rows]
+        return [(int(p), int(o), list(r), list(w))
+                for p, o, r, w in self.client.query(changes_query(self.database, seen)).result_rows]

@@ -22,7 +22,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 from trackstream.consumers.batching import FlushRequests, take_batches
 from trackstream.consumers.ingest_stats import IngestStats
 from trackstream.consumers.finalizer import FinalizeDeadline, decidable_partitions, finalize_timeout_event, overdue_runs
-from trackstream.consumers.materializer import Materializer, RejectReason, SourceMessage, TableRows
+from trackstream.consumers.materializer import BatchChanges, Materializer, RejectReason, SourceMessage, TableRows
 from trackstream.consumers.positions import PositionLog
 from trackstream.consumers.store import ClickHouseSink, ClickHouseStateReader, SchemaManager, connect_patiently
 from trackstream.config import Settings
@@ -66,8 +66,8 @@ class MaterializerService:
         self.settings = settings
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
         self.stats = IngestStats()
-        # Called on the event loop after each batch is stored: (last offset per partition, runs it changed).
-        self.on_materialized: Callable[[dict[int, int], set[str]], None] | None = None
+        # Called on the event loop after each batch is stored: (last offset per partition, what it changed).
+        self.on_materialized: Callable[[dict[int, int], BatchChanges], None] | None = None
         # Set by the gateway so that a read waiting for its writes ends the batch window early.
         self.flush_requests: FlushRequests | None = None
         # Fault injection for the crash tests: SIGKILL ourselves after the Nth batch is inserted
@@ -104,7 +104,7 @@ class MaterializerService:
             last[m.partition] = max(m.offset, last.get(m.partition, -1))
         # After the rows: gateways in other processes advance their marks from this (consumers/positions.py).
         if self.positions is not None:
-            self.positions.record(last, rows.touched_runs())
+            self.positions.record(last, rows.changes())
         self.stats.record_batch(len(messages), rows.metric_points, rows.counts.get("rejects", 0),
                                 rows.counts.get("duplicates", 0), time.perf_counter() - started, last)
         self.stats.rows_already_stored = self.sink.rows_already_stored
@@ -112,11 +112,11 @@ class MaterializerService:
             os.kill(os.getpid(), signal.SIGKILL)
         return rows
 
-    async def write_batch(self, messages: list[SourceMessage]) -> tuple[list[tuple], set[str]]:
+    async def write_batch(self, messages: list[SourceMessage]) -> tuple[list[tuple], BatchChanges]:
         """Materialize one batch, retrying for as long as ClickHouse fails (the log keeps the
         events; nothing is acked meanwhile). A retry first reloads the marks and forgets cached
         state, so state is rebuilt as of the batch start; that recovery is retried too.
-        Returns the batch's rejects and the runs it changed.
+        Returns the batch's rejects and what it changed.
 
         Whatever escapes here makes faust ack the batch (``take_events`` acks in a ``finally``),
         so nothing may: a ClickHouse failure is waited out, and any other error (a bug) ends the
@@ -126,12 +126,12 @@ class MaterializerService:
             try:
                 await self.on_clickhouse(self.reset_if_stale)
                 rejects: list[tuple] = []
-                touched: set[str] = set()
+                changes = BatchChanges()
                 for chunk in split_by_size(messages):
                     rows = await self.on_clickhouse(self.handle_batch, chunk)
                     rejects.extend(rows.rows.get("rejects", ()))
-                    touched |= rows.touched_runs()
-                return rejects, touched
+                    changes |= rows.changes()
+                return rejects, changes
             except CLICKHOUSE_FAILURES as exc:
                 self._state_stale = True
                 self.stats.storage_errors += 1
@@ -187,12 +187,12 @@ def build_app(settings: Settings, service: MaterializerService,
         async for events in take_batches(stream, BATCH_MAX_EVENTS, settings.batch_window_s, service.flush_requests):
             messages = [SourceMessage(e.message.partition, e.message.offset, e.message.value, e.message.key,
                                       int(e.message.timestamp * 1000)) for e in events]
-            rejects, touched = await service.write_batch(messages)
+            rejects, changes = await service.write_batch(messages)
             if service.on_materialized is not None:
                 last: dict[int, int] = {}
                 for m in messages:
                     last[m.partition] = max(m.offset, last.get(m.partition, -1))
-                service.on_materialized(last, touched)
+                service.on_materialized(last, changes)
             for reject in rejects:
                 partition, offset, reason, detail = reject[:4]
                 if reason == RejectReason.SEQUENCE_GAP:  # recorded, but the event was applied

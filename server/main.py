@@ -18,6 +18,7 @@ from trackstream.consumers.ingest_stats import IngestStats
 from trackstream.consumers.positions import PositionLog
 from trackstream.consumers.store import SchemaManager, connect, connect_patiently
 from trackstream.consumers.batching import FlushRequests
+from trackstream.consumers.materializer import BatchChanges
 from trackstream.consumers.worker import STARTUP_WAIT_S, MaterializerService, build_app
 from trackstream.infra.topics import ensure_topics
 from trackstream.server.auth import AuthConfig, auth_middleware, load_auth
@@ -33,6 +34,7 @@ from trackstream.server.openapi import openapi_routes
 from trackstream.server.positions import LogEndReadYourWrites, PositionFollower, TopicEnds
 from trackstream.server.reader import MlflowReader
 from trackstream.server.run_cache import RunDataCache
+from trackstream.server.write_state import WriteStateCache, forget_changes
 from trackstream.server.ui import is_ui_page, ui_routes
 from trackstream.server.web_session import SessionStore, cookie_user, quiet_ui_challenges, session_routes
 from trackstream.server.web_security import WebPolicy, install_web_security
@@ -72,16 +74,17 @@ def serve(settings: Settings, loglevel: str = "warning") -> None:
     service.flush_requests = FlushRequests()
     consistency = ReadYourWrites(service.flush_requests)
     run_cache = RunDataCache()
+    write_state = WriteStateCache()
 
-    def on_materialized(positions: dict[int, int], touched_runs: set[str]) -> None:
-        run_cache.invalidate(touched_runs)  # before the marks move: see server.run_cache
+    def on_materialized(positions: dict[int, int], changes: BatchChanges) -> None:
+        forget_changes(changes, run_cache, write_state)  # before the marks move: see server.run_cache
         consistency.record_materialized(positions)
 
     service.on_materialized = on_materialized
     # What earlier runs of the worker stored: an SDK's marks may name events materialized before
     # this process started, and no batch will ever report them again.
     consistency.record_materialized(service.stored_positions())
-    gateway = Gateway(settings, auth, consistency, run_cache, service.stats)
+    gateway = Gateway(settings, auth, consistency, run_cache, service.stats, write_state)
     state_file = server_state_file(settings)
 
     async def start_http() -> None:
@@ -123,9 +126,10 @@ def serve_gateway(settings: Settings) -> None:
     consistency = LogEndReadYourWrites(TopicEnds(settings.kafka_bootstrap, settings.topic, settings.partitions,
                                                  client_config=settings.kafka_security.librdkafka_config()).high_watermarks)
     run_cache = RunDataCache()
+    write_state = WriteStateCache()
     follower = PositionFollower(PositionLog(connect(settings.clickhouse_dsn, "positions"), settings.database),
-                                consistency, run_cache, settings.positions_poll_s)
-    gateway = Gateway(settings, auth, consistency, run_cache, IngestStats())
+                                consistency, run_cache, settings.positions_poll_s, write_state)
+    gateway = Gateway(settings, auth, consistency, run_cache, IngestStats(), write_state)
 
     async def run() -> None:
         await follower.start()
@@ -152,8 +156,9 @@ class Gateway:
     """The HTTP API (MLflow REST, trackstream's routes, web UI) over one ClickHouse and one topic."""
 
     def __init__(self, settings: Settings, auth: Any, consistency: ReadYourWrites, run_cache: RunDataCache,
-                 stats: IngestStats) -> None:
+                 stats: IngestStats, write_state: WriteStateCache | None = None) -> None:
         self.settings = settings
+        self.write_state = write_state or WriteStateCache()
         self.auth = auth
         self.consistency = consistency
         self.stats = stats
@@ -169,8 +174,9 @@ class Gateway:
         model_reader = LoggedModelReader(reader.client, settings.database)
         appender = EventAppender(settings.kafka_bootstrap, settings.topic, consistency,
                                  ack_timeout_s=settings.gateway_ack_timeout_s,
-                                 client_config=settings.kafka_security.librdkafka_config())
-        mlflow = MlflowService(appender, reader, self.run_read, consistency)
+                                 client_config=settings.kafka_security.librdkafka_config(),
+                                 on_ack=self.write_state.note_own_append)
+        mlflow = MlflowService(appender, reader, self.run_read, consistency, write_state=self.write_state)
         replay = BackgroundReplay(settings, lambda: connect(settings.clickhouse_dsn, "replay"))
         http_app = create_app(reader, self.run_read, self.stats, replay)
         artifacts = ArtifactProxy(mlflow, open_artifact_store(settings.artifact_store, settings.artifact_root),
@@ -195,10 +201,11 @@ class Gateway:
                                                     settings.cors_origins), is_ui_page)
         runner = web.AppRunner(http_app, access_log=None)
         await runner.setup()
+        # Before the port answers: a client's first call may well create a run in experiment 0.
+        await mlflow.ensure_default_experiment()
         if before_listening is not None:
             before_listening()
         await web.TCPSite(runner, settings.server_host, settings.server_port).start()
-        await mlflow.ensure_default_experiment()
         print(startup_line(settings, auth), flush=True)
 
 

@@ -2,8 +2,9 @@
 
 Decisions MLflow makes synchronously — unknown run, deleted run, changed param value, duplicate
 experiment name — are made here against a cache of what this gateway wrote, filled from
-ClickHouse (after read-your-writes) on a miss. A write that races another writer past this
-check is still caught by the materializer and lands in the rejects table.
+ClickHouse (after read-your-writes) on a miss and forgotten when another writer changes it
+(server/write_state.py). A write that races another writer past this check is still caught by
+the materializer and lands in the rejects table.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from trackstream.producer.inputs import MAX_DATASETS_PER_BATCH, dataset_input_fr
 from trackstream.server.event_log import EventAppender, ReadYourWrites
 from trackstream.server.mlflow_fields import MetricColumns, json_int64, metric_batch_from_json
 from trackstream.server.reader import LOG_CUT, TrackingReader, mlflow_run_entity
+from trackstream.server.write_state import WriteStateCache
 from trackstream.errors import InvalidInput, NotFound, ResourceAlreadyExists
 from trackstream.schemas.experiment_ids import (
     DEFAULT_EXPERIMENT_ID,
@@ -63,14 +65,16 @@ def log_batch_event(params: dict[str, str], metrics: Any, tags: list[dict[str, s
 
 class MlflowService:
     def __init__(self, appender: EventAppender, reader: TrackingReader, run_query: QueryRunner,
-                 consistency: ReadYourWrites, artifact_uri_prefix: str = "mlflow-artifacts:") -> None:
+                 consistency: ReadYourWrites, artifact_uri_prefix: str = "mlflow-artifacts:",
+                 write_state: WriteStateCache | None = None) -> None:
         self.appender = appender
         self.reader = reader
         self.run_query = run_query
         self.consistency = consistency
         self.artifact_uri_prefix = artifact_uri_prefix
-        self._runs: dict[str, CachedRun] = {}
-        self._experiment_stages: dict[str, str] = {}
+        self.write_state = write_state or WriteStateCache()
+        self._runs = self.write_state.runs  # run id -> CachedRun
+        self._experiment_stages = self.write_state.experiment_stages  # experiment id -> lifecycle stage
 
     async def read(self, fn: Callable[..., Any], *args: Any) -> Any:
         await self.consistency.wait(READ_YOUR_WRITES_TIMEOUT_S)
@@ -102,15 +106,16 @@ class MlflowService:
         await self.appender.append("experiment_created", {
             "experiment_id": experiment_id, "name": name,
             "artifact_location": f"{self.artifact_uri_prefix}/{experiment_id}", "tags": tag_list})
-        self._experiment_stages[experiment_id] = "active"
+        self._experiment_stages.put(experiment_id, "active")
         return experiment_id
 
     async def get_experiment(self, experiment_id: Any) -> dict[str, Any]:
         experiment_id = required_experiment_id(experiment_id)
+        fetched_at = self._experiment_stages.generation()
         experiment = await self.read(self.reader.experiment, experiment_id)
         if experiment is None:
             raise NotFound(f"No Experiment with id={experiment_id} exists")
-        self._experiment_stages[experiment_id] = experiment["lifecycle_stage"]
+        self._experiment_stages.put(experiment_id, experiment["lifecycle_stage"], fetched_at)
         return experiment
 
     async def get_experiment_by_name(self, name: Any) -> dict[str, Any]:
@@ -146,7 +151,7 @@ class MlflowService:
     async def delete_experiment(self, experiment_id: Any) -> None:
         experiment = await self.active_experiment(experiment_id)
         await self.appender.append("experiment_deleted", {"experiment_id": experiment["experiment_id"]})
-        self._experiment_stages[experiment["experiment_id"]] = "deleted"
+        self._experiment_stages.put(experiment["experiment_id"], "deleted")
         for run_id in await self.read(self.reader.run_ids_of_experiment, experiment["experiment_id"], "active"):
             await self._append_run_event("run_deleted", run_id, {})
 
@@ -155,7 +160,7 @@ class MlflowService:
         if experiment["lifecycle_stage"] != "deleted":
             return
         await self.appender.append("experiment_restored", {"experiment_id": experiment["experiment_id"]})
-        self._experiment_stages[experiment["experiment_id"]] = "active"
+        self._experiment_stages.put(experiment["experiment_id"], "active")
         for run_id in await self.read(self.reader.run_ids_of_experiment, experiment["experiment_id"], "deleted"):
             await self._append_run_event("run_restored", run_id, {})
 
@@ -192,7 +197,7 @@ class MlflowService:
             "user_id": optional_string(body.get("user_id"), "user_id") or tags.get("mlflow.user", ""),
             "source_name": tags.get("mlflow.source.name", ""), "parent_run_id": tags.get("mlflow.parentRunId"),
             "start_time_ms": start_time, "tags": [{"key": k, "value": val} for k, val in tags.items()]})
-        self._runs[run_id] = CachedRun(experiment_id)
+        self._runs.put(run_id, CachedRun(experiment_id))
         return mlflow_run_entity(
             {"run_id": run_id, "run_name": run_name, "experiment_id": experiment_id,
              "user_id": record["user_id"], "status": "RUNNING", "start_time": start_time, "end_time": None,
@@ -323,10 +328,12 @@ class MlflowService:
         run_id = required_run_id(run_id)
         cached = self._runs.get(run_id)
         if cached is None:
+            fetched_at = self._runs.generation()
             state = await self.read(self.reader.run_state_for_writes, run_id)
             if state is None:
                 raise NotFound(f"Run with id={run_id} not found")
-            cached = self._runs[run_id] = CachedRun(*state)
+            cached = CachedRun(*state)
+            self._runs.put(run_id, cached, fetched_at)
         return cached
 
     async def active_run(self, run_id: Any) -> CachedRun:

@@ -16,6 +16,7 @@ from typing import Callable, Mapping
 from trackstream.consumers.positions import PositionLog, PositionRows, fold_changes
 from trackstream.server.event_log import ReadYourWrites
 from trackstream.server.run_cache import RunDataCache
+from trackstream.server.write_state import WriteStateCache, forget_changes
 from trackstream.errors import ServiceUnavailable
 
 log = logging.getLogger("trackstream.gateway")
@@ -25,10 +26,11 @@ POLL_ERROR_BACKOFF_S = 1.0
 
 class PositionFollower:
     def __init__(self, positions: PositionLog, consistency: ReadYourWrites, run_cache: RunDataCache,
-                 interval_s: float) -> None:
+                 interval_s: float, write_state: WriteStateCache | None = None) -> None:
         self.positions = positions
         self.consistency = consistency
         self.run_cache = run_cache
+        self.write_state = write_state
         self.interval_s = interval_s
         self.seen: dict[int, int] = {}
         self.polls = 0
@@ -36,9 +38,8 @@ class PositionFollower:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="positions")
 
     def apply(self, rows: PositionRows) -> None:
-        positions, touched = fold_changes(rows)
-        if touched:
-            self.run_cache.invalidate(touched)  # before the marks move
+        positions, changes = fold_changes(rows)
+        forget_changes(changes, self.run_cache, self.write_state)  # before the marks move
         for partition, offset in positions.items():
             self.seen[partition] = max(offset, self.seen.get(partition, -1))
         if positions:

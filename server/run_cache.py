@@ -24,7 +24,10 @@ RunData = dict[str, list[dict[str, Any]]]
 _TRACKED_GENERATIONS = 100_000
 
 
-class RunDataCache:
+class InvalidatedCache:
+    """An LRU map from id to what was read about it, whose entries are forgotten when told the id
+    changed; a value read while its id changed is not stored (``generation`` / ``fetched_at``)."""
+
     def __init__(self, capacity: int = 50_000) -> None:
         self.capacity = capacity
         self._data: OrderedDict[str, RunData] = OrderedDict()
@@ -52,7 +55,15 @@ class RunDataCache:
                     self.misses += 1
         return found
 
-    def put_many(self, fetched: dict[str, RunData], fetched_at: int) -> None:
+    def get(self, key: str) -> Any:
+        return self.get_many((key,)).get(key)
+
+    def put(self, key: str, value: Any, fetched_at: int | None = None) -> None:
+        """Store ``value``; ``fetched_at`` (a ``generation()`` taken before reading it) None means
+        it is known current (this process just wrote it)."""
+        self.put_many({key: value}, self.generation() if fetched_at is None else fetched_at)
+
+    def put_many(self, fetched: dict[str, Any], fetched_at: int) -> None:
         with self._lock:
             for run_id, data in fetched.items():
                 if self._touched_at.get(run_id, -1) > fetched_at:
@@ -71,3 +82,7 @@ class RunDataCache:
             if len(self._touched_at) > 4 * self.capacity:
                 oldest = self._generation - _TRACKED_GENERATIONS
                 self._touched_at = {r: g for r, g in self._touched_at.items() if g > oldest}
+
+
+class RunDataCache(InvalidatedCache):
+    """Runs' metrics / params / tags for reads (module docstring)."""

@@ -4,10 +4,13 @@ across the gateways runs first, on the healthy cluster; the ClickHouse outage la
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import statistics
 import time
+import urllib.error
+import uuid
 
 from tests.integration.cluster_faults import Ingest, assert_exactly_once
 from tests.integration.harness import mlflow_call, wait_until
@@ -41,6 +44,41 @@ def test_read_your_writes_across_the_two_gateways(local_cluster):
             assert {m["key"]: m["value"] for m in run["data"]["metrics"]}["loss"] == float(i)
     print(f"\ncluster read-your-writes across gateways: p50 {statistics.median(latencies) * 1000:.0f} ms, "
           f"max {max(latencies) * 1000:.0f} ms")
+
+
+def refusal(url: str, path: str, body: dict) -> tuple[int, str]:
+    """(HTTP status, MLflow error code) of a call expected to fail; (200, "") when it succeeded."""
+    try:
+        mlflow_call(url, path, body)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read()).get("error_code", "")
+    return 200, ""
+
+
+def test_writes_through_one_gateway_are_checked_against_changes_made_through_the_other(local_cluster):
+    first, second = (g.url for g in local_cluster.gateway_processes)
+    experiment_id = mlflow_call(first, "experiments/create", {"name": f"x-{uuid.uuid4().hex[:8]}"})["experiment_id"]
+    kept, deleted = (mlflow_call(first, "runs/create", {"experiment_id": experiment_id})["run"]["info"]["run_id"]
+                     for _ in range(2))
+    for run_id in (kept, deleted):  # the first gateway now holds both runs' write state
+        mlflow_call(first, "runs/log-metric", {"run_id": run_id, "key": "loss", "value": 1.0, "step": 0,
+                                               "timestamp": 1_700_000_000_000})
+    mlflow_call(first, "runs/create", {"experiment_id": experiment_id})  # and the experiment's
+
+    mlflow_call(second, "runs/log-parameter", {"run_id": kept, "key": "lr", "value": "0.1"})
+    mlflow_call(second, "runs/delete", {"run_id": deleted})
+    mlflow_call(second, "experiments/delete", {"experiment_id": experiment_id})  # deletes `kept` too
+    mlflow_call(first, "runs/get?run_id=" + deleted)  # read-your-writes: the first gateway has caught up
+
+    assert refusal(first, "runs/log-metric", {"run_id": deleted, "key": "loss", "value": 2.0, "step": 1,
+                                              "timestamp": 1_700_000_000_001}) == (400, "INVALID_PARAMETER_VALUE")
+    assert refusal(first, "runs/create", {"experiment_id": experiment_id}) == (400, "INVALID_PARAMETER_VALUE")
+    mlflow_call(second, "experiments/restore", {"experiment_id": experiment_id})  # restores `kept`
+    mlflow_call(first, "runs/get?run_id=" + kept)
+    assert refusal(first, "runs/log-parameter", {"run_id": kept, "key": "lr", "value": "0.2"}) == (
+        400, "INVALID_PARAMETER_VALUE")  # MLflow keeps a param's first value
+    mlflow_call(first, "runs/log-metric", {"run_id": kept, "key": "loss", "value": 2.0, "step": 1,
+                                           "timestamp": 1_700_000_000_001})  # restored: writable again
 
 
 def test_kill_9_one_broker_mid_ingest(local_cluster, tmp_path):

@@ -3,7 +3,9 @@ through the SDK straight to Kafka; every read comes right after the writes it mu
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.error
 import uuid
 
 import numpy as np
@@ -15,7 +17,7 @@ from trackstream.errors import InvalidInput, NotFound
 from trackstream.producer.client import TrackingClient
 from trackstream.read_protocol import WRITTEN_HEADER
 from trackstream.reading import HttpReader
-from tests.integration.harness import running_server
+from tests.integration.harness import mlflow_call, running_server
 
 mlflow = pytest.importorskip("mlflow")
 
@@ -99,6 +101,26 @@ def test_reads_name_what_is_wrong(sdk, server):
     other_topic = HttpReader(server.settings.server_url, extra_headers=lambda: {WRITTEN_HEADER: "elsewhere;0:5"})
     with pytest.raises(InvalidInput, match="'elsewhere'.*TRACKSTREAM_TOPIC"):
         other_topic.runs()
+
+
+def test_mlflow_writes_are_checked_against_what_the_sdk_changed_directly(sdk, server):
+    """The SDK appends to Kafka, not through the server: the server's cached write state of a run
+    must still learn of it (a param's first value, a deletion)."""
+    url = server.settings.server_url
+    kept, deleted = (mlflow_call(url, "runs/create", {"experiment_id": "0"})["run"]["info"]["run_id"] for _ in range(2))
+    for run_id in (kept, deleted):  # the server now holds both runs' write state
+        mlflow_call(url, "runs/log-metric", {"run_id": run_id, "key": "loss", "value": 1.0, "step": 0,
+                                             "timestamp": 1_700_000_000_000})
+    sdk.log_param(kept, "lr", 0.1)
+    sdk.delete_run(deleted)
+    ts.get_run(kept)  # waits for the SDK's writes to be materialized
+    for path, body in (("runs/log-parameter", {"run_id": kept, "key": "lr", "value": "0.2"}),
+                       ("runs/log-metric", {"run_id": deleted, "key": "loss", "value": 2.0, "step": 1,
+                                            "timestamp": 1_700_000_000_001})):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            mlflow_call(url, path, body)
+        assert refused.value.code == 400, path
+        assert json.loads(refused.value.read())["error_code"] == "INVALID_PARAMETER_VALUE"
 
 
 def test_marks_of_events_stored_before_a_server_restart_do_not_wait(sdk, server):

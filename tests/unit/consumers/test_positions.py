@@ -23,7 +23,10 @@ def test_database_name_is_checked():
         changes_query("db; DROP TABLE x", {})
 
 
-def test_fold_keeps_highest_offset_per_partition_and_every_run():
-    positions, touched = fold_changes([(0, 5, ["a"]), (0, 9, ["b"]), (1, 3, []), (0, 7, ["c"])])
+def test_fold_keeps_highest_offset_per_partition_and_every_change():
+    deleted = ("run", "b", 0, 8)
+    positions, changes = fold_changes([(0, 5, ["a"], []), (0, 9, ["b"], [deleted]), (1, 3, [], [deleted]),
+                                       (0, 7, ["c"], [("experiment", "7", 1, 2)])])
     assert positions == {0: 9, 1: 3}
-    assert touched == {"a", "b", "c"}
+    assert changes.runs == {"a", "b", "c"}
+    assert changes.write_state == [("experiment", "7", 1, 2), deleted]  # once each, though two rows carry it

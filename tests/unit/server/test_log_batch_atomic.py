@@ -23,7 +23,7 @@ class FailingAfterFirstAppender:
 
 def service_with_run(appender, run_id="r1"):
     service = MlflowService(appender, reader=None, run_query=None, consistency=None)
-    service._runs[run_id] = CachedRun("0")
+    service._runs.put(run_id, CachedRun("0"))
     return service
 
 

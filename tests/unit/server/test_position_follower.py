@@ -21,7 +21,7 @@ def test_followed_rows_invalidate_runs_then_advance_marks():
     cache = RecordingCache(consistency)
     cache.put_many({"r1": {"metrics": []}, "r2": {"metrics": []}}, cache.generation())
     follower = PositionFollower(positions=None, consistency=consistency, run_cache=cache, interval_s=1)
-    follower.apply([(0, 4, ["r1"]), (1, 2, [])])
+    follower.apply([(0, 4, ["r1"], []), (1, 2, [], [])])
     assert cache.marks_when_invalidated == [{}]  # forgotten while the marks had not moved yet
     assert cache.get_many(["r1", "r2"]).keys() == {"r2"}
     assert consistency.materialized == {0: 4, 1: 2}
@@ -29,11 +29,40 @@ def test_followed_rows_invalidate_runs_then_advance_marks():
     assert consistency.pending({0: 4, 1: 2}) == {}
 
 
+def test_followed_write_state_changes_of_other_writers_are_forgotten_own_ones_kept():
+    from trackstream.server.mlflow_service import CachedRun
+    from trackstream.server.write_state import WriteStateCache
+
+    write_state = WriteStateCache()
+    for run_id in ("deleted-elsewhere", "deleted-here"):
+        write_state.runs.put(run_id, CachedRun("0"))
+    write_state.experiment_stages.put("7", "active")
+    write_state.note_own_append(1, 40)  # this gateway appended the event at partition 1, offset 40
+    follower = PositionFollower(positions=None, consistency=ReadYourWrites(), run_cache=RunDataCache(),
+                                interval_s=1, write_state=write_state)
+    follower.apply([(0, 12, ["deleted-elsewhere"], [("run", "deleted-elsewhere", 0, 12), ("experiment", "7", 0, 11)]),
+                    (1, 40, ["deleted-here"], [("run", "deleted-here", 1, 40)])])
+    assert write_state.runs.get("deleted-elsewhere") is None
+    assert write_state.experiment_stages.get("7") is None
+    assert write_state.runs.get("deleted-here") == CachedRun("0")
+
+
+def test_state_read_while_another_writer_changed_it_is_not_cached():
+    from trackstream.server.mlflow_service import CachedRun
+    from trackstream.server.write_state import WriteStateCache
+
+    write_state = WriteStateCache()
+    fetched_at = write_state.runs.generation()  # a gateway starts reading the run's state ...
+    write_state.forget_changes([("run", "r", 2, 5)])  # ... while a batch changing it is stored
+    write_state.runs.put("r", CachedRun("0"), fetched_at)
+    assert write_state.runs.get("r") is None
+
+
 def test_an_older_row_never_moves_a_mark_back():
     consistency = ReadYourWrites()
     follower = PositionFollower(positions=None, consistency=consistency, run_cache=RunDataCache(), interval_s=1)
-    follower.apply([(0, 9, [])])
-    follower.apply([(0, 3, [])])  # a batch re-delivered after a crash records its position again
+    follower.apply([(0, 9, [], [])])
+    follower.apply([(0, 3, [], [])])  # a batch re-delivered after a crash records its position again
     assert follower.seen == {0: 9} and consistency.materialized == {0: 9}
 
 

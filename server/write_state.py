@@ -1,0 +1,58 @@
+"""What a gateway checks MLflow writes against, kept between requests, and when to forget it.
+
+MLflow answers some writes from current state: a deleted run refuses metrics, a param keeps its
+first value, a deleted experiment refuses new runs. A gateway caches that state per run and
+experiment (``MlflowService``), updated by its own writes. Other writers change it too: another
+gateway, or the SDK appending to Kafka directly. The worker reports every such change with the
+event that made it (``BatchChanges.write_state``); a gateway forgets the cached entry unless it
+appended that event itself, in which case its cache already holds the result. The next write to
+that run reads the state again, after read-your-writes.
+
+A write that races another writer before the change is materialized is still caught by the
+materializer (a rejects row), as before.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+
+from trackstream.consumers.materializer import BatchChanges, WriteStateChange
+from trackstream.server.run_cache import InvalidatedCache, RunDataCache
+
+# Own appends remembered to recognise their changes when the worker reports them: at 5,000 writes/s
+# that is 20 s of materialization lag; beyond it an own change is forgotten too (costs a re-read).
+OWN_APPENDS_KEPT = 100_000
+
+
+class WriteStateCache:
+    def __init__(self, capacity: int = 100_000) -> None:
+        self.runs = InvalidatedCache(capacity)  # run id -> CachedRun (server/mlflow_service.py)
+        self.experiment_stages = InvalidatedCache(capacity)  # experiment id -> lifecycle stage
+        self._own_appends: OrderedDict[tuple[int, int], None] = OrderedDict()
+
+    def note_own_append(self, partition: int, offset: int) -> None:
+        self._own_appends[(partition, offset)] = None
+        if len(self._own_appends) > OWN_APPENDS_KEPT:
+            self._own_appends.popitem(last=False)
+
+    def forget_changes(self, changes: Iterable[WriteStateChange]) -> None:
+        runs: list[str] = []
+        experiments: list[str] = []
+        for kind, entity_id, partition, offset in changes:
+            if (partition, offset) in self._own_appends:
+                continue
+            (runs if kind == "run" else experiments).append(entity_id)
+        if runs:
+            self.runs.invalidate(runs)
+        if experiments:
+            self.experiment_stages.invalidate(experiments)
+
+
+def forget_changes(changes: BatchChanges, run_cache: RunDataCache, write_state: WriteStateCache | None) -> None:
+    """What a gateway does with a stored batch's changes, before its read-your-writes marks move
+    past them (server/run_cache.py says why that order)."""
+    if changes.runs:
+        run_cache.invalidate(changes.runs)
+    if write_state is not None and changes.write_state:
+        write_state.forget_changes(changes.write_state)
