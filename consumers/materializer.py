@@ -18,7 +18,7 @@ import base64
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Protocol
+from typing import Any, Iterable, Mapping, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -73,8 +73,10 @@ class AggregateState:
 
 
 class StateReader(Protocol):
-    def load(self, partition: int, before_offset: int, aggregate_ids: list[str]) -> dict[str, AggregateState]:
-        """State of the given aggregates built from rows with src_offset < before_offset."""
+    def load(self, before: Mapping[int, int], aggregates: Mapping[str, str]) -> dict[str, AggregateState]:
+        """State of ``aggregates`` (id -> kind: "run", "experiment" or "model") built from the rows
+        of each partition with src_offset < ``before[partition]``. An aggregate's rows all come
+        from the one partition its key maps to, so one read serves a batch's partitions."""
 
 
 # Rows that change what a gateway checks writes against (server/mlflow_service.py: a run's
@@ -264,17 +266,21 @@ class Materializer:
             return None
 
     def _load_missing_state(self, decoded: list[tuple[SourceMessage, DecodedEvent]]) -> None:
+        """One read for every aggregate of the batch not in memory yet, as of the batch's start."""
         first_offset: dict[int, int] = {}
-        missing: dict[int, set[str]] = defaultdict(set)
+        missing: dict[str, str] = {}
+        partitions: set[int] = set()
         for msg, event in decoded:
             first_offset.setdefault(msg.partition, msg.offset)
             agg = event.aggregate_id
-            if agg not in self._state:
-                missing[msg.partition].add(agg)
-        for partition, aggregate_ids in missing.items():
-            loaded = self._reader.load(partition, first_offset[partition], sorted(aggregate_ids))
-            for agg in aggregate_ids:
-                self._state[agg] = loaded.get(agg) or AggregateState()
+            if agg not in self._state and agg not in missing:
+                missing[agg] = event.aggregate_kind
+                partitions.add(msg.partition)
+        if not missing:
+            return
+        loaded = self._reader.load({p: first_offset[p] for p in sorted(partitions)}, dict(sorted(missing.items())))
+        for agg in missing:
+            self._state[agg] = loaded.get(agg) or AggregateState()
 
     def _reject(self, out: TableRows, msg: SourceMessage, reason: str, detail: str,
                 event: DecodedEvent | None = None) -> None:

@@ -16,7 +16,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import clickhouse_connect
 import numpy as np
@@ -365,11 +365,36 @@ class ClickHouseStateReader:
         self.client = client
         self.db = check_database_name(database)
 
-    def load(self, partition: int, before_offset: int, aggregate_ids: list[str]) -> dict[str, AggregateState]:
-        params = {"ids": aggregate_ids, "p": partition, "o": before_offset}
-        where = "src_partition = {p:UInt32} AND src_offset < {o:UInt64}"
+    def load(self, before: Mapping[int, int], aggregates: Mapping[str, str]) -> dict[str, AggregateState]:
+        """One query per table the aggregates' kinds need, over all the batch's partitions at once."""
+        where = "(" + " OR ".join(f"(src_partition = {int(p)} AND src_offset < {int(o)})"
+                                  for p, o in sorted(before.items())) + ")"
+        by_kind: dict[str, list[str]] = defaultdict(list)
+        for agg, kind in aggregates.items():
+            by_kind[kind].append(agg)
         states: dict[str, AggregateState] = defaultdict(AggregateState)
+        if by_kind["run"]:
+            self._load_runs(states, {"ids": by_kind["run"]}, where)
+        if by_kind["experiment"]:
+            for row in self._rows(
+                f"SELECT experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time, tags "
+                f"FROM {self.db}.experiments WHERE experiment_id IN {{ids:Array(String)}} AND {where} "
+                f"ORDER BY src_offset DESC LIMIT 1 BY experiment_id", {"ids": by_kind["experiment"]}):
+                keys = ("experiment_id", "name", "artifact_location", "lifecycle_stage", "creation_time",
+                        "last_update_time", "tags")
+                states[row[0]].experiment = dict(zip(keys, row))
+        if by_kind["model"]:
+            self._load_models(states, {"ids": by_kind["model"]}, where)
+        params = {"ids": list(aggregates)}
+        for agg, writer, seq in self._rows(
+            f"SELECT aggregate_id, writer_id, max(seq) FROM {self.db}.events "
+            f"WHERE aggregate_id IN {{ids:Array(String)}} AND {where} AND NOT startsWith(writer_id, '{REQUEST_WRITER_PREFIX}') "
+            f"GROUP BY aggregate_id, writer_id", params):
+            states[agg].writer_seqs[writer] = int(seq)
+        self._load_last_writers(states, params, where)
+        return dict(states)
 
+    def _load_runs(self, states: dict[str, AggregateState], params: dict[str, Any], where: str) -> None:
         committed: dict[str, frozenset[str]] = {}
         for run_id, paths in self._rows(
             f"SELECT run_id, groupUniqArray(path) FROM {self.db}.artifacts "
@@ -381,14 +406,6 @@ class ClickHouseStateReader:
             f"WHERE run_id IN {{ids:Array(String)}} AND {where} ORDER BY src_offset DESC LIMIT 1 BY run_id", params):
             states[row[0]].run = RunState(*row[:11], missing_artifacts=tuple(row[11]),
                                           committed_artifacts=committed.get(row[0], frozenset()))
-        for row in self._rows(
-            f"SELECT experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time, tags "
-            f"FROM {self.db}.experiments WHERE experiment_id IN {{ids:Array(String)}} AND {where} "
-            f"ORDER BY src_offset DESC LIMIT 1 BY experiment_id", params):
-            keys = ("experiment_id", "name", "artifact_location", "lifecycle_stage", "creation_time",
-                    "last_update_time", "tags")
-            states[row[0]].experiment = dict(zip(keys, row))
-        self._load_models(states, params, where)
         for run_id, key, value in self._rows(
             f"SELECT run_id, key, value FROM {self.db}.params WHERE run_id IN {{ids:Array(String)}} AND {where}",
             params):
@@ -397,13 +414,6 @@ class ClickHouseStateReader:
             f"SELECT run_id, name, digest FROM {self.db}.dataset_inputs WHERE run_id IN {{ids:Array(String)}} "
             f"AND {where}", params):
             states[run_id].datasets.add((name, digest))
-        for agg, writer, seq in self._rows(
-            f"SELECT aggregate_id, writer_id, max(seq) FROM {self.db}.events "
-            f"WHERE aggregate_id IN {{ids:Array(String)}} AND {where} AND NOT startsWith(writer_id, '{REQUEST_WRITER_PREFIX}') "
-            f"GROUP BY aggregate_id, writer_id", params):
-            states[agg].writer_seqs[writer] = int(seq)
-        self._load_last_writers(states, params, where)
-        return dict(states)
 
     def _load_last_writers(self, states: dict[str, AggregateState], params: dict[str, Any], where: str) -> None:
         """Each aggregate's latest writer and the highest seq of its trailing events by that writer, as the

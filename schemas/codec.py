@@ -62,6 +62,10 @@ class DecodedEvent:
     def aggregate_id(self) -> str:
         return aggregate_id(self.event_type, self.record)
 
+    @property
+    def aggregate_kind(self) -> str:
+        return aggregate_kind(self.event_type)
+
 
 # Every producer of the log must place a key on the same partition, or one run's events lose
 # their order: librdkafka's default (CRC32) differs from the Java/aiokafka murmur2 that faust
@@ -75,6 +79,13 @@ def aggregate_id(event_type: str, record: Mapping[str, Any]) -> str:
     if event_type in RUN_EVENT_TYPES:
         return record["run_id"]
     return record["model_id"] if event_type in MODEL_EVENT_TYPES else record["experiment_id"]
+
+
+def aggregate_kind(event_type: str) -> str:
+    """What the key of ``event_type`` names: "run", "model" or "experiment"."""
+    if event_type in RUN_EVENT_TYPES:
+        return "run"
+    return "model" if event_type in MODEL_EVENT_TYPES else "experiment"
 
 
 class SchemaRegistry:

@@ -13,9 +13,9 @@ class EmptyStateReader:
         self.states = states or {}
         self.calls = []
 
-    def load(self, partition, before_offset, aggregate_ids):
-        self.calls.append((partition, before_offset, tuple(aggregate_ids)))
-        return {a: self.states[a] for a in aggregate_ids if a in self.states}
+    def load(self, before, aggregates):
+        self.calls.append((dict(before), dict(aggregates)))
+        return {a: self.states[a] for a in aggregates if a in self.states}
 
 
 def reasons(rows):
@@ -37,14 +37,25 @@ def test_run_events_become_rows_of_their_tables():
     assert not rows.rows["rejects"]
 
 
-def test_state_is_loaded_once_per_partition_as_of_the_first_offset_of_the_batch():
+def test_state_is_loaded_once_per_batch_as_of_the_first_offset_of_each_partition():
     log = EventLog(partition=3)
     log.raw(b"junk")
     log.run_created("r1")
     log.metrics("r1", 2)
     reader = EmptyStateReader()
     Materializer(reader).process(log.messages)
-    assert reader.calls == [(3, 1, ("r1",))]
+    assert reader.calls == [({3: 1}, {"r1": "run"})]
+
+
+def test_one_state_read_serves_every_partition_and_kind_of_a_batch():
+    runs, experiments = EventLog(partition=0), EventLog(partition=1)
+    runs.metrics("r0", 1)  # offset 0
+    runs.run_created("r1")  # offset 1
+    experiments.raw(b"junk")
+    experiments.add("experiment_created", experiment_id="7", name="x", artifact_location="a", tags=[])
+    reader = EmptyStateReader()
+    Materializer(reader).process(runs.messages + experiments.messages)
+    assert reader.calls == [({0: 0, 1: 1}, {"7": "experiment", "r0": "run", "r1": "run"})]
 
 
 def test_garbage_and_tombstones_are_rejected_with_reason_and_raw_bytes():
