@@ -1,4 +1,8 @@
-"""Ingest counters of one worker, their recent rates, and their Prometheus text exposition."""
+"""Ingest counters of one worker, their recent rates, and their Prometheus text exposition.
+
+A `trackstream gateway` has no worker of its own: its ``IngestStats`` (``role="gateway"``) holds
+only the workers' materialized positions it follows and the topic's end offsets, so its status
+and ``/metrics`` show the consumer lag, and no counters that would read as zero."""
 
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ COUNTERS = {
 
 @dataclass
 class IngestStats:
+    role: str = "server"  # "server" / "worker": counters of this process's worker; "gateway": lag only
     started_at: float = field(default_factory=time.time)
     batches: int = 0
     events: int = 0
@@ -66,27 +71,35 @@ class IngestStats:
                 "points_per_s": round((self.metric_points - first[2]) / span, 1),
                 "rejects_per_s": round((self.rejects - first[3]) / span, 2)}
 
+    @property
+    def counts_events(self) -> bool:
+        return self.role != "gateway"
+
     def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"uptime_s": round(time.time() - self.started_at, 1)}
-        out.update({name: getattr(self, name) for name in COUNTERS})
-        out.update(self.rates())
-        out["last_insert_ms"] = round(self.last_insert_seconds * 1000, 1)
+        out: dict[str, Any] = {"role": self.role, "uptime_s": round(time.time() - self.started_at, 1)}
+        if self.counts_events:
+            out.update({name: getattr(self, name) for name in COUNTERS})
+            out.update(self.rates())
+            out["last_insert_ms"] = round(self.last_insert_seconds * 1000, 1)
+        else:
+            out["counters"] = "kept by each `trackstream worker` (its log); this gateway follows their positions"
         out["positions"] = {str(p): o for p, o in sorted(self.positions.items())}
         out["lag"] = {str(p): n for p, n in self.lag().items()}
         return out
 
     def prometheus(self) -> str:
         lines = []
-        for name, help_text in COUNTERS.items():
+        for name, help_text in COUNTERS.items() if self.counts_events else ():
             lines += [f"# HELP trackstream_{name}_total {help_text}", f"# TYPE trackstream_{name}_total counter",
                       f"trackstream_{name}_total {getattr(self, name)}"]
-        lines += ["# HELP trackstream_insert_seconds ClickHouse insert time per batch.",
-                  "# TYPE trackstream_insert_seconds summary",
-                  f"trackstream_insert_seconds_sum {self.insert_seconds_total:.6f}",
-                  f"trackstream_insert_seconds_count {self.batches}",
-                  "# HELP trackstream_consumer_lag Events in the log not yet materialized.",
+        if self.counts_events:
+            lines += ["# HELP trackstream_insert_seconds ClickHouse insert time per batch.",
+                      "# TYPE trackstream_insert_seconds summary",
+                      f"trackstream_insert_seconds_sum {self.insert_seconds_total:.6f}",
+                      f"trackstream_insert_seconds_count {self.batches}"]
+        lines += ["# HELP trackstream_consumer_lag Events in the log not yet materialized.",
                   "# TYPE trackstream_consumer_lag gauge"]
         lines += [f'trackstream_consumer_lag{{partition="{p}"}} {n}' for p, n in self.lag().items()]
-        for name, value in self.rates().items():
+        for name, value in self.rates().items() if self.counts_events else ():
             lines += [f"# TYPE trackstream_{name} gauge", f"trackstream_{name} {value}"]
         return "\n".join(lines) + "\n"

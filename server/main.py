@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -43,6 +44,9 @@ from trackstream.errors import InvalidInput
 from trackstream.producer.artifacts import STAGING_DIR, open_artifact_store
 
 READ_THREADS = 2
+GATEWAY_STATUS_REFRESH_S = 2.0  # how fresh a gateway's lag figures are
+
+log = logging.getLogger("trackstream.gateway")
 
 
 def server_state_file(settings: Settings) -> Path:
@@ -123,22 +127,37 @@ def serve_gateway(settings: Settings) -> None:
     settings.home.mkdir(parents=True, exist_ok=True)
     ensure_topics(settings, dead_letters=False)
     SchemaManager(connect_patiently(settings.clickhouse_dsn, STARTUP_WAIT_S, "migrate"), settings.database).migrate()
-    consistency = LogEndReadYourWrites(TopicEnds(settings.kafka_bootstrap, settings.topic, settings.partitions,
-                                                 client_config=settings.kafka_security.librdkafka_config()).high_watermarks)
+    topic_ends = TopicEnds(settings.kafka_bootstrap, settings.topic, settings.partitions,
+                           client_config=settings.kafka_security.librdkafka_config())
+    consistency = LogEndReadYourWrites(topic_ends.high_watermarks)
     run_cache = RunDataCache()
     write_state = WriteStateCache()
     follower = PositionFollower(PositionLog(connect(settings.clickhouse_dsn, "positions"), settings.database),
                                 consistency, run_cache, settings.positions_poll_s, write_state)
-    gateway = Gateway(settings, auth, consistency, run_cache, IngestStats(), write_state)
+    stats = IngestStats(role="gateway")
+    gateway = Gateway(settings, auth, consistency, run_cache, stats, write_state)
+
+    async def refresh_status() -> None:
+        """What /api/ts/status and /metrics show on a gateway: the workers' positions and the lag
+        behind the topic's end."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                stats.highwaters = await loop.run_in_executor(None, topic_ends.high_watermarks)
+            except Exception as exc:  # Kafka away: keep the last known ends
+                log.warning("cannot read the topic's end offsets for the status: %s", exc)
+            stats.positions = dict(follower.seen)
+            await asyncio.sleep(GATEWAY_STATUS_REFRESH_S)
 
     async def run() -> None:
         await follower.start()
-        following = asyncio.create_task(follower.follow())
+        background = [asyncio.create_task(follower.follow()), asyncio.create_task(refresh_status())]
         await gateway.start()
         try:
             await asyncio.Event().wait()
         finally:
-            following.cancel()
+            for task in background:
+                task.cancel()
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run())

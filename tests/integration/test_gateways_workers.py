@@ -10,7 +10,7 @@ import time
 import uuid
 
 from trackstream.infra.topics import ensure_topics
-from tests.integration.harness import ServerHandle, free_port, make_server, mlflow_call
+from tests.integration.harness import ServerHandle, free_port, make_server, mlflow_call, wait_until
 
 RYW_ROUNDS = 20
 
@@ -48,6 +48,13 @@ def test_write_through_one_gateway_is_read_through_the_other(kafka_bootstrap, cl
         print(f"\ncross-gateway read-your-writes over {RYW_ROUNDS} rounds: p50 "
               f"{statistics.median(latencies) * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms")
         assert all(process.process.poll() is None for process in workers + gateways)
+
+        def caught_up_status() -> dict | None:
+            status = gateways[1].reader.status()
+            return status if status["lag"] and not any(status["lag"].values()) else None
+        status = wait_until(caught_up_status, 30, "a gateway's status to show the workers caught up")
+        assert status["role"] == "gateway" and "events" not in status
+        assert sum(int(o) + 1 for o in status["positions"].values()) >= RYW_ROUNDS + 1  # every event, materialized
     finally:
         for process in gateways + workers:
             process.stop()

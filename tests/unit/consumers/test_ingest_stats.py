@@ -26,3 +26,16 @@ def test_status_dict_reports_rates_and_positions():
     status = stats.as_dict()
     assert status["events"] == 3 and status["positions"] == {"2": 8}
     assert status["events_per_s"] >= 0
+
+
+def test_a_gateway_shows_the_workers_lag_and_no_counters_of_its_own():
+    stats = IngestStats(role="gateway")
+    stats.positions = {0: 9, 1: 4}
+    stats.highwaters = {0: 10, 1: 8}
+    status = stats.as_dict()
+    assert status["role"] == "gateway"
+    assert status["lag"] == {"0": 0, "1": 3}
+    assert "events" not in status and "points_per_s" not in status  # they would read as zero
+    text = stats.prometheus()
+    assert 'trackstream_consumer_lag{partition="1"} 3' in text
+    assert "trackstream_events_total" not in text and "trackstream_insert_seconds" not in text
