@@ -16,12 +16,13 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
 import clickhouse_connect
 import numpy as np
 import pyarrow as pa
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from trackstream.consumers.materializer import TABLE_COLUMNS, AggregateState, TableRows
 from trackstream.consumers.model_state import ModelState
@@ -30,6 +31,8 @@ from trackstream.consumers.schema_lock import migration_lock
 from trackstream.config import redact_secrets
 from trackstream.errors import StorageError
 from trackstream.schemas.envelope import REQUEST_WRITER_PREFIX
+
+T = TypeVar("T")
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 MODEL_TABLES = ("logged_models", "logged_model_params", "logged_model_tags", "logged_model_metrics",
@@ -68,25 +71,37 @@ def connect(dsn: str, purpose: str = "write") -> Client:
         return client
 
 
-def connect_patiently(dsn: str, wait_s: float, purpose: str = "write",
-                      connect_fn: Callable[[str, str], Client] | None = None,
-                      sleep: Callable[[float], None] = time.sleep,
-                      clock: Callable[[], float] = time.monotonic) -> Client:
-    """``connect``, retried with backoff for up to ``wait_s`` while a ClickHouse *server* does not
-    answer: a worker or gateway started while the server restarts waits for it instead of exiting.
-    The embedded engine is never waited for (its failures are not transient)."""
-    connect_fn = connect_fn or connect
+# What a ClickHouse outage raises: our wrapped errors, the driver's errors, socket errors.
+CLICKHOUSE_FAILURES = (StorageError, ClickHouseError, OSError)
+
+
+def patiently(step: Callable[[], T], dsn: str, wait_s: float, what: str,
+              sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> T:
+    """``step()``, retried with backoff for up to ``wait_s`` while a ClickHouse *server* fails: a
+    worker or gateway started while the server restarts waits for it instead of exiting, whether
+    the server goes away before the connection or between it and the migrations. The embedded
+    engine is never waited for (its failures are not transient)."""
     deadline = clock() + wait_s
     delay = 0.5
     while True:
         try:
-            return connect_fn(dsn, purpose)
-        except StorageError as exc:
+            return step()
+        except CLICKHOUSE_FAILURES as exc:
             if dsn.startswith("chdb://") or clock() + delay > deadline:
                 raise
-            logging.getLogger(__name__).warning("%s; retrying in %.1f s", exc, delay)
+            logging.getLogger(__name__).warning("%s: %s; retrying in %.1f s", what, exc, delay)
             sleep(delay)
             delay = min(delay * 2, 5.0)
+
+
+def connect_patiently(dsn: str, wait_s: float, purpose: str = "write",
+                      connect_fn: Callable[[str, str], Client] | None = None,
+                      sleep: Callable[[float], None] = time.sleep,
+                      clock: Callable[[], float] = time.monotonic) -> Client:
+    """``connect``, waited for as ``patiently`` says."""
+    connect_fn = connect_fn or connect
+    return patiently(lambda: connect_fn(dsn, purpose), dsn, wait_s, f"connecting to ClickHouse ({purpose})",
+                     sleep, clock)
 
 
 def _held_by_another_process(dsn: str) -> bool:

@@ -17,16 +17,15 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import faust
-from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from trackstream.consumers.batching import FlushRequests, take_batches
 from trackstream.consumers.ingest_stats import IngestStats
 from trackstream.consumers.finalizer import FinalizeDeadline, decidable_partitions, finalize_timeout_event, overdue_runs
 from trackstream.consumers.materializer import BatchChanges, Materializer, RejectReason, SourceMessage, TableRows
 from trackstream.consumers.positions import PositionLog
-from trackstream.consumers.store import ClickHouseSink, ClickHouseStateReader, SchemaManager, connect_patiently
+from trackstream.consumers.store import (CLICKHOUSE_FAILURES, ClickHouseSink, ClickHouseStateReader, SchemaManager,
+                                         connect_patiently, patiently)
 from trackstream.config import Settings
-from trackstream.errors import StorageError
 from trackstream.consumers.committed_artifacts import latest_committed_sha256
 from trackstream.producer.staging_gc import collect_staging, gc_interval_s, settle_versions, staging_stores
 
@@ -35,8 +34,6 @@ log = logging.getLogger("trackstream.worker")
 BATCH_MAX_EVENTS = 2000
 CHUNK_MAX_BYTES = 16 * 1024 * 1024  # one materialize+insert step; bounds memory per step
 SESSION_TIMEOUT_S = 10.0  # a SIGKILLed worker's partitions move after this long
-# What a ClickHouse outage raises: our wrapped insert errors, the driver's errors, socket errors.
-CLICKHOUSE_FAILURES = (StorageError, ClickHouseError, OSError)
 MAX_RETRY_BACKOFF_S = 10.0
 STARTUP_WAIT_S = 120.0  # a ClickHouse server that does not answer at startup is waited for this long
 EXIT_UNACKED_BATCH = 70  # EX_SOFTWARE
@@ -74,8 +71,13 @@ class MaterializerService:
         # and before its offsets can be committed.
         self._crash_after_insert = int(os.environ.get("TRACKSTREAM_FAULT_KILL_AFTER_BATCH", "0"))
         self.client = self.executor.submit(connect_patiently, settings.clickhouse_dsn, STARTUP_WAIT_S).result()
-        self.executor.submit(SchemaManager(self.client, settings.database).migrate).result()
-        self.sink = self.executor.submit(ClickHouseSink, self.client, settings.database).result()
+
+        def prepare_storage() -> ClickHouseSink:
+            SchemaManager(self.client, settings.database).migrate()
+            return ClickHouseSink(self.client, settings.database)  # reads the high-water marks
+
+        self.sink = self.executor.submit(patiently, prepare_storage, settings.clickhouse_dsn, STARTUP_WAIT_S,
+                                         "preparing ClickHouse").result()
         # Only a ClickHouse server has gateways in other processes to tell; the embedded engine
         # belongs to this process, whose gateway hears of each batch through on_materialized.
         self.positions = None if settings.clickhouse_dsn.startswith("chdb://") else \

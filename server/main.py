@@ -17,7 +17,7 @@ from aiohttp import web
 from trackstream.consumers.replay import BackgroundReplay
 from trackstream.consumers.ingest_stats import IngestStats
 from trackstream.consumers.positions import PositionLog
-from trackstream.consumers.store import SchemaManager, connect, connect_patiently
+from trackstream.consumers.store import SchemaManager, connect, connect_patiently, patiently
 from trackstream.consumers.batching import FlushRequests
 from trackstream.consumers.materializer import BatchChanges
 from trackstream.consumers.worker import STARTUP_WAIT_S, MaterializerService, build_app
@@ -126,7 +126,8 @@ def serve_gateway(settings: Settings) -> None:
     auth = load_auth(settings.auth_file, settings.server_host)
     settings.home.mkdir(parents=True, exist_ok=True)
     ensure_topics(settings, dead_letters=False)
-    SchemaManager(connect_patiently(settings.clickhouse_dsn, STARTUP_WAIT_S, "migrate"), settings.database).migrate()
+    schema = SchemaManager(connect_patiently(settings.clickhouse_dsn, STARTUP_WAIT_S, "migrate"), settings.database)
+    patiently(schema.migrate, settings.clickhouse_dsn, STARTUP_WAIT_S, "migrating ClickHouse")
     topic_ends = TopicEnds(settings.kafka_bootstrap, settings.topic, settings.partitions,
                            client_config=settings.kafka_security.librdkafka_config())
     consistency = LogEndReadYourWrites(topic_ends.high_watermarks)

@@ -50,3 +50,30 @@ def test_the_embedded_engine_is_not_waited_for():
     with pytest.raises(StorageError):
         connect_patiently("chdb:///tmp/x", 60, "write", server.connect, clock.sleep, lambda: clock.now)
     assert clock.sleeps == []
+
+
+def test_a_server_that_goes_away_after_the_connection_is_waited_for_too():
+    """The ClickHouse server stopped between a worker's connect and its migrations (CI saw it)."""
+    from clickhouse_connect.driver.exceptions import OperationalError
+
+    from trackstream.consumers.store import patiently
+
+    attempts, clock = [], Clock()
+
+    def migrate() -> int:
+        attempts.append(clock.now)
+        if len(attempts) < 3:
+            raise OperationalError("HTTPConnectionPool(host='127.0.0.1', port=8123): connection refused")
+        return 11
+
+    assert patiently(migrate, "http://h:8123", 60, "migrating", clock.sleep, lambda: clock.now) == 11
+    assert clock.sleeps == [0.5, 1.0]
+
+
+def test_a_bug_is_not_retried():
+    from trackstream.consumers.store import patiently
+
+    clock = Clock()
+    with pytest.raises(KeyError):
+        patiently(lambda: {}["missing"], "http://h:8123", 60, "migrating", clock.sleep, lambda: clock.now)
+    assert clock.sleeps == []
