@@ -35,14 +35,15 @@ export async function fetchBuckets(runId, key, range) {
 /** The full history, page after page (the route answers in capped pages with a next_page_token). */
 async function fetchTimes(runId, key) {
   const path = `/api/ts/runs/${encodeURIComponent(runId)}/metrics/${key.split('/').map(encodeURIComponent).join('/')}`;
-  const history = {step: [], timestamp_ms: [], value: []};
+  const pages = {step: [], timestamp_ms: [], value: []};
   let token = null;
   do {
     const page = await tsGet(path, token ? {page_token: token} : {});
-    for (const name of Object.keys(history)) history[name] = history[name].concat(page.history[name]);
+    for (const name of Object.keys(pages)) pages[name].push(page.history[name]);
     token = page.next_page_token;
   } while (token);
-  return history;
+  // joined once at the end: concatenating page by page would copy the history once per page
+  return Object.fromEntries(Object.entries(pages).map(([name, chunks]) => [name, chunks.flat()]));
 }
 
 /** uPlot tables [x, min, max, line] for each run, joined on x. */
