@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trackstream.errors import PermissionDenied, ServiceUnavailable
+from trackstream.kafka_security import refused_by_broker
 
 SCRAM_MECHANISM = "SCRAM-SHA-512"
 CLIENT_LISTENER = "SASL_PLAINTEXT"
@@ -147,7 +148,7 @@ def _wait_all(futures: Any, timeout: float, what: str) -> None:
         try:
             future.result(timeout)
         except KafkaException as exc:
-            if "AUTHORIZATION_FAILED" in str(exc) or "AUTHENTICATION" in str(exc):
+            if refused_by_broker(exc):
                 raise PermissionDenied(f"{what} was refused: {exc}; sign in as the broker's administrator "
                                        f"(TRACKSTREAM_KAFKA_USERNAME / TRACKSTREAM_KAFKA_PASSWORD)") from exc
             raise ServiceUnavailable(f"{what} failed: {exc}") from exc

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from confluent_kafka import KafkaError
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from trackstream.config import Settings
 from trackstream.errors import InvalidInput, PermissionDenied, ServiceUnavailable
+from trackstream.kafka_security import kafka_error_code, refused_by_broker
 
 EVENT_TOPIC_CONFIG = {
     "retention.ms": "-1",          # the log is the source of truth: keep events forever by default
@@ -44,9 +46,9 @@ def ensure_topics(settings: Settings, timeout: float = 30.0, *, dead_letters: bo
             future.result(timeout)
             created.append(name)
         except Exception as exc:
-            if "TOPIC_ALREADY_EXISTS" in str(exc):
+            if kafka_error_code(exc) == KafkaError.TOPIC_ALREADY_EXISTS:
                 continue
-            if "AUTHORIZATION_FAILED" in str(exc):
+            if refused_by_broker(exc):
                 raise PermissionDenied(
                     f"topic {name} does not exist (or {settings.kafka_security.username or 'this client'} may not "
                     f"see it) and may not be created with these Kafka credentials: an administrator creates it "

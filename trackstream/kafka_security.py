@@ -135,6 +135,23 @@ class KafkaSecurity:
         return faust.SSLCredentials(self.ssl_context())
 
 
+def kafka_error_code(exc: BaseException) -> int | None:
+    """The broker's error code in a confluent-kafka exception (an admin future's, say), else None."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    err = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
+    return err.code() if isinstance(err, KafkaError) else None
+
+
+def refused_by_broker(exc: BaseException) -> bool:
+    """Whether the broker refused these credentials (sign-in or ACLs): retrying cannot help."""
+    from confluent_kafka import KafkaError
+
+    return kafka_error_code(exc) in (
+        KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+        KafkaError.GROUP_AUTHORIZATION_FAILED, KafkaError.SASL_AUTHENTICATION_FAILED, KafkaError._AUTHENTICATION)
+
+
 def _existing_file(env: Mapping[str, str], name: str) -> Path | None:
     raw = env.get(name, "").strip()
     if not raw:

@@ -84,3 +84,15 @@ def test_a_certificate_without_its_key_is_refused(tmp_path: Path) -> None:
     (tmp_path / "client.pem").write_text("x")
     with pytest.raises(InvalidInput, match="TRACKSTREAM_KAFKA_SSL_KEY"):
         KafkaSecurity.from_env({"TRACKSTREAM_KAFKA_SSL_CERT": str(tmp_path / "client.pem")})
+
+
+def test_the_brokers_refusals_are_told_apart_from_other_errors_by_code() -> None:
+    from confluent_kafka import KafkaError, KafkaException
+
+    from trackstream.kafka_security import kafka_error_code, refused_by_broker
+
+    refused = KafkaException(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED))
+    exists = KafkaException(KafkaError(KafkaError.TOPIC_ALREADY_EXISTS))
+    assert refused_by_broker(refused) and not refused_by_broker(exists)
+    assert kafka_error_code(exists) == KafkaError.TOPIC_ALREADY_EXISTS
+    assert kafka_error_code(ValueError("AUTHORIZATION_FAILED")) is None  # a message alone decides nothing
