@@ -126,8 +126,8 @@ class ServerHandle:
             except subprocess.TimeoutExpired:
                 self.kill()
 
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        result = subprocess.run([sys.executable, "-m", "trackstream.cli", *args], env=self.env,
+    def cli(self, *args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess:
+        result = subprocess.run([sys.executable, "-m", "trackstream.cli", *args], env=self.env, input=stdin,
                                 capture_output=True, text=True, timeout=120, cwd=REPO)
         if check and result.returncode != 0:
             raise AssertionError(f"trackstream {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
@@ -198,3 +198,15 @@ def mlflow_call(base_url: str, path: str, body: dict | None = None) -> dict:
         headers={"Content-Type": "application/json"}, method="POST" if body is not None else "GET")
     with urllib.request.urlopen(request, timeout=60) as response:
         return json.loads(response.read())
+
+
+def mlflow_refusal(base_url: str, path: str, body: dict) -> tuple[int, str]:
+    """(HTTP status, MLflow error code) of a call expected to fail; (200, "") when it succeeded."""
+    import json
+    import urllib.error
+
+    try:
+        mlflow_call(base_url, path, body)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read()).get("error_code", "")
+    return 200, ""

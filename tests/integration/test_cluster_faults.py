@@ -4,16 +4,14 @@ across the gateways runs first, on the healthy cluster; the ClickHouse outage la
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import statistics
 import time
-import urllib.error
 import uuid
 
 from tests.integration.cluster_faults import Ingest, assert_exactly_once
-from tests.integration.harness import mlflow_call, wait_until
+from tests.integration.harness import mlflow_call, mlflow_refusal, wait_until
 from trackstream.infra.processes import pid_alive
 
 
@@ -46,15 +44,6 @@ def test_read_your_writes_across_the_two_gateways(local_cluster):
           f"max {max(latencies) * 1000:.0f} ms")
 
 
-def refusal(url: str, path: str, body: dict) -> tuple[int, str]:
-    """(HTTP status, MLflow error code) of a call expected to fail; (200, "") when it succeeded."""
-    try:
-        mlflow_call(url, path, body)
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read()).get("error_code", "")
-    return 200, ""
-
-
 def test_writes_through_one_gateway_are_checked_against_changes_made_through_the_other(local_cluster):
     first, second = (g.url for g in local_cluster.gateway_processes)
     experiment_id = mlflow_call(first, "experiments/create", {"name": f"x-{uuid.uuid4().hex[:8]}"})["experiment_id"]
@@ -70,12 +59,12 @@ def test_writes_through_one_gateway_are_checked_against_changes_made_through_the
     mlflow_call(second, "experiments/delete", {"experiment_id": experiment_id})  # deletes `kept` too
     mlflow_call(first, "runs/get?run_id=" + deleted)  # read-your-writes: the first gateway has caught up
 
-    assert refusal(first, "runs/log-metric", {"run_id": deleted, "key": "loss", "value": 2.0, "step": 1,
+    assert mlflow_refusal(first, "runs/log-metric", {"run_id": deleted, "key": "loss", "value": 2.0, "step": 1,
                                               "timestamp": 1_700_000_000_001}) == (400, "INVALID_PARAMETER_VALUE")
-    assert refusal(first, "runs/create", {"experiment_id": experiment_id}) == (400, "INVALID_PARAMETER_VALUE")
+    assert mlflow_refusal(first, "runs/create", {"experiment_id": experiment_id}) == (400, "INVALID_PARAMETER_VALUE")
     mlflow_call(second, "experiments/restore", {"experiment_id": experiment_id})  # restores `kept`
     mlflow_call(first, "runs/get?run_id=" + kept)
-    assert refusal(first, "runs/log-parameter", {"run_id": kept, "key": "lr", "value": "0.2"}) == (
+    assert mlflow_refusal(first, "runs/log-parameter", {"run_id": kept, "key": "lr", "value": "0.2"}) == (
         400, "INVALID_PARAMETER_VALUE")  # MLflow keeps a param's first value
     mlflow_call(first, "runs/log-metric", {"run_id": kept, "key": "loss", "value": 2.0, "step": 1,
                                            "timestamp": 1_700_000_000_001})  # restored: writable again

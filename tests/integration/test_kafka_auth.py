@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,7 +26,7 @@ from trackstream.kafka_security import KafkaSecurity
 from trackstream.producer.client import TrackingClient
 from trackstream.producer.kafka_writer import EventWriter
 from trackstream.producer.sync import sync_spools
-from tests.integration.harness import REPO, ServerHandle, free_port, make_server, mlflow_call, wait_until
+from tests.integration.harness import ServerHandle, free_port, make_server, mlflow_call, wait_until
 
 BROKER_START_S = 90
 PASSWORDS = {"trainer": "trainer-pw-" + uuid.uuid4().hex[:8], "worker": "worker-pw-" + uuid.uuid4().hex[:8],
@@ -52,13 +50,6 @@ class SecuredKafka:
         return {"bootstrap.servers": self.broker.bootstrap, **self.security(user, password).librdkafka_config()}
 
 
-def run_cli(env: dict[str, str], *args: str, stdin: str = "", check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "trackstream.cli", *args], env=env, input=stdin,
-                            capture_output=True, text=True, timeout=120, cwd=REPO)
-    assert result.returncode == 0 or not check, f"trackstream {' '.join(args)} exited {result.returncode}:\n{result.stderr}"
-    return result
-
-
 def role_env(user: str) -> dict[str, str]:
     return {"TRACKSTREAM_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "TRACKSTREAM_KAFKA_USERNAME": user,
             "TRACKSTREAM_KAFKA_PASSWORD": PASSWORDS[user]}
@@ -76,11 +67,11 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredKafka]:
         base = make_server(broker.bootstrap, tmp_path_factory.mktemp("auth-base"), name)
         admin = {"bootstrap.servers": broker.bootstrap, **broker.client_config}
         # topics and one user through the operator's commands, signed in as the administrator
-        admin_env = dict(base.env, TRACKSTREAM_KAFKA_USERNAME=auth.admin_user,
-                         TRACKSTREAM_KAFKA_PASSWORD=auth.admin_password)
-        created = run_cli(admin_env, "infra", "topics")
+        administrator = dataclasses.replace(base, env_overrides={
+            "TRACKSTREAM_KAFKA_USERNAME": auth.admin_user, "TRACKSTREAM_KAFKA_PASSWORD": auth.admin_password})
+        created = administrator.cli("infra", "topics")
         assert base.settings.topic in created.stdout and base.settings.dead_letter_topic in created.stdout
-        made = run_cli(admin_env, "kafka-user", "gateway", "--role", "gateway", stdin=PASSWORDS["gateway"] + "\n")
+        made = administrator.cli("kafka-user", "gateway", "--role", "gateway", stdin=PASSWORDS["gateway"] + "\n")
         assert "Kafka user gateway can now sign in" in made.stdout
         for user in ("trainer", "worker"):
             add_scram_user(admin, user, PASSWORDS[user])
@@ -177,8 +168,8 @@ def test_trainer_can_only_produce_to_the_events_topic(secured: SecuredKafka) -> 
                                                   KafkaError.CLUSTER_AUTHORIZATION_FAILED)
 
     # nor can it make itself a worker
-    trainer_env = dict(secured.base.env, **role_env("trainer"))
-    escalate = run_cli(trainer_env, "kafka-user", "trainer2", "--role", "worker", stdin="another-password\n", check=False)
+    as_trainer = dataclasses.replace(secured.base, env_overrides=role_env("trainer"))
+    escalate = as_trainer.cli("kafka-user", "trainer2", "--role", "worker", stdin="another-password\n", check=False)
     assert escalate.returncode == 1 and "refused" in escalate.stderr and "administrator" in escalate.stderr
     assert "Traceback" not in escalate.stderr
 
