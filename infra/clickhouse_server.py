@@ -35,13 +35,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from trackstream.infra.kafka_broker import port_is_free
 from trackstream.infra.processes import (
     InfraError,
     directory_lock,
+    ensure_ports_free,
     launched_log_tail,
     launch_detached,
     owned_pid,
+    port_is_free,
     stop_recorded,
     wait_until_answering,
     write_atomically,
@@ -179,12 +180,8 @@ class ClickHouseServer:
             if pid is not None:
                 return self._wait_until_answering(pid, timeout, stop_on_failure=False)
             self.pid_path.unlink(missing_ok=True)
-            for role, port in (("HTTP", self.http_port), ("TCP", self.tcp_port)):
-                if not port_is_free(self.host, port):
-                    raise InfraError(
-                        f"ClickHouse {role} port {port} on {self.host} is already in use by another "
-                        f"process (not the server recorded in {self.pid_path})"
-                    )
+            ensure_ports_free(self.host, {"ClickHouse HTTP": self.http_port, "ClickHouse TCP": self.tcp_port},
+                              f"the server recorded in {self.pid_path}")
             write_atomically(self.config_path, server_config_xml(self.host, self.http_port, self.tcp_port))
             self.data_dir.mkdir(parents=True, exist_ok=True)
             pid = launch_detached(serve_command(self.python, self.data_dir), self.log_path,

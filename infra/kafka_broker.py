@@ -31,6 +31,7 @@ from trackstream.infra.kafka_auth import BrokerAuth
 from trackstream.infra.processes import (
     InfraError,
     directory_lock,
+    ensure_ports_free,
     launched_log_tail,
     launch_detached,
     owned_pid,
@@ -178,17 +179,6 @@ def java_major_version(version_output: str) -> int | None:
 
 def tail_text(text: str, lines: int) -> str:
     return "\n".join(text.splitlines()[-lines:])
-
-
-def port_is_free(host: str, port: int) -> bool:
-    """Whether a listener could bind ``host:port`` now (TIME_WAIT leftovers do not count)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def metadata_answers(bootstrap: str, timeout: float = 2.0, client_config: Mapping[str, str] | None = None) -> bool:
@@ -403,13 +393,8 @@ class KafkaBroker:
         return classpath
 
     def _ensure_ports_free(self) -> None:
-        for role, port in (("broker", self.port), ("controller", self.controller_port)):
-            if not port_is_free(self.host, port):
-                raise InfraError(
-                    f"{role} port {port} on {self.host} is already in use by another process "
-                    f"(not the broker recorded in {self.pid_path}). Stop that process or choose "
-                    f"another port."
-                )
+        ensure_ports_free(self.host, {"broker": self.port, "controller": self.controller_port},
+                          f"the broker recorded in {self.pid_path}")
 
     def _format_storage_once(self, classpath: str) -> None:
         if (self.data_dir / "meta.properties").exists():

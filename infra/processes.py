@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import os
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -222,3 +223,23 @@ def wait_until_answering(pid: int, pid_path: Path, answers: Callable[[], bool], 
         outcome = f"it is still running as pid {pid}"
     raise InfraError(f"the {what} did not answer on {where} within {timeout:.0f}s ({outcome}); "
                      f"last lines of {log_path}:\n{log_tail()}")
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """Whether a listener could bind ``host:port`` now (TIME_WAIT leftovers do not count)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def ensure_ports_free(host: str, ports: Mapping[str, int], ours: str) -> None:
+    """Refuse to start when another process holds one of ``ports`` ({role: port}); ``ours`` names
+    the process of ours it is not."""
+    for role, port in ports.items():
+        if not port_is_free(host, port):
+            raise InfraError(f"{role} port {port} on {host} is already in use by another process (not {ours}). "
+                             f"Stop that process or choose another port.")
