@@ -45,7 +45,6 @@ R = TypeVar("R")
 K = TypeVar("K")
 
 HOST = "127.0.0.1"
-BROKERS = 3
 REPLICATION_FACTOR = 3
 MIN_INSYNC_REPLICAS = 2
 CLUSTER_BROKER_JAVA_OPTS = ("-Xmx384m", "-Xms128m", "-XX:+UseG1GC", "-Djava.awt.headless=true")

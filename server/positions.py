@@ -33,7 +33,6 @@ class PositionFollower:
         self.write_state = write_state
         self.interval_s = interval_s
         self.seen: dict[int, int] = {}
-        self.polls = 0
         # Its own thread: polls never queue behind user reads (nor share their client's session).
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="positions")
 
@@ -60,7 +59,6 @@ class PositionFollower:
                 log.warning("cannot read materialized positions, retrying: %s", exc)
                 await asyncio.sleep(POLL_ERROR_BACKOFF_S)
                 continue
-            self.polls += 1
             self.apply(rows)
             await asyncio.sleep(self.interval_s)
 
