@@ -97,7 +97,8 @@ class MaterializerService:
     async def on_clickhouse(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
-    def handle_batch(self, messages: list[SourceMessage]) -> TableRows:
+    def handle_batch(self, messages: list[SourceMessage]) -> tuple[TableRows, BatchChanges, dict[int, int]]:
+        """Materialize and store one chunk; returns its rows, what it changed and its last offset per partition."""
         rows = self.materializer.process(messages)
         started = time.perf_counter()
         self.sink.write(rows)
@@ -105,20 +106,21 @@ class MaterializerService:
         for m in messages:
             last[m.partition] = max(m.offset, last.get(m.partition, -1))
         # After the rows: gateways in other processes advance their marks from this (consumers/positions.py).
+        changes = rows.changes()
         if self.positions is not None:
-            self.positions.record(last, rows.changes())
+            self.positions.record(last, changes)
         self.stats.record_batch(len(messages), rows.metric_points, rows.counts.get("rejects", 0),
                                 rows.counts.get("duplicates", 0), time.perf_counter() - started, last)
         self.stats.rows_already_stored = self.sink.rows_already_stored
         if self._crash_after_insert and self.stats.batches >= self._crash_after_insert:
             os.kill(os.getpid(), signal.SIGKILL)
-        return rows
+        return rows, changes, last
 
-    async def write_batch(self, messages: list[SourceMessage]) -> tuple[list[tuple], BatchChanges]:
+    async def write_batch(self, messages: list[SourceMessage]) -> tuple[list[tuple], BatchChanges, dict[int, int]]:
         """Materialize one batch, retrying for as long as ClickHouse fails (the log keeps the
         events; nothing is acked meanwhile). A retry first reloads the marks and forgets cached
         state, so state is rebuilt as of the batch start; that recovery is retried too.
-        Returns the batch's rejects and what it changed.
+        Returns the batch's rejects, what it changed and its last offset per partition.
 
         Whatever escapes here makes faust ack the batch (``take_events`` acks in a ``finally``),
         so nothing may: a ClickHouse failure is waited out, and any other error (a bug) ends the
@@ -129,11 +131,13 @@ class MaterializerService:
                 await self.on_clickhouse(self.reset_if_stale)
                 rejects: list[tuple] = []
                 changes = BatchChanges()
+                last: dict[int, int] = {}
                 for chunk in split_by_size(messages):
-                    rows = await self.on_clickhouse(self.handle_batch, chunk)
+                    rows, chunk_changes, chunk_last = await self.on_clickhouse(self.handle_batch, chunk)
                     rejects.extend(rows.rows.get("rejects", ()))
-                    changes |= rows.changes()
-                return rejects, changes
+                    changes |= chunk_changes
+                    last.update(chunk_last)  # chunks are in offset order: a later chunk's offsets are higher
+                return rejects, changes, last
             except CLICKHOUSE_FAILURES as exc:
                 self._state_stale = True
                 self.stats.storage_errors += 1
@@ -189,11 +193,8 @@ def build_app(settings: Settings, service: MaterializerService,
         async for events in take_batches(stream, BATCH_MAX_EVENTS, settings.batch_window_s, service.flush_requests):
             messages = [SourceMessage(e.message.partition, e.message.offset, e.message.value, e.message.key,
                                       int(e.message.timestamp * 1000)) for e in events]
-            rejects, changes = await service.write_batch(messages)
+            rejects, changes, last = await service.write_batch(messages)
             if service.on_materialized is not None:
-                last: dict[int, int] = {}
-                for m in messages:
-                    last[m.partition] = max(m.offset, last.get(m.partition, -1))
                 service.on_materialized(last, changes)
             for reject in rejects:
                 partition, offset, reason, detail = reject[:4]
