@@ -50,8 +50,10 @@ def test_write_through_one_gateway_is_read_through_the_other(kafka_bootstrap, cl
         assert all(process.process.poll() is None for process in workers + gateways)
 
         def caught_up_status() -> dict | None:
+            # the gateway refreshes its figures every 2 s: wait for one taken after the last write
             status = gateways[1].reader.status()
-            return status if status["lag"] and not any(status["lag"].values()) else None
+            covered = sum(int(o) + 1 for o in status["positions"].values()) >= RYW_ROUNDS + 1
+            return status if covered and status["lag"] and not any(status["lag"].values()) else None
         status = wait_until(caught_up_status, 30, "a gateway's status to show the workers caught up")
         assert status["role"] == "gateway" and "events" not in status
         assert sum(int(o) + 1 for o in status["positions"].values()) >= RYW_ROUNDS + 1  # every event, materialized
