@@ -79,6 +79,9 @@ class StateReader(Protocol):
         from the one partition its key maps to, so one read serves a batch's partitions."""
 
 
+# Tables whose rows (run id first) change what a read of the run shows.
+RUN_TABLES = ("runs", "params", "tags", "dataset_inputs", "run_model_links")
+
 # Rows that change what a gateway checks writes against (server/mlflow_service.py: a run's
 # lifecycle and params, an experiment's lifecycle), by the kind of id in their first column.
 WRITE_STATE_TABLES = {"runs": "run", "params": "run", "experiments": "experiment"}
@@ -89,13 +92,23 @@ WriteStateChange = tuple[str, str, int, int]  # (kind, id, partition, offset of 
 class BatchChanges:
     """What one stored batch changed: every run (read caches forget them) and, with the event
     that did it, each change to the state writes are checked against (a gateway that did not
-    append that event itself forgets what it cached)."""
+    append that event itself forgets what it cached).
+
+    In process only (the all-in-one server, whose gateway applies its own appends to its run
+    cache): ``run_events``, the (partition, offset) of every event that changed each run, and
+    ``refused_runs``, the runs an event of the batch was refused for."""
 
     runs: set[str] = field(default_factory=set)
     write_state: list[WriteStateChange] = field(default_factory=list)
+    run_events: dict[str, set[tuple[int, int]]] = field(default_factory=dict)
+    refused_runs: set[str] = field(default_factory=set)
 
     def __or__(self, other: "BatchChanges") -> "BatchChanges":
-        return BatchChanges(self.runs | other.runs, self.write_state + other.write_state)
+        run_events = {r: set(e) for r, e in self.run_events.items()}
+        for run_id, events in other.run_events.items():
+            run_events.setdefault(run_id, set()).update(events)
+        return BatchChanges(self.runs | other.runs, self.write_state + other.write_state, run_events,
+                            self.refused_runs | other.refused_runs)
 
 
 @dataclass
@@ -108,16 +121,25 @@ class TableRows:
 
     def touched_runs(self) -> set[str]:
         """Every run this batch changes (a reader's cache of run data must forget them)."""
-        touched = {part[0] for part in self.metric_parts}
-        for table in ("runs", "params", "tags", "dataset_inputs"):
-            touched.update(row[0] for row in self.rows.get(table, ()))
-        return touched
+        return set(self.run_events())
+
+    def run_events(self) -> dict[str, set[tuple[int, int]]]:
+        """The (partition, offset) of the events that changed each run this batch changes."""
+        events: dict[str, set[tuple[int, int]]] = defaultdict(set)
+        for run_id, partition, offset, _ in self.metric_parts:
+            events[run_id].add((partition, offset))
+        for table in RUN_TABLES:
+            for row in self.rows.get(table, ()):
+                events[row[0]].add((row[-2], row[-1]))
+        return events
 
     def changes(self) -> BatchChanges:
         """What gateways' caches must hear of this batch."""
-        return BatchChanges(self.touched_runs(), [
+        run_events = self.run_events()
+        return BatchChanges(set(run_events), [
             (kind, row[0], row[-2], row[-1])
-            for table, kind in WRITE_STATE_TABLES.items() for row in self.rows.get(table, ())])
+            for table, kind in WRITE_STATE_TABLES.items() for row in self.rows.get(table, ())],
+            dict(run_events), {row[6] for row in self.rows.get("rejects", ()) if row[6]})
 
     def metrics_table(self) -> pa.Table | None:
         if not self.metric_parts:

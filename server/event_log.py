@@ -103,13 +103,13 @@ class EventAppender:
     def __init__(self, bootstrap: str, topic: str, consistency: ReadYourWrites,
                  codec: EventCodec | None = None, writer_id: str | None = None, ack_timeout_s: float = 30.0,
                  client_config: Mapping[str, str] | None = None,
-                 on_ack: Callable[[int, int], None] | None = None) -> None:
+                 on_ack: Callable[[int, int, str, dict[str, Any]], None] | None = None) -> None:
         self.topic = topic
         self.ack_timeout_s = ack_timeout_s
         self.codec = codec or default_codec()
         self.identity = WriterIdentity(writer_id)
         self.consistency = consistency
-        self.on_ack = on_ack  # (partition, offset) of every event this gateway appended
+        self.on_ack = on_ack  # (partition, offset, event type, record) of every event this gateway appended
         self._producer = Producer({"bootstrap.servers": bootstrap, **GATEWAY_PRODUCER_CONFIG, **(client_config or {})})
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="gateway-producer", daemon=True)
@@ -145,7 +145,7 @@ class EventAppender:
             raise DeliveryError(f"Kafka did not accept the {event_type} event: {err.str()}")
         self.consistency.record_ack(partition, offset)
         if self.on_ack is not None:
-            self.on_ack(partition, offset)
+            self.on_ack(partition, offset, event_type, record)
         return record
 
     def close(self, timeout: float = 10.0) -> None:

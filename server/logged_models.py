@@ -213,9 +213,6 @@ class LoggedModelService:
             await self.mlflow.appender.append("run_models_linked",
                                               {"run_id": run_id, "direction": direction, "models": links})
 
-    async def run_links(self, run_id: str) -> dict[str, list[dict[str, Any]]]:
-        return await self.mlflow.read(self.reader.run_models, run_id)
-
     async def commit_artifact(self, model_id: str, path: str, size: int, sha256: str, uri: str) -> None:
         await self.mlflow.appender.append("logged_model_artifact_committed", {
             "model_id": model_id, "path": path, "size": size, "sha256": sha256, "uri": uri})

@@ -77,11 +77,13 @@ def serve(settings: Settings, loglevel: str = "warning") -> None:
     service = MaterializerService(settings)
     service.flush_requests = FlushRequests()
     consistency = ReadYourWrites(service.flush_requests)
-    run_cache = RunDataCache()
     write_state = WriteStateCache()
+    # The worker is in this process and says which events changed each run, so the read cache may
+    # hold this gateway's own appends (server/run_cache.py).
+    run_cache = RunDataCache(own_appends=write_state.own_appends)
 
     def on_materialized(positions: dict[int, int], changes: BatchChanges) -> None:
-        forget_changes(changes, run_cache, write_state)  # before the marks move: see server.run_cache
+        forget_changes(changes, positions, run_cache, write_state)  # before the marks move: see server.run_cache
         consistency.record_materialized(positions)
 
     service.on_materialized = on_materialized
@@ -186,6 +188,11 @@ class Gateway:
         self.reader = MlflowReader(self.read_executor.submit(connect, settings.clickhouse_dsn, "read").result(),
                                    settings.database, run_cache)
 
+    def _own_append_acknowledged(self, partition: int, offset: int, event_type: str, record: dict[str, Any]) -> None:
+        self.write_state.own_appends.add(partition, offset)
+        if record.get("run_id"):
+            self.reader.run_cache.apply_own_append(record["run_id"], partition, offset, event_type, record)
+
     async def run_read(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.read_executor, fn, *args)
 
@@ -195,7 +202,7 @@ class Gateway:
         appender = EventAppender(settings.kafka_bootstrap, settings.topic, consistency,
                                  ack_timeout_s=settings.gateway_ack_timeout_s,
                                  client_config=settings.kafka_security.librdkafka_config(),
-                                 on_ack=self.write_state.note_own_append)
+                                 on_ack=self._own_append_acknowledged)
         mlflow = MlflowService(appender, reader, self.run_read, consistency, write_state=self.write_state)
         replay = BackgroundReplay(settings, lambda: connect(settings.clickhouse_dsn, "replay"))
         http_app = create_app(reader, self.run_read, self.stats, replay)

@@ -284,13 +284,7 @@ def mlflow_routes(service: MlflowService, reader: MlflowReader, artifacts: Artif
 
     @route("GET", "/mlflow/runs/get")
     async def get_run(request: web.Request) -> web.Response:
-        run = await service.get_run(run_id_param(request.query))
-        links = await models.run_links(run["info"]["run_id"])
-        if links["model_inputs"]:
-            run["inputs"] = dict(run.get("inputs") or {}, model_inputs=links["model_inputs"])
-        if links["model_outputs"]:
-            run["outputs"] = {"model_outputs": links["model_outputs"]}
-        return ok({"run": run})
+        return ok({"run": await service.get_run(run_id_param(request.query))})
 
     @route("POST", "/mlflow/runs/update")
     async def update_run(request: web.Request) -> web.Response:

@@ -119,15 +119,3 @@ class LoggedModelReader:
         return {(k, s, t, v) for k, s, t, v in self.client.query(
             f"SELECT key, step, timestamp_ms, value FROM {self.db}.metrics WHERE run_id = {{r:String}} "
             f"AND key IN {{keys:Array(String)}}", parameters={"r": run_id, "keys": keys}).result_rows}
-
-    def run_models(self, run_id: str) -> dict[str, list[dict[str, Any]]]:
-        """A run's ``model_inputs`` ([{model_id}]) and ``model_outputs`` ([{model_id, step}])."""
-        links: dict[str, list[dict[str, Any]]] = {"model_inputs": [], "model_outputs": []}
-        for direction, model_id, step in self.client.query(
-                f"SELECT direction, model_id, step FROM {self.db}.run_model_links WHERE run_id = {{r:String}} "
-                f"ORDER BY src_offset, model_id LIMIT 1 BY direction, model_id", parameters={"r": run_id}).result_rows:
-            if direction == "INPUT":
-                links["model_inputs"].append({"model_id": model_id})
-            else:
-                links["model_outputs"].append({"model_id": model_id, "step": step})
-        return links

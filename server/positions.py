@@ -38,7 +38,7 @@ class PositionFollower:
 
     def apply(self, rows: PositionRows) -> None:
         positions, changes = fold_changes(rows)
-        forget_changes(changes, self.run_cache, self.write_state)  # before the marks move
+        forget_changes(changes, positions, self.run_cache, self.write_state)  # before the marks move
         for partition, offset in positions.items():
             self.seen[partition] = max(offset, self.seen.get(partition, -1))
         if positions:

@@ -404,6 +404,22 @@ def mlflow_run_entity(info: dict[str, Any], data: dict[str, list]) -> dict[str, 
     return {"info": info, "data": data, "inputs": {"dataset_inputs": datasets} if datasets else {}}
 
 
+def run_entity(entry: dict[str, Any]) -> dict[str, Any]:
+    """MLflow's Run JSON from a run cache entry that holds the run's info and model links."""
+    run = mlflow_run_entity(entry["info"], without_info(entry))
+    links = entry["model_links"]
+    if links["model_inputs"]:
+        run["inputs"] = dict(run["inputs"], model_inputs=links["model_inputs"])
+    if links["model_outputs"]:
+        run["outputs"] = {"model_outputs": links["model_outputs"]}
+    return run
+
+
+def without_info(entry: dict[str, Any]) -> dict[str, Any]:
+    """The metrics / params / tags / dataset inputs of a run cache entry."""
+    return {k: v for k, v in entry.items() if k not in ("info", "model_links")} if "info" in entry else entry
+
+
 def distinct_points(history: pa.Table) -> pa.Table:
     """A history sorted by (step, timestamp, value) without exact repeats, which sorting makes
     neighbours: MLflow's store keeps one point per (key, step, timestamp, value). Vectorized; values
@@ -460,17 +476,47 @@ class MlflowReader(TrackingReader):
     def mlflow_runs(self, run_ids: list[str]) -> list[dict[str, Any]]:
         """Full MLflow Run objects, in the order of ``run_ids``.
 
-        Two queries whatever the number of runs: the infos, then metrics, params and tags as one
-        UNION ALL. Each picks the latest versions of just these runs straight from the tables (the
-        ``*_latest`` views would sort every run before the filter applies).
+        Runs cached with their info come from the cache. For the others, two queries whatever
+        their number: the infos, then metrics, params and tags as one UNION ALL. Each picks the
+        latest versions of just these runs straight from the tables (the ``*_latest`` views would
+        sort every run before the filter applies).
         """
         if not run_ids:
             return []
-        infos = _rows_as_dicts(self.client.query(
-            f"SELECT {', '.join(RUN_INFO_COLUMNS)} FROM {self.db}.runs WHERE run_id IN {{ids:Array(String)}} "
-            f"ORDER BY run_id, src_offset DESC LIMIT 1 BY run_id", parameters={"ids": run_ids}))
-        by_id = {info["run_id"]: info for info in infos}
-        return self._with_data([by_id[r] for r in run_ids if r in by_id])
+        fetched_at = self.run_cache.generation()
+        entries = {r: e for r, e in self.run_cache.get_many(run_ids).items() if "info" in e}
+        missing = [r for r in dict.fromkeys(run_ids) if r not in entries]
+        if missing:
+            infos = _rows_as_dicts(self.client.query(
+                f"SELECT {', '.join(RUN_INFO_COLUMNS)} FROM {self.db}.runs WHERE run_id IN {{ids:Array(String)}} "
+                f"ORDER BY run_id, src_offset DESC LIMIT 1 BY run_id", parameters={"ids": missing}))
+            found = [info["run_id"] for info in infos]
+            fetched = self._run_data(found)
+            links = self._model_links(found)
+            for info in infos:
+                fetched[info["run_id"]].update(info=info, model_links=links[info["run_id"]])
+            self.run_cache.put_many(fetched, fetched_at)
+            entries.update(fetched)
+        return [run_entity(entries[r]) for r in run_ids if r in entries]
+
+    def _model_links(self, run_ids: list[str]) -> dict[str, dict[str, list[dict[str, Any]]]]:
+        """Runs' ``model_inputs`` ([{model_id}]) and ``model_outputs`` ([{model_id, step}])."""
+        links: dict[str, dict[str, list[dict[str, Any]]]] = {r: {"model_inputs": [], "model_outputs": []}
+                                                              for r in run_ids}
+        for run_id, direction, model_id, step in self.client.query(
+                f"SELECT run_id, direction, model_id, step FROM {self.db}.run_model_links "
+                f"WHERE run_id IN {{ids:Array(String)}} ORDER BY run_id, src_offset, model_id "
+                f"LIMIT 1 BY run_id, direction, model_id", parameters={"ids": run_ids}).result_rows:
+            if direction == "INPUT":
+                links[run_id]["model_inputs"].append({"model_id": model_id})
+            else:
+                links[run_id]["model_outputs"].append({"model_id": model_id, "step": step})
+        return links
+
+    def cached_mlflow_run(self, run_id: str) -> dict[str, Any] | None:
+        """The run from the cache alone, when it holds the run's info and data; no query."""
+        entry = self.run_cache.get(run_id)
+        return run_entity(entry) if entry is not None and "info" in entry else None
 
     def search_mlflow_runs(self, sql: str, parameters: dict[str, Any], max_results: int,
                            page_token: str | None, as_of_ms: int | None = None
@@ -512,7 +558,7 @@ class MlflowReader(TrackingReader):
             fetched = self._run_data(missing)
             self.run_cache.put_many(fetched, fetched_at)
             data.update(fetched)
-        return [mlflow_run_entity(info, data[info["run_id"]]) for info in infos]
+        return [mlflow_run_entity(info, without_info(data[info["run_id"]])) for info in infos]
 
     def _run_data(self, run_ids: list[str]) -> dict[str, dict[str, list]]:
         db, ids = self.db, {"ids": run_ids}

@@ -14,33 +14,24 @@ materializer (a rejects row), as before.
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from trackstream.consumers.materializer import BatchChanges, WriteStateChange
+from trackstream.server.own_appends import OwnAppends
 from trackstream.server.run_cache import InvalidatedCache, RunDataCache
-
-# Own appends remembered to recognise their changes when the worker reports them: at 5,000 writes/s
-# that is 20 s of materialization lag; beyond it an own change is forgotten too (costs a re-read).
-OWN_APPENDS_KEPT = 100_000
 
 
 class WriteStateCache:
-    def __init__(self, capacity: int = 100_000) -> None:
+    def __init__(self, capacity: int = 100_000, own_appends: OwnAppends | None = None) -> None:
         self.runs = InvalidatedCache(capacity)  # run id -> CachedRun (server/mlflow_service.py)
         self.experiment_stages = InvalidatedCache(capacity)  # experiment id -> lifecycle stage
-        self._own_appends: OrderedDict[tuple[int, int], None] = OrderedDict()
-
-    def note_own_append(self, partition: int, offset: int) -> None:
-        self._own_appends[(partition, offset)] = None
-        if len(self._own_appends) > OWN_APPENDS_KEPT:
-            self._own_appends.popitem(last=False)
+        self.own_appends = own_appends if own_appends is not None else OwnAppends()
 
     def forget_changes(self, changes: Iterable[WriteStateChange]) -> None:
         runs: list[str] = []
         experiments: list[str] = []
         for kind, entity_id, partition, offset in changes:
-            if (partition, offset) in self._own_appends:
+            if (partition, offset) in self.own_appends:
                 continue
             (runs if kind == "run" else experiments).append(entity_id)
         if runs:
@@ -49,10 +40,11 @@ class WriteStateCache:
             self.experiment_stages.invalidate(experiments)
 
 
-def forget_changes(changes: BatchChanges, run_cache: RunDataCache, write_state: WriteStateCache | None) -> None:
+def forget_changes(changes: BatchChanges, positions: Mapping[int, int], run_cache: RunDataCache,
+                   write_state: WriteStateCache | None) -> None:
     """What a gateway does with a stored batch's changes, before its read-your-writes marks move
-    past them (server/run_cache.py says why that order)."""
-    if changes.runs:
-        run_cache.invalidate(changes.runs)
+    past ``positions`` (server/run_cache.py says why that order)."""
+    if changes.runs or changes.refused_runs:
+        run_cache.forget(changes, positions)
     if write_state is not None and changes.write_state:
         write_state.forget_changes(changes.write_state)

@@ -118,6 +118,39 @@ def test_mlflow_writes_are_checked_against_what_the_sdk_changed_directly(sdk, se
         assert mlflow_refusal(url, path, body) == (400, "INVALID_PARAMETER_VALUE"), path
 
 
+def test_a_run_read_from_the_servers_cache_shows_its_own_writes_and_what_the_sdk_wrote_directly(sdk, server):
+    """The server answers runs/get of a run it has read before from its cache, patched with its own
+    acknowledged writes (no wait for the worker); a write that bypassed it must still show."""
+    url = server.settings.server_url
+    run_id = mlflow_call(url, "runs/create", {"experiment_id": "0"})["run"]["info"]["run_id"]
+
+    def log_loss(step: int) -> None:
+        mlflow_call(url, "runs/log-metric", {"run_id": run_id, "key": "loss", "value": step / 10, "step": step,
+                                             "timestamp": 1_700_000_000_000 + step})
+
+    def get() -> dict:
+        run = mlflow_call(url, f"runs/get?run_id={run_id}")["run"]
+        return {"metrics": {m["key"]: m["step"] for m in run["data"]["metrics"]},
+                "tags": {t["key"]: t["value"] for t in run["data"]["tags"]}, "params": run["data"].get("params", [])}
+
+    log_loss(0)
+    assert get()["metrics"] == {"loss": 0}  # now cached
+    for step in range(1, 20):
+        log_loss(step)
+        mlflow_call(url, "runs/set-tag", {"run_id": run_id, "key": "step", "value": str(step)})
+        got = get()
+        assert got["metrics"] == {"loss": step} and got["tags"]["step"] == str(step)
+    sdk.log_metric(run_id, "acc", 0.5, step=7)
+    sdk.set_tag(run_id, "via", "sdk")
+    ts.get_run(run_id)  # waits for the SDK's writes to be materialized
+    got = get()  # no marks sent: the server's cached entry must have been forgotten
+    assert got["metrics"] == {"loss": 19, "acc": 7} and got["tags"]["via"] == "sdk"
+    log_loss(20)
+    mlflow_call(url, "runs/log-parameter", {"run_id": run_id, "key": "lr", "value": "0.1"})
+    got = get()
+    assert got["metrics"] == {"loss": 20, "acc": 7} and got["params"] == [{"key": "lr", "value": "0.1"}]
+
+
 def test_marks_of_events_stored_before_a_server_restart_do_not_wait(sdk, server):
     """Runs last in this module: it restarts the module's server."""
     with ts.start_run() as run:

@@ -37,7 +37,7 @@ def test_followed_write_state_changes_of_other_writers_are_forgotten_own_ones_ke
     for run_id in ("deleted-elsewhere", "deleted-here"):
         write_state.runs.put(run_id, CachedRun("0"))
     write_state.experiment_stages.put("7", "active")
-    write_state.note_own_append(1, 40)  # this gateway appended the event at partition 1, offset 40
+    write_state.own_appends.add(1, 40)  # this gateway appended the event at partition 1, offset 40
     follower = PositionFollower(positions=None, consistency=ReadYourWrites(), run_cache=RunDataCache(),
                                 interval_s=1, write_state=write_state)
     follower.apply([(0, 12, ["deleted-elsewhere"], [("run", "deleted-elsewhere", 0, 12), ("experiment", "7", 0, 11)]),
