@@ -151,6 +151,42 @@ def test_a_run_read_from_the_servers_cache_shows_its_own_writes_and_what_the_sdk
     assert got["metrics"] == {"loss": 20, "acc": 7} and got["params"] == [{"key": "lr", "value": "0.1"}]
 
 
+def test_concurrent_writers_of_one_run_each_read_their_own_latest_write(sdk, server):
+    """Four clients log steps of one metric to one run and read the run after every write, while
+    the SDK writes to it straight to Kafka: the cached run is patched, kept and forgotten under them,
+    and no read may show less than the reader's own last write."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    url = server.settings.server_url
+    run_id = mlflow_call(url, "runs/create", {"experiment_id": "0"})["run"]["info"]["run_id"]
+
+    def client(worker: int) -> list[str]:
+        problems = []
+        for i in range(60):
+            step = i * 4 + worker
+            mlflow_call(url, "runs/log-metric", {"run_id": run_id, "key": "loss", "value": float(step), "step": step,
+                                                 "timestamp": 1_700_000_000_000 + step})
+            mlflow_call(url, "runs/set-tag", {"run_id": run_id, "key": f"w{worker}", "value": str(i)})
+            run = mlflow_call(url, f"runs/get?run_id={run_id}")["run"]
+            seen = {m["key"]: m["step"] for m in run["data"]["metrics"]}.get("loss", -1)
+            tag = {t["key"]: t["value"] for t in run["data"]["tags"]}.get(f"w{worker}")
+            if seen < step or tag != str(i):
+                problems.append(f"client {worker} wrote step {step} / tag {i}, read step {seen} / tag {tag}")
+        return problems
+
+    with ThreadPoolExecutor(5) as pool:
+        clients = [pool.submit(client, w) for w in range(4)]
+        for i in range(30):
+            sdk.log_metric(run_id, "sdk", float(i), step=i)
+            sdk.flush()
+            time.sleep(0.02)
+        problems = [p for c in clients for p in c.result()]
+    assert problems == []
+    ts.get_run(run_id)  # the SDK's writes are stored now; a plain read must show them
+    run = mlflow_call(url, f"runs/get?run_id={run_id}")["run"]
+    assert {m["key"]: m["step"] for m in run["data"]["metrics"]} == {"loss": 239, "sdk": 29}
+
+
 def test_marks_of_events_stored_before_a_server_restart_do_not_wait(sdk, server):
     """Runs last in this module: it restarts the module's server."""
     with ts.start_run() as run:
