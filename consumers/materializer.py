@@ -119,12 +119,9 @@ class TableRows:
     metric_parts: list[tuple[str, int, int, MetricBatch]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
-    def touched_runs(self) -> set[str]:
-        """Every run this batch changes (a reader's cache of run data must forget them)."""
-        return set(self.run_events())
-
     def run_events(self) -> dict[str, set[tuple[int, int]]]:
-        """The (partition, offset) of the events that changed each run this batch changes."""
+        """Every run this batch changes (a reader's cache of run data must forget them), with the
+        (partition, offset) of the events that changed it."""
         events: dict[str, set[tuple[int, int]]] = defaultdict(set)
         for run_id, partition, offset, _ in self.metric_parts:
             events[run_id].add((partition, offset))
@@ -139,7 +136,7 @@ class TableRows:
         return BatchChanges(set(run_events), [
             (kind, row[0], row[-2], row[-1])
             for table, kind in WRITE_STATE_TABLES.items() for row in self.rows.get(table, ())],
-            dict(run_events), {row[6] for row in self.rows.get("rejects", ()) if row[6]})
+            dict(run_events), {row[REJECT_AGGREGATE] for row in self.rows.get("rejects", ()) if row[REJECT_AGGREGATE]})
 
     def metrics_table(self) -> pa.Table | None:
         if not self.metric_parts:
@@ -200,6 +197,9 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "rejects": ("src_partition", "src_offset", "reason", "detail", "event_type", "event_id", "aggregate_id",
                 "raw_base64"),
 }
+
+
+REJECT_AGGREGATE = TABLE_COLUMNS["rejects"].index("aggregate_id")
 
 
 def run_row(state: RunState, partition: int, offset: int) -> tuple:

@@ -206,9 +206,7 @@ class MlflowService:
 
     async def get_run(self, run_id: Any) -> dict[str, Any]:
         run_id = required_run_id(run_id)
-        # A cache that holds this gateway's own appends already shows every write it acknowledged
-        # on the run: nothing to wait for (server/run_cache.py).
-        run = self.reader.cached_mlflow_run(run_id) if self.reader.run_cache.holds_own_writes else None
+        run = self.reader.run_with_own_writes(run_id)  # every write acknowledged here shows: no wait
         if run is None:
             run = await self.read(self.reader.mlflow_run, run_id)
         if run is None:

@@ -513,8 +513,11 @@ class MlflowReader(TrackingReader):
                 links[run_id]["model_outputs"].append({"model_id": model_id, "step": step})
         return links
 
-    def cached_mlflow_run(self, run_id: str) -> dict[str, Any] | None:
-        """The run from the cache alone, when it holds the run's info and data; no query."""
+    def run_with_own_writes(self, run_id: str) -> dict[str, Any] | None:
+        """The run from a cache that holds this gateway's own appends (so a read needs no
+        read-your-writes wait), when it holds the run's info and data; no query. Else None."""
+        if not self.run_cache.holds_own_writes:
+            return None
         entry = self.run_cache.get(run_id)
         return run_entity(entry) if entry is not None and "info" in entry else None
 

@@ -44,6 +44,7 @@ class InvalidatedCache:
         self.capacity = capacity
         self._data: OrderedDict[str, RunData] = OrderedDict()
         self._touched_at: dict[str, int] = {}
+        self._trim_at = 4 * capacity
         self._generation = 0
         self._lock = threading.Lock()
         self.hits = 0
@@ -87,13 +88,21 @@ class InvalidatedCache:
 
     def invalidate(self, run_ids: Iterable[str]) -> None:
         with self._lock:
-            self._generation += 1
-            for run_id in run_ids:
+            for run_id in self._touch(run_ids):
                 self._data.pop(run_id, None)
-                self._touched_at[run_id] = self._generation
-            if len(self._touched_at) > 4 * self.capacity:
-                oldest = self._generation - _TRACKED_GENERATIONS
-                self._touched_at = {r: g for r, g in self._touched_at.items() if g > oldest}
+
+    def _touch(self, run_ids: Iterable[str]) -> Iterable[str]:
+        """A new generation in which ``run_ids`` changed (under the lock): nothing fetched before it
+        is stored for them. Returns the ids."""
+        self._generation += 1
+        run_ids = list(run_ids)
+        for run_id in run_ids:
+            self._touched_at[run_id] = self._generation
+        if len(self._touched_at) > self._trim_at:  # amortized: the next trim waits for twice what is left
+            oldest = self._generation - _TRACKED_GENERATIONS
+            self._touched_at = {r: g for r, g in self._touched_at.items() if g > oldest}
+            self._trim_at = max(4 * self.capacity, 2 * len(self._touched_at))
+        return run_ids
 
 
 class RunDataCache(InvalidatedCache):
@@ -124,8 +133,7 @@ class RunDataCache(InvalidatedCache):
         if self.own_appends is None:
             return
         with self._lock:
-            self._generation += 1
-            self._touched_at[run_id] = self._generation
+            self._touch((run_id,))
             if offset > self._materialized.get(partition, -1):
                 self._pending[run_id] = (partition, offset)
             entry = self._data.get(run_id)
@@ -145,9 +153,7 @@ class RunDataCache(InvalidatedCache):
             for partition, offset in positions.items():
                 if offset > self._materialized.get(partition, -1):
                     self._materialized[partition] = offset
-            self._generation += 1
-            for run_id in changes.runs | changes.refused_runs:
-                self._touched_at[run_id] = self._generation
+            for run_id in self._touch(changes.runs | changes.refused_runs):
                 if not self._only_own_events(run_id, changes):
                     self._data.pop(run_id, None)
             if len(self._pending) > self.capacity:

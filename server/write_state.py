@@ -22,10 +22,10 @@ from trackstream.server.run_cache import InvalidatedCache, RunDataCache
 
 
 class WriteStateCache:
-    def __init__(self, capacity: int = 100_000, own_appends: OwnAppends | None = None) -> None:
+    def __init__(self, capacity: int = 100_000) -> None:
         self.runs = InvalidatedCache(capacity)  # run id -> CachedRun (server/mlflow_service.py)
         self.experiment_stages = InvalidatedCache(capacity)  # experiment id -> lifecycle stage
-        self.own_appends = own_appends if own_appends is not None else OwnAppends()
+        self.own_appends = OwnAppends()  # shared with the all-in-one server's run cache
 
     def forget_changes(self, changes: Iterable[WriteStateChange]) -> None:
         runs: list[str] = []

@@ -210,13 +210,13 @@ def test_a_batch_reports_every_run_it_changed():
     for run_id in ("r1", "r2", "r3", "r4", "untouched-later"):
         log.run_created(run_id)
     first = Materializer(EmptyStateReader()).process(log.messages)
-    assert first.touched_runs() == {"r1", "r2", "r3", "r4", "untouched-later"}
+    assert first.changes().runs == {"r1", "r2", "r3", "r4", "untouched-later"}
     log.messages.clear()
     log.add("params_set", run_id="r2", params=[{"key": "lr", "value": "0.1"}])
     log.add("tags_set", run_id="r3", tags=[{"key": "stage", "value": "dev"}])
     log.metrics("r4", 3)
     states = {r: AggregateState(run=RunState(r, "0")) for r in ("r2", "r3", "r4")}
-    assert Materializer(EmptyStateReader(states)).process(log.messages).touched_runs() == {"r2", "r3", "r4"}
+    assert Materializer(EmptyStateReader(states)).process(log.messages).changes().runs == {"r2", "r3", "r4"}
 
 
 def _dataset(name: str, digest: str, context: str) -> dict:
@@ -233,7 +233,7 @@ def test_dataset_inputs_keep_the_first_of_each_name_and_digest_per_run():
     rows = Materializer(EmptyStateReader()).process(log.messages)
     assert [(r[1], r[2], r[8]) for r in rows.rows["dataset_inputs"]] == [("iris", "d1", ["training"]),
                                                                          ("iris", "d2", ["evaluation"])]
-    assert rows.touched_runs() == {"r1"}
+    assert rows.changes().runs == {"r1"}
 
 
 def test_dataset_inputs_already_stored_are_not_stored_again():

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from trackstream.server.run_cache import RunDataCache
+import math
+
+import numpy as np
+import pytest
+
+from trackstream.consumers.materializer import BatchChanges, Materializer
+from trackstream.schemas import MetricBatch
+from trackstream.server.own_appends import OwnAppends
+from trackstream.server.run_cache import _TRACKED_GENERATIONS, RunDataCache, latest_points, patch_run_data
+from tests.unit.consumers.events import EventLog
+from tests.unit.consumers.test_materializer import EmptyStateReader
 
 
 def data(tag):
@@ -43,17 +53,8 @@ def test_a_zero_capacity_cache_keeps_nothing():
 
 # -- a cache that holds the gateway's own appends (the all-in-one server) ---------------------------------
 
-import math  # noqa: E402
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
 
-from trackstream.consumers.materializer import BatchChanges, Materializer  # noqa: E402
-from trackstream.schemas import MetricBatch  # noqa: E402
-from trackstream.server.own_appends import OwnAppends  # noqa: E402
-from trackstream.server.run_cache import latest_points, patch_run_data  # noqa: E402
-from tests.unit.consumers.events import EventLog  # noqa: E402
-from tests.unit.consumers.test_materializer import EmptyStateReader  # noqa: E402
 
 
 def metrics_record(points, params=(), tags=()):
@@ -195,3 +196,13 @@ def test_without_own_appends_every_change_forgets_and_own_appends_are_ignored():
     assert cache.get("r") == entry()
     cache.forget(BatchChanges({"r"}, [], {"r": {(0, 1)}}), {0: 1})
     assert cache.get("r") is None
+
+
+def test_own_appends_to_ever_new_runs_keep_the_change_records_bounded():
+    """A long-lived server appends to millions of runs: what it remembers of their changes stays
+    within the generations a fetch can span."""
+    cache = RunDataCache(capacity=10, own_appends=OwnAppends())
+    appends = 3 * _TRACKED_GENERATIONS
+    for n in range(appends):
+        cache.apply_own_append(f"run-{n}", 0, n, "tags_set", {"tags": []})
+    assert len(cache._touched_at) <= 2 * _TRACKED_GENERATIONS < appends
