@@ -6,7 +6,10 @@ queries built by ``server.search.build_search_query`` per case and prints wall-c
 max and process CPU time in ms (CPU time is the steadier number on a shared machine). The target
 is p99 < 100 ms for a metric filter with an order_by.
 
-    python benchmarks/bench_search.py [--runs 10000] [--searches 200]
+    python benchmarks/bench_search.py [--runs 10000] [--searches 200] [--extra-keys 30 --versions 3 --steps 5]
+
+--extra-keys and --versions give runs the shape real ones have: dozens of keys and a version per
+lifecycle change (the defaults, 3 keys and one version, are the original bench's).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.embedded import seeded_database  # noqa: E402
+from trackstream.consumers.materializer import TABLE_COLUMNS  # noqa: E402
 from trackstream.server.search import build_search_query, encode_page_token  # noqa: E402
 
 DATABASE = "bench_search"
@@ -31,35 +35,44 @@ EXPERIMENTS = 4
 BATCHES = 5
 
 
-def seed(client, runs: int, steps: int) -> None:
+RUN_COLUMNS = list(TABLE_COLUMNS["runs"])
+
+
+def seed(client, runs: int, steps: int, extra_keys: int = 0, versions: int = 1) -> None:
+    """``extra_keys`` more metrics, params and tags per run besides the searched ones; each run
+    stored as ``versions`` versions (RUNNING ... FINISHED), one insert each, as a worker would."""
     rng = np.random.default_rng(0)
     run_ids = [f"{i:032x}" for i in range(runs)]
     offset = iter(range(1, 10**9))
-    client.insert(f"{DATABASE}.runs", [
-        [rid, str(i % EXPERIMENTS), f"run-{i}", "bench", "src", "", "FINISHED", 1_700_000_000_000 + i * 1000,
-         1_700_000_001_000 + i * 1000, "deleted" if i % 50 == 0 else "active", f"s3://b/{rid}", [], 0, next(offset)]
-        for i, rid in enumerate(run_ids)],
-        column_names=["run_id", "experiment_id", "run_name", "user_id", "source_name", "parent_run_id", "status",
-                      "start_time", "end_time", "lifecycle_stage", "artifact_uri", "missing_artifacts",
-                      "src_partition", "src_offset"])
+    for version in range(versions):
+        last = version == versions - 1
+        client.insert(f"{DATABASE}.runs", [
+            [rid, str(i % EXPERIMENTS), f"run-{i}", "bench", "src", "", "FINISHED" if last else "RUNNING",
+             1_700_000_000_000 + i * 1000, 1_700_000_001_000 + i * 1000 if last else None,
+             "deleted" if i % 50 == 0 and last else "active", f"s3://b/{rid}", [], 0, next(offset)]
+            for i, rid in enumerate(run_ids)], column_names=RUN_COLUMNS)
+    extra = [f"x{k:03d}" for k in range(extra_keys)]
     client.insert(f"{DATABASE}.params", [
         [rid, key, value, 0, "e", 0, next(offset)]
         for i, rid in enumerate(run_ids)
-        for key, value in (("lr", str(10 ** -(i % 4))), ("optimizer", ("adam", "sgd")[i % 2]), ("seed", str(i)))],
+        for key, value in (("lr", str(10 ** -(i % 4))), ("optimizer", ("adam", "sgd")[i % 2]), ("seed", str(i)),
+                           *((key, str(i % 5)) for key in extra))],
         column_names=["run_id", "key", "value", "timestamp_ms", "event_id", "src_partition", "src_offset"])
     client.insert(f"{DATABASE}.tags", [
         [rid, key, value, 0, 0, next(offset)]
-        for i, rid in enumerate(run_ids) for key, value in (("mlflow.runName", f"run-{i}"), ("team", f"t{i % 7}"))],
+        for i, rid in enumerate(run_ids)
+        for key, value in (("mlflow.runName", f"run-{i}"), ("team", f"t{i % 7}"), *((key, "v") for key in extra))],
         column_names=["run_id", "key", "value", "deleted", "src_partition", "src_offset"])
+    keys = ["acc", "loss", "lr_sched", *extra]
     per_batch = max(1, steps // BATCHES)
     for batch in range(BATCHES):
         step = np.arange(batch * per_batch, (batch + 1) * per_batch)
-        n = runs * 3 * len(step)
+        n = runs * len(keys) * len(step)
         table = pa.table({
-            "run_id": np.repeat(run_ids, 3 * len(step)),
-            "key": np.tile(np.repeat(["acc", "loss", "lr_sched"], len(step)), runs),
-            "step": np.tile(step, runs * 3).astype(np.int64),
-            "timestamp_ms": np.tile(1_700_000_000_000 + step, runs * 3).astype(np.int64),
+            "run_id": np.repeat(run_ids, len(keys) * len(step)),
+            "key": np.tile(np.repeat(keys, len(step)), runs),
+            "step": np.tile(step, runs * len(keys)).astype(np.int64),
+            "timestamp_ms": np.tile(1_700_000_000_000 + step, runs * len(keys)).astype(np.int64),
             "value": rng.random(n),
             "src_partition": np.zeros(n, dtype=np.uint32),
             "src_offset": np.arange(n, dtype=np.uint64) + 10**8 * (batch + 1),
@@ -97,6 +110,14 @@ def time_case(client, searches: int, spec: dict) -> tuple[list[float], list[floa
     return sorted(wall), sorted(cpu)
 
 
+def parts(client) -> str:
+    """Active parts of the tables a search reads (background merges change them while the bench runs)."""
+    rows = client.query("SELECT table, count() FROM system.parts WHERE database = {d:String} AND active "
+                        "AND table NOT IN ('schema_migrations', 'metrics', 'metric_rollups') GROUP BY table "
+                        "ORDER BY table", parameters={"d": DATABASE}).result_rows
+    return ", ".join(f"{table} {count}" for table, count in rows)
+
+
 def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * q))]
 
@@ -106,11 +127,21 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument("--steps", type=int, default=20, help="points per metric per run")
     parser.add_argument("--searches", type=int, default=200)
+    parser.add_argument("--extra-keys", type=int, default=0,
+                        help="more metrics, params and tags per run besides the searched ones (real runs log dozens)")
+    parser.add_argument("--versions", type=int, default=1, help="stored versions per run (RUNNING ... FINISHED)")
+    parser.add_argument("--merged", action="store_true",
+                        help="merge every table's parts first (the state after background merges caught up)")
     args = parser.parse_args()
-    with seeded_database(DATABASE, lambda c: seed(c, args.runs, args.steps), "bench-search-") as client:
+    with seeded_database(DATABASE, lambda c: seed(c, args.runs, args.steps, args.extra_keys, args.versions), "bench-search-") as client:
         print(f"{args.runs} runs, {client.command(f'SELECT count() FROM {DATABASE}.metrics')} metric points")
+        if args.merged:
+            for (table,) in client.query("SELECT name FROM system.tables WHERE database = {d:String} AND "
+                                         "engine LIKE '%MergeTree'", parameters={"d": DATABASE}).result_rows:
+                client.command(f"OPTIMIZE TABLE {DATABASE}.`{table}` FINAL")
         print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         for name, spec in CASES.items():
+            print(f"active parts: {parts(client)}")
             time_case(client, 5, spec)
             wall, cpu = time_case(client, args.searches, spec)
             print(f"{name:52s} wall p50 {statistics.median(wall):6.1f}  p99 {percentile(wall, 0.99):6.1f}  "

@@ -51,7 +51,8 @@ class Seeder:
 def seeded(db):
     """Experiment 1: r1..r3 active (r2 renamed and back to RUNNING), r4 deleted; experiment 2: r5."""
     client, database = db
-    client.command(f"SYSTEM STOP MERGES {database}.latest_metrics")  # keep one part per metric insert
+    for table in ("latest_metrics_by_key", "runs_current"):  # keep one part per insert: FINAL must pick
+        client.command(f"SYSTEM STOP MERGES {database}.{table}")
     s = Seeder(client, database)
     s.run("r1", name="alpha", start=1000, end=2000, status="FINISHED")
     s.run("r2", name="beta-old", start=2000, end=None, status="FINISHED", user="u2")
@@ -108,7 +109,7 @@ def test_default_order_is_start_time_desc(seeded):
 def test_metric_filters_compare_the_latest_value(seeded, filter_string, expected):
     client, database = seeded
     parts = client.command(f"SELECT count() FROM system.parts WHERE database = '{database}' "
-                           "AND table = 'latest_metrics' AND active")
+                           "AND table = 'latest_metrics_by_key' AND active")
     assert parts > 1  # the latest value must be found across unmerged parts
     assert ids(*seeded, filter_string) == expected
 
@@ -223,3 +224,78 @@ def test_injection_attempt_matches_nothing_and_leaves_tables_intact(seeded):
     assert ids(client, database, order_by=[f"params.`{evil}` DESC"]) == ["r3", "r2", "r1"]
     assert client.command(f"SELECT count() FROM {database}.runs") == 7
     assert client.command(f"EXISTS TABLE {database}.params") == 1
+
+
+def _seed_searchable(s: Seeder) -> None:
+    s.run("b1", start=1000)
+    s.run("b1", start=1000, status="RUNNING")
+    s.run("b2", start=2000)
+    s.metric("b1", "acc", (0, 10, 0.9), (1, 20, 0.3))
+    s.metric("b2", "acc", (0, 10, 0.8))
+    s.param("b1", "opt", "adam")
+    s.tag("b2", "team", "x")
+    s.tag("b2", "team", "", deleted=1)
+    s.tag("b1", "team", "y")
+
+
+SEARCHES = (("metrics.acc > 0.5", ["b2"]), ("params.opt = 'adam'", ["b1"]), ("tags.team IS NULL", ["b2"]),
+            ("attributes.status = 'RUNNING'", ["b1"]), ("", ["b2", "b1"]))
+
+
+def test_a_database_written_before_the_search_layout_is_backfilled_by_its_migration(clickhouse_dsn, unique_name):
+    """Rows stored before migration 012 are found through the tables it adds, and running the
+    migration again (a crash before it was recorded) changes no answer."""
+    from trackstream.consumers.store import SchemaManager, connect
+
+    client = connect(clickhouse_dsn)
+    schema = SchemaManager(client, unique_name)
+    layout = next(m for m in schema.migrations if m.name == "012_search_layout")
+    schema.migrations = [m for m in schema.migrations if m.version < layout.version]
+    try:
+        schema.migrate()
+        _seed_searchable(Seeder(client, unique_name))
+        assert client.command(f"EXISTS TABLE {unique_name}.runs_current") == 0
+        SchemaManager(client, unique_name).migrate()
+        for filter_string, expected in SEARCHES:
+            assert ids(client, unique_name, filter_string) == expected, filter_string
+        SchemaManager(client, unique_name).apply(layout)
+        for filter_string, expected in SEARCHES:
+            assert ids(client, unique_name, filter_string) == expected, filter_string
+    finally:
+        client.command(f"DROP DATABASE IF EXISTS {unique_name}")
+
+
+def test_rows_written_after_the_migration_reach_the_search_layout(db):
+    client, database = db
+    _seed_searchable(Seeder(client, database))
+    for filter_string, expected in SEARCHES:
+        assert ids(client, database, filter_string) == expected, filter_string
+
+
+def test_a_key_filter_reads_the_rows_of_that_key_not_of_every_key(db):
+    """With many keys per run, a search reads about one key's share of each per-key table, not
+    the whole table (the *_by_key tables are ordered by key)."""
+    client, database = db
+    runs, keys = 2000, 20
+    run_ids = [f"k{i:05d}" for i in range(runs)]
+    client.insert(f"{database}.runs", [[r, "1", r, "u", "src", "", "FINISHED", i, None, "active", "", [], 0, i]
+                                       for i, r in enumerate(run_ids)], column_names=RUN_COLUMNS)
+    offsets = iter(range(runs, 10**9))
+    client.insert(f"{database}.metrics", [[r, f"m{k:02d}", 0, 0, float(i % 10), 0, next(offsets)]
+                                          for i, r in enumerate(run_ids) for k in range(keys)],
+                  column_names=["run_id", "key", "step", "timestamp_ms", "value", "src_partition", "src_offset"])
+    client.insert(f"{database}.params", [[r, f"p{k:02d}", str(i % 3), 0, "e", 0, next(offsets)]
+                                         for i, r in enumerate(run_ids) for k in range(keys)],
+                  column_names=["run_id", "key", "value", "timestamp_ms", "event_id", "src_partition", "src_offset"])
+    client.insert(f"{database}.tags", [[r, f"t{k:02d}", "v", 0, 0, next(offsets)]
+                                       for r in run_ids for k in range(keys)],
+                  column_names=["run_id", "key", "value", "deleted", "src_partition", "src_offset"])
+    filter_string = "metrics.m07 > 4 and params.p03 = '1' and tags.t11 = 'v'"
+    sql, params = build_search_query(database, ["1"], filter_string, ["metrics.m07 DESC"], "ACTIVE_ONLY", 100, None)
+    estimate = {row[1]: row[3] for row in client.query("EXPLAIN ESTIMATE " + sql, parameters=params).result_rows}
+    for table in ("latest_metrics_by_key", "params_by_key", "tags_by_key"):
+        # At most two granules of 8,192 rows, of the table's runs * keys = 40,000.
+        assert table in estimate and estimate[table] <= 2 * 8192, (table, estimate)
+    expected = [r for i, r in enumerate(run_ids) if i % 10 > 4 and i % 3 == 1]
+    found = ids(client, database, filter_string, order_by=["metrics.m07 DESC"], max_results=1000)
+    assert sorted(found) == sorted(expected) and len(found) == len(expected)

@@ -252,7 +252,7 @@ def test_sql_text_depends_only_on_the_shape_of_the_search():
 
 def test_a_key_used_twice_is_joined_once():
     sql, _ = build("metrics.m > 1 and metrics.m < 5", ["metrics.m DESC", "params.p"])
-    assert sql.count("latest_metrics FINAL") == 1 and sql.count(".params") == 1
+    assert sql.count("latest_metrics_by_key FINAL") == 1 and sql.count(".params_by_key") == 1
 
 
 def test_default_order_and_tie_breaker():
@@ -275,6 +275,7 @@ def test_a_search_as_of_a_cut_reads_every_table_through_the_cut():
                                 "datasets.name = 'd'", ["metrics.m DESC"], "ACTIVE_ONLY", 10, None, cut)
     assert sql.count(cut) == 5  # runs, param, metric, tag, dataset inputs
     assert "latest_metrics" not in sql  # the rollup table has no cut; the metric rows do
+    assert "_by_key" not in sql and "runs_current" not in sql  # nor have the search layout's tables
     assert build_search_query("db", ["1"], "params.a = 'x'", [], "ACTIVE_ONLY", 10, None)[0].count("src_offset <=") == 0
 
 
