@@ -36,6 +36,7 @@ from trackstream.infra.processes import (
     read_cmdline,
     read_pid,
     stop_recorded,
+    wait_for_exec,
     write_atomically,
 )
 from trackstream.infra.topics import ensure_topics
@@ -170,6 +171,7 @@ class RoleProcess:
                               env={**os.environ, **self.env}, cwd=self.home,
                               banner=f"{ROLE_LAUNCH_MARKER} {self.role}")
         write_atomically(self.pid_path, f"{pid}\n")
+        wait_for_exec(pid)  # until then owned_pid() cannot recognise it
         return pid
 
     def stop(self, timeout: float = 30.0) -> bool:

@@ -135,6 +135,24 @@ def launch_detached(command: Sequence[str], log_path: Path, env: Mapping[str, st
     return process.pid
 
 
+def wait_for_exec(pid: int, timeout: float = 10.0, *, read: Callable[[int], Sequence[str] | None] | None = None,
+                  alive: Callable[[int], bool] | None = None, poll_s: float = 0.01) -> bool:
+    """Wait until ``pid`` shows its own command line; False if it died first or ``timeout`` passed.
+
+    ``subprocess.Popen`` returns once the child's exec has begun, and its cmdline reads empty until
+    the exec is done: a command-line check made straight after a launch can take a starting process
+    for someone else's (on a loaded machine, for milliseconds)."""
+    read, alive = read or read_cmdline, alive or pid_alive
+    deadline = time.monotonic() + timeout
+    while alive(pid):
+        if read(pid):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll_s)
+    return False
+
+
 def terminate(pid: int, timeout: float, what: str) -> None:
     """SIGTERM, then SIGKILL after ``timeout``; raises if the process survives both."""
     for sig, wait_s in ((signal.SIGTERM, timeout), (signal.SIGKILL, KILL_GRACE_S)):

@@ -189,9 +189,30 @@ def shared_local_broker() -> Iterator[str]:
                 started_by_tests.unlink(missing_ok=True)
 
 
-@pytest.fixture(scope="session")
-def kafka_bootstrap() -> Iterator[str]:
-    """Bootstrap servers of a Kafka broker shared by the whole session."""
+def wait_for_group_coordinator(bootstrap: str, timeout: float = BROKER_START_TIMEOUT_S) -> None:
+    """Block until the broker's group coordinator answers. A cold broker creates and loads
+    ``__consumer_offsets`` on the first group request; a worker started meanwhile can sit in
+    coordinator retries for a minute, so the session's first tests would time out waiting for it."""
+    from confluent_kafka import KafkaError
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            admin.describe_consumer_groups(["trackstream-test-warmup"], request_timeout=10)[
+                "trackstream-test-warmup"].result(timeout=15)
+            return
+        except Exception as exc:  # coordinator not available / loading: retried until the deadline
+            error = exc.args[0] if exc.args else None
+            if getattr(error, "code", lambda: None)() == KafkaError.GROUP_ID_NOT_FOUND:
+                return  # newer brokers say so for a group never used: the coordinator answered
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the broker's group coordinator did not answer within {timeout:.0f} s: {exc}")
+            time.sleep(0.5)
+
+
+def _broker_bootstraps() -> Iterator[str]:
     configured = os.environ.get("TRACKSTREAM_TEST_KAFKA")
     if configured:
         yield configured
@@ -205,6 +226,14 @@ def kafka_bootstrap() -> Iterator[str]:
             container.stop()
         return
     yield from shared_local_broker()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """Bootstrap servers of a Kafka broker shared by the whole session, its group coordinator ready."""
+    for bootstrap in _broker_bootstraps():
+        wait_for_group_coordinator(bootstrap)
+        yield bootstrap
 
 
 @pytest.fixture(scope="session")
